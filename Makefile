@@ -1,0 +1,40 @@
+# twinmon: the two commands a newcomer needs are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test test-unit test-integration bench lint services-stop clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## Run the monitor on simulated patients with a local Kafka broker and Redis (Ctrl-C stops everything).
+demo: venv
+	bash deploy/local/demo.sh
+
+## The whole test suite, unit and integration, against real Kafka and Redis that it starts itself.
+test: venv
+	bash deploy/local/kafka.sh fetch
+	$(BIN)/pytest tests
+
+test-unit: venv
+	$(BIN)/pytest tests/unit
+
+## Throughput of the whole path against the raw consume rate, on the local broker and Redis.
+bench: venv
+	bash deploy/local/kafka.sh fetch
+	$(BIN)/python -m tests.bench.pipeline
+
+lint: venv
+	$(BIN)/ruff check streams twin_state alerts tests
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .twinmon .pytest_cache

@@ -1,0 +1,117 @@
+"""The composition root: ``create_app(settings)`` wires Kafka (Faust), Redis and the pure core together.
+
+There is no module-level app. Everything a worker needs is built here, once, from one ``Settings``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+
+from streams.metrics import Metrics
+from streams.processor import BatchProcessor, BatchResult, RawMessage
+from streams.settings import Settings
+from twin_state.redis_store import RedisTwinStore
+
+log = logging.getLogger("twinmon.worker")
+
+
+@dataclass(slots=True)
+class Worker:
+    """What ``create_app`` built; the CLI runs ``app`` and serves ``metrics``."""
+
+    app: faust.App
+    processor: BatchProcessor
+    metrics: Metrics
+    redis: Redis
+
+
+def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> Worker:
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{hp.strip()}" for hp in settings.kafka_bootstrap.split(",")],
+        store="memory://",
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        producer_acks=-1,
+        broker_commit_interval=1.0,
+        # One consumer group per app id: workers with the same id share the partitions.
+        autodiscover=False,
+    )
+    metrics = Metrics(registry if registry is not None else CollectorRegistry())
+    redis = Redis.from_url(settings.redis_url.get_secret_value())
+    processor = BatchProcessor(RedisTwinStore(redis, settings.redis_prefix), metrics)
+
+    vitals = app.topic(
+        settings.topic_vitals, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
+    within_s = settings.batch_within_ms / 1000.0
+    processed_up_to: dict[int, int] = {}
+
+    async def crash_worker(agent: Any, exc: BaseException) -> None:
+        # An error nobody planned for: stop the worker loudly so its supervisor restarts it from the last
+        # committed offset. Continuing would leave an unacknowledged gap that blocks every later commit.
+        log.critical("unexpected error in the vitals agent, stopping the worker: %s", type(exc).__name__)
+        await app.crash(exc)
+
+    @app.agent(vitals, name="apply-vitals", concurrency=1, on_error=crash_worker)
+    async def apply_vitals(stream: faust.StreamT[bytes]) -> None:
+        async for events in stream.take_events(settings.batch_max, within=within_s):
+            batch = [
+                RawMessage(e.message.partition, e.message.offset, e.message.key, e.message.value) for e in events
+            ]
+            started = time.perf_counter()
+            result = await processor.process(batch, now_ms=int(time.time() * 1000))
+            await _dead_letter(app, settings.topic_dlq, settings.topic_vitals, result)
+            metrics.events_consumed.labels(settings.topic_vitals).inc(len(batch))
+            metrics.batch_size.observe(len(batch))
+            metrics.batch_seconds.observe(time.perf_counter() - started)
+            for msg in batch:
+                processed_up_to[msg.partition] = msg.offset
+            # take_events acknowledges the batch when control returns here: only after Redis and the
+            # dead-letter topic have both accepted it, so a crash before this line replays the batch.
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
+        processor.forget(tp.partition for tp in revoked if tp.topic == settings.topic_vitals)
+        for tp in revoked:
+            processed_up_to.pop(tp.partition, None)
+            metrics.consumer_lag.remove(tp.topic, str(tp.partition)) if tp.topic == settings.topic_vitals else None
+
+    @app.timer(interval=2.0)
+    async def report_lag() -> None:
+        consumer = app.consumer
+        for tp in consumer.assignment():
+            if tp.topic != settings.topic_vitals:
+                continue
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            done = processed_up_to.get(tp.partition)
+            committed = -1 if done is None else done
+            metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(highwater - committed - 1, 0))
+
+    return Worker(app=app, processor=processor, metrics=metrics, redis=redis)
+
+
+async def _dead_letter(app: faust.App, dlq_topic: str, source_topic: str, result: BatchResult) -> None:
+    if not result.dead_letters:
+        return
+    futures = []
+    for msg, rejected in result.dead_letters:
+        headers = [
+            ("twinmon-reason", rejected.reason.value.encode()),
+            ("twinmon-detail", rejected.detail.encode("utf-8", "replace")),
+            ("twinmon-source", f"{source_topic}/{msg.partition}/{msg.offset}".encode()),
+        ]
+        futures.append(await app.producer.send(dlq_topic, msg.key, msg.value, None, None, headers))
+    for fut in futures:
+        await fut

@@ -1,0 +1,274 @@
+"""``twinmon``: the command line. Every subcommand has ``--help``; errors are one clear line and exit code 2."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from importlib.metadata import PackageNotFoundError, version as pkg_version
+from pathlib import Path
+from typing import Any, Iterator
+
+import click
+import orjson
+from pydantic import ValidationError
+
+from streams.settings import Settings
+from twin_state.errors import TwinmonError
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"TWINMON_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        raise click.UsageError(f"bad configuration: {problems}") from None
+
+
+def _version() -> str:
+    try:
+        return pkg_version("twinmon")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """twinmon: real-time digital twins of monitored patients.
+
+    Configuration comes from TWINMON_* environment variables (see the README).
+    """
+
+
+@main.command()
+def version() -> None:
+    """Print twinmon's version."""
+    click.echo(_version())
+
+
+@main.group()
+def topics() -> None:
+    """Create or check the Kafka topics twinmon uses."""
+
+
+@topics.command("create")
+def topics_create() -> None:
+    """Create the vitals, dead-letter and alerts topics if missing (idempotent)."""
+    from streams.kafka_io import create_topics
+
+    settings = _settings()
+    created = _run_kafka(create_topics(settings), settings)
+    click.echo(f"created: {', '.join(created)}" if created else "all topics already exist")
+
+
+@topics.command("check")
+def topics_check() -> None:
+    """Report each topic and its partitions; exit 1 if any is missing."""
+    from streams.kafka_io import check_topics
+
+    settings = _settings()
+    statuses = _run_kafka(check_topics(settings), settings)
+    for s in statuses:
+        click.echo(f"{s.name:20} {'ok' if s.exists else 'MISSING':8} partitions={s.partitions}")
+    if not all(s.exists for s in statuses):
+        sys.exit(1)
+
+
+def _run_kafka(coro: Any, settings: Settings) -> Any:
+    from aiokafka.errors import KafkaConnectionError, KafkaError
+
+    try:
+        return asyncio.run(coro)
+    except KafkaConnectionError:
+        raise click.ClickException(
+            f"cannot reach Kafka at {settings.kafka_bootstrap} (set TWINMON_KAFKA_BOOTSTRAP)"
+        ) from None
+    except KafkaError as exc:
+        raise click.ClickException(f"Kafka refused: {type(exc).__name__}: {exc}") from None
+
+
+@main.command()
+@click.option("--metrics-port", type=int, default=None, help="Override TWINMON_METRICS_PORT (0 = no endpoint).")
+def worker(metrics_port: int | None) -> None:
+    """Consume vitals, update twins in Redis, dead-letter bad input. Runs until SIGTERM or Ctrl-C."""
+    import faust
+    from prometheus_client import start_http_server
+
+    from streams.app import create_app
+
+    settings = _settings()
+    if metrics_port is not None:
+        settings = settings.model_copy(update={"metrics_port": metrics_port})
+    built = create_app(settings)
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=built.metrics.registry)
+        click.echo(f"metrics: http://{settings.metrics_host}:{settings.metrics_port}/metrics", err=True)
+    faust.Worker(built.app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
+
+
+@main.command()
+@click.option("--patients", type=click.IntRange(1), default=200, show_default=True, help="Simulated patients.")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Readings per second per patient.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=3600.0, show_default=True,
+              help="Seconds of simulated time.")
+@click.option("--deteriorating", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+              help="Share of patients who deteriorate.")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--start-ms", type=int, default=None, help="Epoch ms of simulated time zero [default: now].")
+@click.option("--speed", type=click.FloatRange(min=0), default=None,
+              help="Simulated seconds per wall-clock second; 0 = as fast as possible "
+                   "[default: 1 to Kafka, 0 to a file].")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write JSON lines to this file instead of Kafka.")
+def simulate(patients: int, rate: float, duration: float, deteriorating: float, seed: int,
+             start_ms: int | None, speed: float | None, out: Path | None) -> None:
+    """Produce realistic wearable streams for simulated patients, to Kafka or to a file."""
+    from streams.schema import encode
+    from streams.simulator import simulate as generate
+
+    start = start_ms if start_ms is not None else int(time.time() * 1000)
+    pace = speed if speed is not None else (0.0 if out else 1.0)
+    readings = generate(patients, duration, rate, seed, start, deteriorating)
+
+    def paced() -> Iterator[tuple[bytes, bytes]]:
+        wall0 = time.monotonic()
+        last_report = wall0
+        n = 0
+        for delivered_s, reading in readings:
+            if pace > 0:
+                ahead = delivered_s / pace - (time.monotonic() - wall0)
+                if ahead > 0:
+                    time.sleep(ahead)
+            n += 1
+            now = time.monotonic()
+            if now - last_report >= 5:
+                click.echo(f"simulate: {n} readings, simulated t={delivered_s:.0f}s", err=True)
+                last_report = now
+            yield reading.patient_id.encode(), encode(reading)
+
+    if out is not None:
+        count = 0
+        with out.open("wb") as fh:
+            for _, value in paced():
+                fh.write(value + b"\n")
+                count += 1
+        click.echo(f"wrote {count} readings of {patients} patients to {out}", err=True)
+        return
+    settings = _settings()
+    from streams.kafka_io import produce_all
+
+    if pace > 0:
+        # Paced output must reach the broker as it is generated, not when a buffer fills.
+        count = _run_kafka(_produce_paced(settings, paced()), settings)
+    else:
+        count = _run_kafka(produce_all(settings, settings.topic_vitals, paced()), settings)
+    click.echo(f"sent {count} readings of {patients} patients to {settings.topic_vitals}", err=True)
+
+
+async def _produce_paced(settings: Settings, messages: Iterator[tuple[bytes, bytes]]) -> int:
+    from streams.kafka_io import producer
+
+    prod = producer(settings)
+    await prod.start()
+    n = 0
+    try:
+        loop = asyncio.get_running_loop()
+        sentinel = object()
+        it = iter(messages)
+        while True:
+            # The generator sleeps to keep pace; run it off the loop so the producer keeps flushing.
+            item = await loop.run_in_executor(None, next, it, sentinel)
+            if item is sentinel:
+                break
+            key, value = item  # type: ignore[misc]
+            await prod.send(settings.topic_vitals, value=value, key=key)
+            n += 1
+        await prod.flush()
+    finally:
+        await prod.stop()
+    return n
+
+
+@main.command()
+@click.option("--input", "input_", type=click.File("rb"), required=True, help="JSON lines of v1 events ('-' = stdin).")
+@click.option("--output", type=click.File("wb"), required=True, help="Where to write one twin per line ('-' = stdout).")
+def replay(input_: Any, output: Any) -> None:
+    """Run the twin core over a file of events, with no Kafka or Redis, and write each patient's final twin."""
+    from streams.replay import read_lines
+    from streams.replay import replay as run_replay
+    from twin_state import codec
+
+    result = run_replay(read_lines(input_), now_ms=int(time.time() * 1000))
+    for pid in sorted(result.twins):
+        output.write(orjson.dumps(codec.to_dict(result.twins[pid])) + b"\n")
+    outcomes = ", ".join(f"{o.value}={n}" for o, n in sorted(result.outcomes.items()))
+    rejected = ", ".join(f"{r}={n}" for r, n in sorted(result.rejected.items())) or "none"
+    click.echo(
+        f"replayed {result.lines} lines into {len(result.twins)} twins; {outcomes}; rejected: {rejected}", err=True
+    )
+
+
+@main.command()
+@click.argument("patient_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the stored twin as JSON.")
+def twin(patient_id: str, as_json: bool) -> None:
+    """Show one patient's twin from Redis: estimates now, 95% bands, trends, staleness."""
+    from redis.asyncio import Redis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from twin_state import codec
+    from twin_state.redis_store import RedisTwinStore
+    from twin_state.view import vital_views
+
+    settings = _settings()
+
+    async def fetch() -> Any:
+        client = Redis.from_url(settings.redis_url.get_secret_value())
+        try:
+            return await RedisTwinStore(client, settings.redis_prefix).get(patient_id)
+        finally:
+            await client.aclose()
+
+    try:
+        found = asyncio.run(fetch())
+    except RedisConnectionError:
+        raise click.ClickException("cannot reach Redis (check TWINMON_REDIS_URL)") from None
+    except TwinmonError as exc:
+        raise click.ClickException(str(exc)) from None
+    if found is None:
+        raise click.ClickException(f"no twin for patient {patient_id!r}")
+    if as_json:
+        click.echo(orjson.dumps(codec.to_dict(found), option=orjson.OPT_INDENT_2).decode())
+        return
+    now = int(time.time() * 1000)
+    click.echo(f"patient {found.patient_id}  (log position {found.partition}/{found.offset})")
+    click.echo(f"{'vital':14} {'estimate':>9} {'95% band':>17} {'trend/min':>10} {'last raw':>9} {'age':>7}")
+    for v in vital_views(found, now):
+        band = f"{v.low95:.1f}..{v.high95:.1f}"
+        flag = "  STALE" if v.stale else ""
+        click.echo(
+            f"{v.metric.value:14} {v.estimate:9.1f} {band:>17} {v.trend_per_min:+10.2f} {v.last_raw:9.1f} "
+            f"{v.age_s:6.0f}s{flag}"
+        )
+    c = found.counts
+    click.echo(f"readings applied={c.applied} artefacts={c.artefact} late={c.late} duplicates={c.duplicate}")
+
+
+@main.command()
+@click.option("--metrics-url", default="http://127.0.0.1:9464/metrics", show_default=True)
+@click.option("--interval", type=float, default=2.0, show_default=True)
+@click.option("--count", type=int, default=0, help="Stop after this many lines (0 = until Ctrl-C).")
+def progress(metrics_url: str, interval: float, count: int) -> None:
+    """Print a worker's live progress: events/s, twins updated, dead letters, alerts, consumer lag."""
+    from streams.progress import watch
+
+    watch(metrics_url, interval, count)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    logging.basicConfig(level=logging.INFO)
+    main()

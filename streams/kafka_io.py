@@ -1,0 +1,89 @@
+"""Plain aiokafka helpers outside the worker: topic administration and the simulator's producer."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Iterable
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from streams.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class TopicStatus:
+    name: str
+    exists: bool
+    partitions: int
+
+
+def topic_plan(settings: Settings) -> list[NewTopic]:
+    rf = settings.replication_factor
+    return [
+        NewTopic(settings.topic_vitals, settings.partitions, rf),
+        NewTopic(settings.topic_dlq, settings.partitions, rf, topic_configs={"retention.ms": str(30 * 86_400_000)}),
+        NewTopic(settings.topic_alerts, settings.partitions, rf),
+    ]
+
+
+async def create_topics(settings: Settings) -> list[str]:
+    """Create the topics that do not exist yet; return the names created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [t for t in topic_plan(settings) if t.name not in existing]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass  # another process created them between our list and create
+        return [t.name for t in wanted]
+    finally:
+        await admin.close()
+
+
+async def check_topics(settings: Settings) -> list[TopicStatus]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        names = [t.name for t in topic_plan(settings)]
+        existing = set(await admin.list_topics())
+        present = [n for n in names if n in existing]
+        described = await admin.describe_topics(present) if present else []
+        counts = {d["topic"]: len(d["partitions"]) for d in described}
+        return [TopicStatus(n, n in existing, counts.get(n, 0)) for n in names]
+    finally:
+        await admin.close()
+
+
+def producer(settings: Settings) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+    )
+
+
+async def produce_all(settings: Settings, topic: str, messages: Iterable[tuple[bytes | None, bytes]]) -> int:
+    """Send ``(key, value)`` pairs in order and wait until the broker has every one of them."""
+    prod = producer(settings)
+    await prod.start()
+    sent = 0
+    try:
+        pending: list[asyncio.Future[object]] = []
+        for key, value in messages:
+            pending.append(await prod.send(topic, value=value, key=key))
+            sent += 1
+            if len(pending) >= 5000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await prod.stop()
+    return sent

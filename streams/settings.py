@@ -1,0 +1,27 @@
+"""The one settings object, built once from ``TWINMON_*`` environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TWINMON_", extra="ignore", frozen=True)
+
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated")
+    redis_url: SecretStr = Field(
+        SecretStr("redis://127.0.0.1:6379/0"), description="Redis URL; may carry a password, so it is secret"
+    )
+    redis_prefix: str = Field("twinmon", description="Prefix of every Redis key")
+    app_id: str = Field("twinmon", description="Consumer group and Faust application id")
+    topic_vitals: str = "vitals"
+    topic_dlq: str = "vitals.dlq"
+    topic_alerts: str = "alerts"
+    partitions: int = Field(8, ge=1, description="Partitions of the vitals topic when twinmon creates it")
+    replication_factor: int = Field(1, ge=1)
+    batch_max: int = Field(2000, ge=1, description="Most events handed to the twin core at once")
+    batch_within_ms: int = Field(50, ge=1, description="Longest wait to fill a batch")
+    metrics_host: str = Field("127.0.0.1", description="Address the Prometheus endpoint binds")
+    metrics_port: int = Field(9464, ge=0, le=65535, description="Port of the Prometheus endpoint (0 = off)")
+    log_level: str = "info"

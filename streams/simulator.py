@@ -1,0 +1,214 @@
+"""Simulated wearable patients: realistic enough to exercise the twin, the risk model and the alert policy.
+
+Each patient wears a wrist band (optical heart rate, SpO2, step cadence), a chest patch (heart rate,
+respiratory rate, temperature) and an automatic cuff (blood pressure every 15 minutes at ``rate=1``).
+Their physiology follows a personal baseline, a circadian rhythm and bouts of activity; sensors add noise,
+lower their quality under movement, emit motion artefacts and probe-off zeros, drop out, and sometimes
+buffer readings and upload them late. A configurable share of patients deteriorate (a sepsis-like drift:
+heart and breathing rates up, saturation, blood pressure down, fever) from a random onset.
+
+The generator is pure and seeded: the same arguments give the same readings, in the same order.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from twin_state.catalogue import Metric
+from twin_state.twin import Reading
+
+DAY_S = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    device: str
+    metric: Metric
+    period_s: float
+
+
+# Base cadences; together about 0.55 readings per second per patient, scaled to the requested rate.
+STREAMS: tuple[Stream, ...] = (
+    Stream("wrist", Metric.HEART_RATE, 5.0),
+    Stream("wrist", Metric.SPO2, 10.0),
+    Stream("wrist", Metric.ACTIVITY, 15.0),
+    Stream("patch", Metric.HEART_RATE, 10.0),
+    Stream("patch", Metric.RESP_RATE, 15.0),
+    Stream("patch", Metric.TEMPERATURE, 60.0),
+    Stream("cuff", Metric.BP_SYSTOLIC, 900.0),
+    Stream("cuff", Metric.BP_DIASTOLIC, 900.0),
+)
+BASE_RATE = sum(1.0 / s.period_s for s in STREAMS)
+
+ACTIVITY_CADENCE = (0.0, 35.0, 105.0)  # resting, pottering about, walking (steps/min)
+ACTIVITY_TRANSITIONS = ((0.90, 0.08, 0.02), (0.30, 0.60, 0.10), (0.20, 0.30, 0.50))  # per minute
+
+
+@dataclass(slots=True)
+class Patient:
+    patient_id: str
+    rng: random.Random
+    hr: float
+    rr: float
+    spo2: float
+    temp: float
+    sbp: float
+    dbp: float
+    circadian_phase: float
+    onset_s: float | None
+    ramp_s: float
+    activity: int = 0
+    activity_until_s: float = 0.0
+    wrist_off_until_s: float = -1.0
+    wrist_buffer_until_s: float = -1.0
+    seqs: dict[str, int] = field(default_factory=dict)
+
+    def deterioration(self, t: float) -> float:
+        if self.onset_s is None or t < self.onset_s:
+            return 0.0
+        return min((t - self.onset_s) / self.ramp_s, 1.0)
+
+    def advance_activity(self, t: float) -> None:
+        while self.activity_until_s <= t:
+            self.activity = self.rng.choices((0, 1, 2), ACTIVITY_TRANSITIONS[self.activity])[0]
+            self.activity_until_s += 60.0
+
+    def truth(self, metric: Metric, t: float) -> float:
+        self.advance_activity(t)
+        circ = math.sin(2 * math.pi * t / DAY_S + self.circadian_phase)
+        act = ACTIVITY_CADENCE[self.activity] / 105.0
+        d = self.deterioration(t)
+        if metric is Metric.HEART_RATE:
+            return self.hr + 4 * circ + 25 * act + 45 * d
+        if metric is Metric.RESP_RATE:
+            return self.rr + 1 * circ + 4 * act + 12 * d
+        if metric is Metric.SPO2:
+            return min(self.spo2 - 9 * d, 100.0)
+        if metric is Metric.TEMPERATURE:
+            return self.temp + 0.3 * circ + 2.0 * d
+        if metric is Metric.BP_SYSTOLIC:
+            return self.sbp + 6 * circ + 8 * act - 45 * d
+        if metric is Metric.BP_DIASTOLIC:
+            return self.dbp + 4 * circ + 4 * act - 22 * d
+        return ACTIVITY_CADENCE[self.activity]
+
+
+def _make_patient(index: int, seed: int, duration_s: float, deteriorating_share: float) -> Patient:
+    rng = random.Random(f"{seed}:{index}")
+    deteriorates = rng.random() < deteriorating_share
+    return Patient(
+        patient_id=f"sim-{index:06d}",
+        rng=rng,
+        hr=rng.uniform(58, 88),
+        rr=rng.uniform(12, 18),
+        spo2=rng.uniform(95, 99.5),
+        temp=rng.uniform(36.3, 37.1),
+        sbp=rng.uniform(108, 140),
+        dbp=rng.uniform(64, 86),
+        circadian_phase=rng.uniform(0, 2 * math.pi),
+        onset_s=rng.uniform(0.05, 0.5) * duration_s if deteriorates else None,
+        ramp_s=max(rng.uniform(0.2, 0.4) * duration_s, 60.0),
+    )
+
+
+def _measure(p: Patient, stream: Stream, t: float) -> tuple[float, float]:
+    """A sensor's reading of the truth at ``t``: noise, rounding, motion, artefacts. Returns (value, quality)."""
+    rng = p.rng
+    truth = p.truth(stream.metric, t)
+    moving = p.activity == 2
+    quality = rng.uniform(0.85, 1.0)
+    if stream.device == "wrist" and stream.metric in (Metric.HEART_RATE, Metric.SPO2):
+        if moving:
+            quality = rng.uniform(0.35, 0.75)
+        artefact = rng.random()
+        if artefact < 0.004:  # probe lifted: the device reports zero at minimal quality
+            return 0.0, 0.05
+        if stream.metric is Metric.HEART_RATE and moving and artefact < 0.03:
+            return float(rng.randint(150, 240)), round(rng.uniform(0.1, 0.4), 2)
+    noise = {
+        Metric.HEART_RATE: 2.0,
+        Metric.SPO2: 1.0,
+        Metric.RESP_RATE: 1.2,
+        Metric.TEMPERATURE: 0.1,
+        Metric.BP_SYSTOLIC: 5.0,
+        Metric.BP_DIASTOLIC: 4.0,
+        Metric.ACTIVITY: 6.0,
+    }[stream.metric] / math.sqrt(quality)
+    value = truth + rng.gauss(0.0, noise)
+    if stream.metric is Metric.TEMPERATURE:
+        value = round(value, 1)
+    elif stream.metric is Metric.SPO2:
+        value = float(min(round(value), 100))
+    else:
+        value = float(max(round(value), 0))
+    return value, round(quality, 2)
+
+
+def simulate(
+    patients: int,
+    duration_s: float,
+    rate: float = 1.0,
+    seed: int = 1,
+    start_ms: int = 1_763_942_400_000,
+    deteriorating_share: float = 0.1,
+) -> Iterator[tuple[float, Reading]]:
+    """Readings of ``patients`` over ``duration_s`` simulated seconds, as ``(delivered_at_s, reading)``.
+
+    ``rate`` is readings per second per patient. ``delivered_at_s`` is when the reading reaches the gateway,
+    which for buffered uploads is later than its measured-at; the sequence is ordered by it.
+    """
+    if patients < 1 or duration_s <= 0 or rate <= 0:
+        raise ValueError("patients, duration and rate must be positive")
+    scale = BASE_RATE / rate
+    people = [_make_patient(i, seed, duration_s, deteriorating_share) for i in range(patients)]
+    heap: list[tuple[float, int, int]] = []
+    for i, p in enumerate(people):
+        for j, s in enumerate(STREAMS):
+            heapq.heappush(heap, (p.rng.uniform(0, s.period_s * scale), i, j))
+    pending: list[tuple[float, int, Reading]] = []  # buffered uploads, by delivery time
+    counter = 0
+    while heap:
+        t, i, j = heapq.heappop(heap)
+        while pending and pending[0][0] <= t:
+            dt, _, reading = heapq.heappop(pending)
+            yield dt, reading
+        if t >= duration_s:
+            continue
+        p, s = people[i], STREAMS[j]
+        heapq.heappush(heap, (t + s.period_s * scale * p.rng.uniform(0.9, 1.1), i, j))
+        delivered = t
+        if s.device == "wrist":
+            if t < p.wrist_off_until_s:
+                continue  # off the wrist or out of battery: no reading at all
+            if p.rng.random() < 0.0005 * scale:
+                p.wrist_off_until_s = t + p.rng.uniform(60, 600)
+                continue
+            if t >= p.wrist_buffer_until_s and p.rng.random() < 0.0005 * scale:
+                p.wrist_buffer_until_s = t + p.rng.uniform(30, 180)  # lost the phone: buffer, upload later
+            if t < p.wrist_buffer_until_s:
+                delivered = p.wrist_buffer_until_s
+        value, quality = _measure(p, s, t)
+        device_id = f"{p.patient_id}-{s.device}"
+        seq = p.seqs.get(device_id, 0)
+        p.seqs[device_id] = seq + 1
+        reading = Reading(
+            patient_id=p.patient_id,
+            device_id=device_id,
+            metric=s.metric,
+            value=value,
+            measured_at=start_ms + int(t * 1000),
+            seq=seq,
+            quality=quality,
+        )
+        if delivered > t:
+            counter += 1
+            heapq.heappush(pending, (delivered, counter, reading))
+        else:
+            yield t, reading
+    while pending:
+        dt, _, reading = heapq.heappop(pending)
+        yield dt, reading

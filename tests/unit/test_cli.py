@@ -1,0 +1,39 @@
+"""The command line: help everywhere, and errors a person can act on (one line, no traceback)."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from streams.cli import main
+
+SUBCOMMANDS = [["worker"], ["simulate"], ["replay"], ["twin"], ["topics"], ["topics", "create"],
+               ["topics", "check"], ["version"], ["progress"]]
+
+
+@pytest.mark.parametrize("args", SUBCOMMANDS, ids=lambda a: " ".join(a))
+def test_every_subcommand_has_help(args: list[str]) -> None:
+    out = CliRunner().invoke(main, [*args, "--help"])
+    assert out.exit_code == 0 and "Usage: " in out.output and len(out.output.splitlines()) > 3
+
+
+def test_version_prints_the_package_version() -> None:
+    out = CliRunner().invoke(main, ["version"])
+    assert out.exit_code == 0 and out.output.strip() == "0.1.0"
+
+
+def test_bad_configuration_names_the_variable() -> None:
+    out = CliRunner().invoke(main, ["topics", "check"], env={"TWINMON_PARTITIONS": "zero"})
+    assert out.exit_code == 2
+    assert "TWINMON_PARTITIONS" in out.output and "Traceback" not in out.output
+
+
+def test_unreachable_redis_is_one_clear_line_and_the_password_is_not_shown() -> None:
+    out = CliRunner().invoke(main, ["twin", "p-1"], env={"TWINMON_REDIS_URL": "redis://:s3cret@127.0.0.1:1/0"})
+    assert out.exit_code == 1
+    assert "cannot reach Redis" in out.output and "s3cret" not in out.output and "Traceback" not in out.output
+
+
+def test_bad_simulate_arguments_are_usage_errors() -> None:
+    out = CliRunner().invoke(main, ["simulate", "--patients", "0", "--out", "/dev/null"])
+    assert out.exit_code == 2 and "--patients" in out.output

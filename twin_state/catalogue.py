@@ -1,0 +1,94 @@
+"""The vital-sign catalogue: what twinmon measures, in which unit, and what is believable.
+
+Two ranges per vital, on purpose:
+
+* ``possible``: outside it a value is physically impossible (SpO2 of 101 %, a negative rate). Such a
+  message is malformed and is dead-lettered at the edge; it never reaches a twin.
+* ``plausible``: inside ``possible`` but outside ``plausible`` is what a sensor emits when it is not
+  measuring a person (a probe-off zero, a 277 bpm motion spike). The message is valid, the twin records
+  it as an artefact and does not let it move the estimate.
+
+Noise figures are per minute: the filters run with time in minutes so trends read as units per minute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Metric(str, Enum):
+    HEART_RATE = "heart_rate"
+    SPO2 = "spo2"
+    RESP_RATE = "resp_rate"
+    TEMPERATURE = "temperature"
+    BP_SYSTOLIC = "bp_systolic"
+    BP_DIASTOLIC = "bp_diastolic"
+    ACTIVITY = "activity"
+
+
+@dataclass(frozen=True, slots=True)
+class VitalSpec:
+    metric: Metric
+    unit: str
+    """Canonical UCUM unit; events must carry it (or one of ``unit_aliases``)."""
+    unit_aliases: tuple[str, ...]
+    loinc: str
+    display: str
+    possible: tuple[float, float]
+    plausible: tuple[float, float]
+    process_noise: float
+    """Spectral density of the trend's random walk, in unit^2 / min^3."""
+    measurement_noise: float
+    """Variance of one reading at signal quality 1.0, in unit^2."""
+    initial_trend_var: float
+    """Variance of the trend when a filter starts, in (unit / min)^2."""
+    motion_sensitive: bool
+
+
+CATALOGUE: dict[Metric, VitalSpec] = {
+    spec.metric: spec
+    for spec in (
+        VitalSpec(
+            Metric.HEART_RATE, "/min", ("bpm", "beats/min", "{beats}/min"), "8867-4", "Heart rate",
+            possible=(0.0, 350.0), plausible=(25.0, 230.0),
+            process_noise=0.5, measurement_noise=4.0, initial_trend_var=1.0, motion_sensitive=True,
+        ),
+        VitalSpec(
+            Metric.SPO2, "%", ("%{HemoglobinSaturation}",), "59408-5", "Oxygen saturation (SpO2)",
+            possible=(0.0, 100.0), plausible=(50.0, 100.0),
+            process_noise=0.05, measurement_noise=1.0, initial_trend_var=0.1, motion_sensitive=True,
+        ),
+        VitalSpec(
+            Metric.RESP_RATE, "/min", ("breaths/min", "{breaths}/min"), "9279-1", "Respiratory rate",
+            possible=(0.0, 120.0), plausible=(3.0, 70.0),
+            process_noise=0.05, measurement_noise=2.25, initial_trend_var=0.1, motion_sensitive=False,
+        ),
+        VitalSpec(
+            Metric.TEMPERATURE, "Cel", ("degC", "C"), "8310-5", "Body temperature",
+            possible=(20.0, 46.0), plausible=(30.0, 43.0),
+            process_noise=0.0005, measurement_noise=0.04, initial_trend_var=0.001, motion_sensitive=False,
+        ),
+        VitalSpec(
+            Metric.BP_SYSTOLIC, "mm[Hg]", ("mmHg",), "8480-6", "Systolic blood pressure",
+            possible=(0.0, 320.0), plausible=(50.0, 260.0),
+            process_noise=0.2, measurement_noise=25.0, initial_trend_var=0.5, motion_sensitive=False,
+        ),
+        VitalSpec(
+            Metric.BP_DIASTOLIC, "mm[Hg]", ("mmHg",), "8462-4", "Diastolic blood pressure",
+            possible=(0.0, 250.0), plausible=(25.0, 160.0),
+            process_noise=0.1, measurement_noise=16.0, initial_trend_var=0.25, motion_sensitive=False,
+        ),
+        VitalSpec(
+            Metric.ACTIVITY, "{steps}/min", ("steps/min",), "55423-8", "Activity (step cadence)",
+            possible=(0.0, 400.0), plausible=(0.0, 300.0),
+            process_noise=50.0, measurement_noise=25.0, initial_trend_var=100.0, motion_sensitive=False,
+        ),
+    )
+}
+
+METRICS_BY_NAME: dict[str, VitalSpec] = {spec.metric.value: spec for spec in CATALOGUE.values()}
+
+
+def accepts_unit(spec: VitalSpec, unit: str) -> bool:
+    return unit == spec.unit or unit in spec.unit_aliases

@@ -1,0 +1,59 @@
+"""The port through which twins are persisted, and an in-memory implementation for unit tests.
+
+Every implementation honours one rule, checked by a contract test run against each of them: a twin is
+written only if its log position is newer than the stored one. Kafka redelivers after a crash or a
+rebalance and Redis is outside Kafka's transactions, so this rule is what makes a replayed batch harmless
+and keeps a zombie worker from overwriting a newer twin.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Protocol, Sequence
+
+from twin_state.twin import Twin
+
+
+class TwinStore(Protocol):
+    async def load_many(self, patient_ids: Sequence[str]) -> dict[str, Twin]:
+        """Twins that exist among ``patient_ids`` (absent ids are simply missing from the result)."""
+        ...
+
+    async def save_many(self, twins: Sequence[Twin]) -> int:
+        """Write each twin whose position is newer than the stored one; return how many were written."""
+        ...
+
+    async def get(self, patient_id: str) -> Twin | None: ...
+
+    async def patient_ids(self) -> list[str]: ...
+
+
+def is_newer(candidate: Twin, stored: Twin | None) -> bool:
+    if stored is None or stored.partition != candidate.partition:
+        # A different partition means the topic was re-partitioned; positions are not comparable, and the
+        # worker that owns the patient's partition now is the one to trust.
+        return True
+    return candidate.offset > stored.offset
+
+
+class InMemoryTwinStore:
+    """For unit tests of the pure core only; never a stand-in for Redis in an integration test."""
+
+    def __init__(self, twins: Iterable[Twin] = ()) -> None:
+        self._twins = {t.patient_id: t for t in twins}
+
+    async def load_many(self, patient_ids: Sequence[str]) -> dict[str, Twin]:
+        return {pid: self._twins[pid] for pid in patient_ids if pid in self._twins}
+
+    async def save_many(self, twins: Sequence[Twin]) -> int:
+        written = 0
+        for twin in twins:
+            if is_newer(twin, self._twins.get(twin.patient_id)):
+                self._twins[twin.patient_id] = twin
+                written += 1
+        return written
+
+    async def get(self, patient_id: str) -> Twin | None:
+        return self._twins.get(patient_id)
+
+    async def patient_ids(self) -> list[str]:
+        return sorted(self._twins)
