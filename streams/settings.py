@@ -24,4 +24,5 @@ class Settings(BaseSettings):
     batch_within_ms: int = Field(50, ge=1, description="Longest wait to fill a batch")
     metrics_host: str = Field("127.0.0.1", description="Address the Prometheus endpoint binds")
     metrics_port: int = Field(9464, ge=0, le=65535, description="Port of the Prometheus endpoint (0 = off)")
+    data_dir: str = Field(".twinmon/worker", description="Faust's working directory for this worker")
     log_level: str = "info"

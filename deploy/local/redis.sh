@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# Real Redis on loopback for development and CI, from Debian's redis-server
+# package (installed on first use; no Docker here).
+#
+# Usage:
+#   redis.sh start STATE_DIR    start (or restart with same port+data);
+#                               prints "redis://127.0.0.1:PORT/0" on stdout
+#   redis.sh stop STATE_DIR     stop; no error if not running
+#   redis.sh status STATE_DIR   exit 0 if running
+#
+# Environment:
+#   REDIS_PORT           port for a fresh STATE_DIR (default: a free port)
+#   REDIS_START_TIMEOUT  seconds to wait for PONG (default 30)
+#
+# Only the URL goes to stdout; everything else goes to stderr so callers
+# can do URL=$(redis.sh start DIR).
+set -euo pipefail
+
+SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
+# shellcheck source-path=SCRIPTDIR source=common.sh
+source "$SCRIPT_DIR/common.sh"
+LOG_PREFIX=redis.sh
+
+# redis-server renames its process title to "redis-server 127.0.0.1:PORT",
+# so that (not the state dir) is what identifies our process in /proc.
+needle() { printf 'redis-server 127.0.0.1:%s' "$1"; }
+
+apt_install() {
+    local sudo=()
+    if [[ $EUID -ne 0 ]]; then
+        command -v sudo >/dev/null || die "need root or sudo to apt-get install $*"
+        sudo=(sudo)
+    fi
+    log "installing $* with apt-get"
+    # Try without update first: it is fast when the package lists are
+    # fresh; a fresh machine has none, so retry after apt-get update.
+    if ! "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends "$@" >&2; then
+        "${sudo[@]}" apt-get update -q >&2
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -q --no-install-recommends "$@" >&2
+    fi
+}
+
+ensure_redis() {
+    local missing=()
+    command -v redis-server >/dev/null || missing+=(redis-server)
+    command -v redis-cli >/dev/null || missing+=(redis-tools)
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        apt_install "${missing[@]}"
+    fi
+    command -v redis-server >/dev/null || die "redis-server still missing after install"
+    command -v redis-cli >/dev/null || die "redis-cli still missing after install"
+}
+
+ping() {
+    [[ $(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null) == PONG ]]
+}
+
+is_running() {
+    local state=$1
+    [[ -f $state/redis.pid && -f $state/redis.port ]] \
+        && pid_alive "$(<"$state/redis.pid")" "$(needle "$(<"$state/redis.port")")"
+}
+
+cmd_start() {
+    [[ $# -eq 1 ]] || die "usage: redis.sh start STATE_DIR"
+    local state port pid started timeout=${REDIS_START_TIMEOUT:-30}
+    state=$(abs_dir "$1")
+
+    if is_running "$state"; then
+        log "already running (pid $(<"$state/redis.pid"))"
+        printf 'redis://127.0.0.1:%s/0\n' "$(<"$state/redis.port")"
+        return 0
+    fi
+    rm -f -- "$state/redis.pid"
+
+    ensure_redis
+
+    # A STATE_DIR that ran before keeps its port, so a restarted server is
+    # reachable at the URL the test already holds.
+    if [[ -f $state/redis.port ]]; then
+        port=$(<"$state/redis.port")
+        if [[ -n ${REDIS_PORT:-} && $REDIS_PORT != "$port" ]]; then
+            log "ignoring REDIS_PORT=$REDIS_PORT: $state already uses port $port"
+        fi
+    else
+        port=${REDIS_PORT:-$(free_ports 1)}
+    fi
+    [[ $port =~ ^[0-9]+$ ]] || die "bad port '$port' (check $state/redis.port)"
+    ! port_open "$port" || die "127.0.0.1:$port is already in use"
+    printf '%s\n' "$port" >"$state/redis.port"
+
+    rotate_log "$state/redis.log"
+    started=$SECONDS
+    # AOF with everysec fsync: data survives a restart (stop/start) at most
+    # one second lossy, like a typical production setup; RDB snapshots off
+    # (--save '') so the only persistence is the AOF. No daemonize: $! is
+    # then the server's real pid. No --logfile: redis then logs to stdout,
+    # and one redirect also catches errors printed before logging starts.
+    # All stdio is redirected so callers capturing our stdout do not hang
+    # on the server holding the pipe open.
+    redis-server --port "$port" --bind 127.0.0.1 --protected-mode yes \
+        --appendonly yes --appendfsync everysec --save '' \
+        --dir "$state" --daemonize no \
+        </dev/null >"$state/redis.log" 2>&1 &
+    pid=$!
+    printf '%s\n' "$pid" >"$state/redis.pid"
+    log "started redis-server pid $pid on 127.0.0.1:$port, waiting"
+
+    # PONG (not merely an open port): while loading the AOF after a restart
+    # redis answers "-LOADING" and is not usable yet.
+    local deadline=$((SECONDS + timeout))
+    until ping "$port"; do
+        if ! pid_exists "$pid"; then
+            tail_log "$state/redis.log"
+            rm -f -- "$state/redis.pid"
+            die "redis-server exited during startup"
+        fi
+        if ((SECONDS >= deadline)); then
+            tail_log "$state/redis.log"
+            log "no PONG after ${timeout}s; stopping it"
+            stop_pid "$state/redis.pid" "$(needle "$port")" redis
+            exit 1
+        fi
+        sleep 0.1
+    done
+    log "ready in $((SECONDS - started))s"
+    printf 'redis://127.0.0.1:%s/0\n' "$port"
+}
+
+cmd_stop() {
+    [[ $# -eq 1 ]] || die "usage: redis.sh stop STATE_DIR"
+    local state
+    [[ -d $1 ]] || { log "not running (no $1)"; return 0; }
+    state=$(abs_dir "$1")
+    if [[ ! -f $state/redis.port ]]; then
+        log "not running (no $state/redis.port)"
+        rm -f -- "$state/redis.pid"
+        return 0
+    fi
+    # TERM makes redis flush and fsync the AOF before exiting.
+    stop_pid "$state/redis.pid" "$(needle "$(<"$state/redis.port")")" redis
+}
+
+cmd_status() {
+    [[ $# -eq 1 ]] || die "usage: redis.sh status STATE_DIR"
+    local state
+    [[ -d $1 ]] || { log "not running"; return 1; }
+    state=$(abs_dir "$1")
+    if is_running "$state"; then
+        log "running (pid $(<"$state/redis.pid"), 127.0.0.1:$(<"$state/redis.port"))"
+        return 0
+    fi
+    log "not running"
+    return 1
+}
+
+main() {
+    local verb=${1:-}
+    if [[ $# -gt 0 ]]; then shift; fi
+    case $verb in
+        start) cmd_start "$@" ;;
+        stop) cmd_stop "$@" ;;
+        status) cmd_status "$@" ;;
+        *)
+            sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
+            exit 2
+            ;;
+    esac
+}
+
+main "$@"

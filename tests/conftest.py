@@ -1,0 +1,153 @@
+"""Session fixtures: the real local Kafka broker and Redis, started by the project's own deploy/local scripts."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCAL = ROOT / "deploy" / "local"
+TWINMON = str(Path(sys.executable).parent / "twinmon")
+
+
+@dataclass(frozen=True)
+class Services:
+    bootstrap: str
+    redis_url: str
+    kafka_state: Path
+    redis_state: Path
+
+
+def _start(script: str, state: Path) -> str:
+    out = subprocess.run(["bash", str(LOCAL / script), "start", str(state)], check=False, capture_output=True,
+                         text=True, timeout=300)
+    if out.returncode != 0:
+        pytest.fail(f"{script} start failed:\n{out.stderr[-4000:]}")
+    return out.stdout.strip().splitlines()[-1]
+
+
+def _stop(script: str, state: Path) -> None:
+    subprocess.run(["bash", str(LOCAL / script), "stop", str(state)], check=False, capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    kafka_state = tmp_path_factory.mktemp("kafka")
+    redis_state = tmp_path_factory.mktemp("redis")
+    try:
+        bootstrap = _start("kafka.sh", kafka_state)
+        redis_url = _start("redis.sh", redis_state)
+        yield Services(bootstrap, redis_url, kafka_state, redis_state)
+    finally:
+        _stop("kafka.sh", kafka_state)
+        _stop("redis.sh", redis_state)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Deployment:
+    """One isolated twinmon installation on the shared services: its own topics, group and Redis prefix."""
+
+    env: dict[str, str]
+    tmp: Path
+
+    def run(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        out = subprocess.run([TWINMON, *args], env=self.env, capture_output=True, text=True, timeout=timeout,
+                             check=False)
+        if check and out.returncode != 0:
+            raise AssertionError(f"twinmon {' '.join(args)} exited {out.returncode}:\n{out.stdout}\n{out.stderr}")
+        return out
+
+    def start_worker(self, name: str = "worker", **overrides: str) -> WorkerProcess:
+        port = free_port()
+        env = {**self.env, "TWINMON_METRICS_PORT": str(port), "TWINMON_DATA_DIR": str(self.tmp / f"{name}-data"),
+               **overrides}
+        log = (self.tmp / f"{name}.log").open("ab")
+        proc = subprocess.Popen([TWINMON, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        return WorkerProcess(proc, f"http://127.0.0.1:{port}/metrics", self.tmp / f"{name}.log")
+
+    @property
+    def topic_vitals(self) -> str:
+        return self.env["TWINMON_TOPIC_VITALS"]
+
+
+@dataclass
+class WorkerProcess:
+    proc: subprocess.Popen[bytes]
+    metrics_url: str
+    log: Path
+
+    def metric(self, name: str, labels: dict[str, str] | None = None) -> float | None:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        try:
+            with urllib.request.urlopen(self.metrics_url, timeout=2) as resp:
+                text = resp.read().decode()
+        except OSError:
+            return None
+        total = None
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name == name and all(s.labels.get(k) == v for k, v in (labels or {}).items()):
+                    total = (total or 0.0) + s.value
+        return total
+
+    def wait_for(self, name: str, at_least: float, timeout: float = 90.0) -> float:
+        deadline = time.monotonic() + timeout
+        value = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log.read_text()[-4000:]}")
+            value = self.metric(name)
+            if value is not None and value >= at_least:
+                return value
+            time.sleep(0.2)
+        raise AssertionError(f"{name} reached {value}, not {at_least}, in {timeout}s:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def deployment(services: Services, tmp_path: Path) -> Iterator[Deployment]:
+    tag = uuid.uuid4().hex[:8]
+    env = {
+        **os.environ,
+        "TWINMON_KAFKA_BOOTSTRAP": services.bootstrap,
+        "TWINMON_REDIS_URL": services.redis_url,
+        "TWINMON_REDIS_PREFIX": f"t{tag}",
+        "TWINMON_APP_ID": f"twinmon-{tag}",
+        "TWINMON_TOPIC_VITALS": f"vitals-{tag}",
+        "TWINMON_TOPIC_DLQ": f"vitals-{tag}.dlq",
+        "TWINMON_TOPIC_ALERTS": f"alerts-{tag}",
+        "TWINMON_PARTITIONS": "4",
+        "TWINMON_LOG_LEVEL": "warning",
+    }
+    dep = Deployment(env, tmp_path)
+    dep.run("topics", "create")
+    yield dep
