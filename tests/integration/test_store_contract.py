@@ -1,0 +1,66 @@
+"""One contract for every TwinStore: the in-memory one used by unit tests and the Redis one used in production."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from tests.conftest import Services
+from twin_state.catalogue import Metric
+from twin_state.redis_store import RedisTwinStore
+from twin_state.store import InMemoryTwinStore, TwinStore
+from twin_state.twin import Position, Reading, Twin, new_twin, step
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest, services: Services) -> AsyncIterator[TwinStore]:
+    if request.param == "memory":
+        yield InMemoryTwinStore()
+        return
+    client = Redis.from_url(services.redis_url)
+    try:
+        yield RedisTwinStore(client, prefix=f"c{uuid.uuid4().hex[:8]}")
+    finally:
+        await client.aclose()
+
+
+def twin_at(pid: str, partition: int, offset: int, value: float = 72.0) -> Twin:
+    reading = Reading(pid, "wrist", Metric.HEART_RATE, value, 1_763_942_400_000 + offset, offset, 0.9)
+    return step(new_twin(pid), reading, Position(partition, offset))[0]
+
+
+async def test_saves_and_loads_exactly(store: TwinStore) -> None:
+    twins = [twin_at(f"p-{i}", 0, 10 + i, 60.0 + i / 3) for i in range(20)]
+    assert await store.save_many(twins) == 20
+    loaded = await store.load_many([t.patient_id for t in twins] + ["never-seen"])
+    assert loaded == {t.patient_id: t for t in twins}
+    assert await store.get("p-3") == twins[3]
+    assert await store.get("never-seen") is None
+    assert sorted(await store.patient_ids()) == sorted(t.patient_id for t in twins)
+
+
+async def test_only_newer_positions_overwrite(store: TwinStore) -> None:
+    newer = twin_at("p-1", 2, 100, 90.0)
+    assert await store.save_many([newer]) == 1
+    assert await store.save_many([twin_at("p-1", 2, 99, 50.0), twin_at("p-1", 2, 100, 51.0)]) == 0
+    assert await store.get("p-1") == newer
+    newest = twin_at("p-1", 2, 101, 52.0)
+    assert await store.save_many([newest]) == 1
+    assert await store.get("p-1") == newest
+
+
+async def test_a_different_partition_wins_after_repartitioning(store: TwinStore) -> None:
+    await store.save_many([twin_at("p-1", 0, 1_000)])
+    moved = twin_at("p-1", 5, 3)
+    assert await store.save_many([moved]) == 1
+    assert await store.get("p-1") == moved
+
+
+async def test_empty_calls_are_harmless(store: TwinStore) -> None:
+    assert await store.save_many([]) == 0
+    assert await store.load_many([]) == {}
