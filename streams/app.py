@@ -72,7 +72,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             logging.shutdown()
             os._exit(EXIT_CRASHED)
 
-    async def _consume(stream: faust.StreamT[bytes]) -> None:
+    # faust's StreamT stub lacks take_events (faust-streaming adds it on the concrete Stream).
+    async def _consume(stream: Any) -> None:
         async for events in stream.take_events(settings.batch_max, within=within_s):
             batch = [
                 RawMessage(e.message.partition, e.message.offset, e.message.key, e.message.value) for e in events
@@ -88,14 +89,14 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             # take_events acknowledges the batch when control returns here: only after Redis and the
             # dead-letter topic have both accepted it, so a crash before this line replays the batch.
 
-    @app.on_partitions_revoked.connect
-    async def on_revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # faust's stub wants a `signal` keyword
+    async def on_revoked(sender: faust.App, revoked: set[Any], **_: Any) -> None:
         processor.forget(tp.partition for tp in revoked if tp.topic == settings.topic_vitals)
         for tp in revoked:
             if tp.topic == settings.topic_vitals and processed_up_to.pop(tp.partition, None) is not None:
                 metrics.consumer_lag.remove(tp.topic, str(tp.partition))
 
-    @app.timer(interval=2.0)
+    @app.timer(interval=2.0)  # type: ignore[untyped-decorator]  # faust's timer decorator is untyped
     async def report_lag() -> None:
         consumer = app.consumer
         for tp in consumer.assignment():

@@ -6,9 +6,11 @@ import asyncio
 import logging
 import sys
 import time
-from importlib.metadata import PackageNotFoundError, version as pkg_version
+from collections.abc import Iterator
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as pkg_version
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import click
 import orjson
@@ -137,13 +139,11 @@ def simulate(patients: int, rate: float, duration: float, deteriorating: float, 
     def paced() -> Iterator[tuple[bytes, bytes]]:
         wall0 = time.monotonic()
         last_report = wall0
-        n = 0
-        for delivered_s, reading in readings:
+        for n, (delivered_s, reading) in enumerate(readings, start=1):
             if pace > 0:
                 ahead = delivered_s / pace - (time.monotonic() - wall0)
                 if ahead > 0:
                     time.sleep(ahead)
-            n += 1
             now = time.monotonic()
             if now - last_report >= 5:
                 click.echo(f"simulate: {n} readings, simulated t={delivered_s:.0f}s", err=True)
@@ -181,10 +181,10 @@ async def _produce_paced(settings: Settings, messages: Iterator[tuple[bytes, byt
         it = iter(messages)
         while True:
             # The generator sleeps to keep pace; run it off the loop so the producer keeps flushing.
-            item = await loop.run_in_executor(None, next, it, sentinel)
-            if item is sentinel:
+            item: tuple[bytes, bytes] | object = await loop.run_in_executor(None, next, it, sentinel)
+            if not isinstance(item, tuple):
                 break
-            key, value = item  # type: ignore[misc]
+            key, value = item
             await prod.send(settings.topic_vitals, value=value, key=key)
             n += 1
         await prod.flush()

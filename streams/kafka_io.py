@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -37,10 +38,9 @@ async def create_topics(settings: Settings) -> list[str]:
         existing = set(await admin.list_topics())
         wanted = [t for t in topic_plan(settings) if t.name not in existing]
         if wanted:
-            try:
+            # Another process may create them between our list and create; that is success too.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass  # another process created them between our list and create
         return [t.name for t in wanted]
     finally:
         await admin.close()

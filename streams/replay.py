@@ -7,8 +7,9 @@ exactly as Kafka redelivery does in the worker.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import IO, Iterable
+from typing import IO
 
 from streams.schema import Rejected, decode
 from twin_state.twin import Outcome, Position, Twin, new_twin, step

@@ -16,7 +16,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import orjson
@@ -32,7 +32,7 @@ MAX_FUTURE_MS = 24 * 3600 * 1000
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}")
 
 
-class Reason(str, Enum):
+class Reason(StrEnum):
     TOO_LARGE = "too_large"
     NOT_JSON = "not_json"
     NOT_OBJECT = "not_object"

@@ -15,8 +15,8 @@ from __future__ import annotations
 import heapq
 import math
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 from twin_state.catalogue import Metric
 from twin_state.twin import Reading

@@ -14,10 +14,10 @@ Noise figures are per minute: the filters run with time in minutes so trends rea
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class Metric(str, Enum):
+class Metric(StrEnum):
     HEART_RATE = "heart_rate"
     SPO2 = "spo2"
     RESP_RATE = "resp_rate"

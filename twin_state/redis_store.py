@@ -8,7 +8,7 @@ the write even when two workers briefly both believe they own a partition during
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import orjson
 from redis.asyncio import Redis
@@ -43,7 +43,11 @@ class RedisTwinStore:
             for pid in patient_ids:
                 pipe.hget(self.key(pid), "s")
             blobs = await pipe.execute()
-        return {pid: codec.from_dict(orjson.loads(b)) for pid, b in zip(patient_ids, blobs) if b is not None}
+        return {
+            pid: codec.from_dict(orjson.loads(blob))
+            for pid, blob in zip(patient_ids, blobs, strict=True)
+            if blob is not None
+        }
 
     async def save_many(self, twins: Sequence[Twin]) -> int:
         if not twins:

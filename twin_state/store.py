@@ -8,7 +8,8 @@ and keeps a zombie worker from overwriting a newer twin.
 
 from __future__ import annotations
 
-from typing import Iterable, Protocol, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 from twin_state.twin import Twin
 

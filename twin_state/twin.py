@@ -6,9 +6,9 @@ order give bit-identical twins, which is what lets a worker, a restarted worker 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from enum import Enum
-from typing import Mapping
+from enum import StrEnum
 
 from twin_state import kalman
 from twin_state.catalogue import CATALOGUE, Metric, VitalSpec
@@ -43,7 +43,7 @@ class Position:
     offset: int
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     APPLIED = "applied"
     ARTEFACT = "artefact"
     """Valid message, but not a believable measurement of a person (probe off, motion spike)."""

@@ -74,7 +74,7 @@ def _close(a: Any, b: Any, path: str, tol: float, problems: list[str]) -> None:
         for k in a:
             _close(a[k], b[k], f"{path}.{k}", tol, problems)
     elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=False)):
             _close(x, y, f"{path}[{i}]", tol, problems)
     elif isinstance(a, float) or isinstance(b, float):
         if not math.isclose(float(a), float(b), rel_tol=0.0, abs_tol=tol):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 import random
 from pathlib import Path
@@ -29,7 +30,7 @@ def reference(z0: float, r0: float, trend_var: float) -> KalmanFilter:
 
 def run_side_by_side(samples: list[tuple[float, float, float]], q: float, trend_var: float) -> float:
     """samples: (dt_minutes, z, r). Returns the largest absolute disagreement over state and covariance."""
-    dt0, z0, r0 = samples[0]
+    _dt0, z0, r0 = samples[0]
     kf = reference(z0, r0, trend_var)
     ours = kalman.start(z0, r0, trend_var)
     worst = 0.0
@@ -69,7 +70,7 @@ def test_agrees_with_filterpy_on_real_bedside_monitor_trace(column: str, metric:
     kept = [(m, v) for m, v in rows if not math.isnan(v) and v > 0]
     assert len(kept) > 5
     samples = [(0.0, kept[0][1], spec.measurement_noise)]
-    samples += [(m - pm, v, spec.measurement_noise) for (pm, _), (m, v) in zip(kept, kept[1:])]
+    samples += [(m - pm, v, spec.measurement_noise) for (pm, _), (m, v) in itertools.pairwise(kept)]
     assert run_side_by_side(samples, spec.process_noise, spec.initial_trend_var) < TOL
 
 
