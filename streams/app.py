@@ -15,10 +15,12 @@ import faust
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
+from streams.enrolment import decode_enrolment
 from streams.metrics import Metrics
 from streams.processor import BatchProcessor, BatchResult, RawMessage
+from streams.schema import Reason, Rejected
 from streams.settings import Settings
-from twin_state.redis_store import RedisTwinStore
+from twin_state.redis_store import RedisProfileStore, RedisTwinStore
 
 log = logging.getLogger("twinmon.worker")
 EXIT_CRASHED = 70  # EX_SOFTWARE
@@ -51,7 +53,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     )
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
     redis = Redis.from_url(settings.redis_url.get_secret_value())
-    processor = BatchProcessor(RedisTwinStore(redis, settings.redis_prefix), metrics)
+    processor = BatchProcessor(RedisTwinStore(redis, settings.redis_prefix, settings.history_length), metrics)
+    profiles = RedisProfileStore(redis, settings.redis_prefix)
 
     vitals = app.topic(
         settings.topic_vitals, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
@@ -59,18 +62,30 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     within_s = settings.batch_within_ms / 1000.0
     processed_up_to: dict[int, int] = {}
 
+    enrolments = app.topic(
+        settings.topic_enrolments, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
+
     @app.agent(vitals, name="apply-vitals", concurrency=1)
     async def apply_vitals(stream: faust.StreamT[bytes]) -> None:
-        try:
-            await _consume(stream)
-        except Exception as exc:
-            # An error nobody planned for: exit at once so the supervisor restarts the worker from the last
-            # committed offset. Not a graceful stop: closing take_events' generator acknowledges the batch in
-            # hand, and a graceful stop would then commit offsets whose twins were never written. Faust's own
-            # handling would restart just the agent, past that batch. Redelivery is harmless (idempotent store).
-            log.critical("unexpected %s in the vitals agent; exiting for a restart", type(exc).__name__)
-            logging.shutdown()
-            os._exit(EXIT_CRASHED)
+        await _or_exit("vitals", _consume(stream))
+
+    @app.agent(enrolments, name="apply-enrolments", concurrency=1)
+    async def apply_enrolments(stream: faust.StreamT[bytes]) -> None:
+        await _or_exit("enrolments", _consume_enrolments(stream))
+
+    async def _consume_enrolments(stream: Any) -> None:
+        async for event in stream.events():
+            msg = event.message
+            decoded = decode_enrolment(msg.value, msg.key)
+            if isinstance(decoded, str):
+                raw = RawMessage(msg.partition, msg.offset, msg.key, msg.value)
+                result = BatchResult(dead_letters=[(raw, Rejected(Reason.BAD_ENROLMENT, decoded))])
+                await _dead_letter(app, settings.topic_dlq, settings.topic_enrolments, result)
+                metrics.dead_lettered.labels(Reason.BAD_ENROLMENT.value).inc()
+            else:
+                await profiles.save(decoded)
+            metrics.events_consumed.labels(settings.topic_enrolments).inc()
 
     # faust's StreamT stub lacks take_events (faust-streaming adds it on the concrete Stream).
     async def _consume(stream: Any) -> None:
@@ -110,6 +125,19 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(highwater - committed - 1, 0))
 
     return Worker(app=app, processor=processor, metrics=metrics, redis=redis)
+
+
+async def _or_exit(what: str, work: Any) -> None:
+    try:
+        await work
+    except Exception as exc:
+        # An error nobody planned for: exit at once so the supervisor restarts the worker from the last
+        # committed offset. Not a graceful stop: closing take_events' generator acknowledges the batch in
+        # hand, and a graceful stop would then commit offsets whose twins were never written. Faust's own
+        # handling would restart just the agent, past that batch. Redelivery is harmless (idempotent store).
+        log.critical("unexpected %s in the %s agent; exiting for a restart", type(exc).__name__, what)
+        logging.shutdown()
+        os._exit(EXIT_CRASHED)
 
 
 async def _dead_letter(app: faust.App, dlq_topic: str, source_topic: str, result: BatchResult) -> None:

@@ -170,10 +170,10 @@ def simulate(patients: int, rate: float, duration: float, deteriorating: float, 
 
 
 async def _produce_paced(settings: Settings, messages: Iterator[tuple[bytes, bytes]]) -> int:
-    from streams.kafka_io import producer
+    from streams.kafka_io import producer, start_producer
 
     prod = producer(settings)
-    await prod.start()
+    await start_producer(prod)
     n = 0
     try:
         loop = asyncio.get_running_loop()
@@ -212,50 +212,197 @@ def replay(input_: Any, output: Any) -> None:
     )
 
 
-@main.command()
-@click.argument("patient_id")
-@click.option("--json", "as_json", is_flag=True, help="Print the stored twin as JSON.")
-def twin(patient_id: str, as_json: bool) -> None:
-    """Show one patient's twin from Redis: estimates now, 95% bands, trends, staleness."""
+class _DefaultToShow(click.Group):
+    """``twinmon twin PATIENT`` is ``twinmon twin show PATIENT``; subcommands still win."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["show", *args]
+        return super().parse_args(ctx, args)
+
+
+@main.group(cls=_DefaultToShow)
+def twin() -> None:
+    """One patient's twin from Redis: `twin PATIENT`, `twin forecast PATIENT`, `twin history PATIENT`."""
+
+
+def _redis_call(settings: Settings, fn: Any) -> Any:
+    """Run ``fn(client)`` against Redis with errors a person can act on."""
     from redis.asyncio import Redis
     from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import RedisError
 
-    from twin_state import codec
-    from twin_state.redis_store import RedisTwinStore
-    from twin_state.view import vital_views
-
-    settings = _settings()
-
-    async def fetch() -> Any:
+    async def go() -> Any:
         client = Redis.from_url(settings.redis_url.get_secret_value())
         try:
-            return await RedisTwinStore(client, settings.redis_prefix).get(patient_id)
+            return await fn(client)
         finally:
             await client.aclose()
 
     try:
-        found = asyncio.run(fetch())
+        return asyncio.run(go())
     except RedisConnectionError:
         raise click.ClickException("cannot reach Redis (check TWINMON_REDIS_URL)") from None
+    except RedisError as exc:
+        raise click.ClickException(f"Redis refused: {type(exc).__name__}") from None
     except TwinmonError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _load_twin(settings: Settings, patient_id: str) -> tuple[Any, Any]:
+    from twin_state.redis_store import RedisProfileStore, RedisTwinStore
+
+    async def fetch(client: Any) -> tuple[Any, Any]:
+        found = await RedisTwinStore(client, settings.redis_prefix).get(patient_id)
+        profile = await RedisProfileStore(client, settings.redis_prefix).get(patient_id)
+        return found, profile
+
+    found, profile = _redis_call(settings, fetch)
     if found is None:
         raise click.ClickException(f"no twin for patient {patient_id!r}")
+    return found, profile
+
+
+@twin.command("show")
+@click.argument("patient_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the stored twin as JSON.")
+def twin_show(patient_id: str, as_json: bool) -> None:
+    """Estimates now with 95% bands, trends, baselines, data quality and staleness."""
+    from twin_state import codec
+    from twin_state.catalogue import ACVPU, BASELINE_MATURE_MIN, Metric
+    from twin_state.view import vital_views
+
+    settings = _settings()
+    found, profile = _load_twin(settings, patient_id)
     if as_json:
         click.echo(orjson.dumps(codec.to_dict(found), option=orjson.OPT_INDENT_2).decode())
         return
     now = int(time.time() * 1000)
     click.echo(f"patient {found.patient_id}  (log position {found.partition}/{found.offset})")
-    click.echo(f"{'vital':14} {'estimate':>9} {'95% band':>17} {'trend/min':>10} {'last raw':>9} {'age':>7}")
+    if profile is not None:
+        conds = ", ".join(sorted(profile.conditions)) or "none"
+        targets = ", ".join(f"{m.value} {lo:g}-{hi:g}" for m, (lo, hi) in profile.targets.items()) or "none"
+        click.echo(f"team {profile.care_team}  status {profile.status.value}  age {profile.age_band or '?'}  "
+                   f"conditions {conds}  targets {targets}")
+    click.echo(f"{'vital':14} {'estimate':>9} {'95% band':>17} {'trend/min':>10} {'last raw':>9} {'age':>7} "
+               f"{'baseline':>9} {'valid 1h':>8}")
     for v in vital_views(found, now):
         band = f"{v.low95:.1f}..{v.high95:.1f}"
+        vital = found.vitals[v.metric]
+        base = (f"{vital.baseline:9.1f}" if vital.baseline_minutes >= BASELINE_MATURE_MIN else f"{'(young)':>9}")
+        q = found.quality.get(v.metric)
+        share = f"{q.valid_share:8.0%}" if q else f"{'':8}"
         flag = "  STALE" if v.stale else ""
         click.echo(
             f"{v.metric.value:14} {v.estimate:9.1f} {band:>17} {v.trend_per_min:+10.2f} {v.last_raw:9.1f} "
-            f"{v.age_s:6.0f}s{flag}"
+            f"{v.age_s:6.0f}s {base} {share}{flag}"
         )
+    for metric, obs in found.observations.items():
+        shown = ACVPU[int(obs.value)] if metric is Metric.CONSCIOUSNESS else f"{obs.value:g} L/min"
+        click.echo(f"{metric.value:14} {shown:>9}   entered {(now - obs.measured_at) / 60000:.0f} min ago")
     c = found.counts
-    click.echo(f"readings applied={c.applied} artefacts={c.artefact} late={c.late} duplicates={c.duplicate}")
+    click.echo(f"readings applied={c.applied} reinitialised={c.reinitialised} rejected: implausible={c.implausible} "
+               f"innovation={c.innovation} late={c.late} duplicate={c.duplicate}")
+
+
+def _parse_horizon(value: str) -> float:
+    units = {"m": 1.0, "min": 1.0, "h": 60.0}
+    for suffix, factor in sorted(units.items(), key=lambda kv: -len(kv[0])):
+        if value.endswith(suffix):
+            try:
+                return float(value[: -len(suffix)]) * factor
+            except ValueError:
+                break
+    try:
+        return float(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a duration like 30m, 90min or 2h") from None
+
+
+@twin.command("forecast")
+@click.argument("patient_id")
+@click.option("--horizon", default="60m", show_default=True, help="How far ahead: 30m, 90min, 2h.")
+@click.option("--scenario", type=click.Choice(["trend-continues", "trend-stops"]), default="trend-continues",
+              show_default=True, help="What-if: the current trend goes on, or stops now.")
+def twin_forecast(patient_id: str, horizon: str, scenario: str) -> None:
+    """Projected vitals at a horizon with 95% bands, under a scenario."""
+    from twin_state.forecast import Scenario, forecast_twin
+
+    minutes = _parse_horizon(horizon)
+    if minutes < 0:
+        raise click.BadParameter("the horizon must not be negative", param_hint="--horizon")
+    settings = _settings()
+    found, _ = _load_twin(settings, patient_id)
+    now = int(time.time() * 1000)
+    click.echo(f"patient {found.patient_id}: forecast in {minutes:g} min, {scenario}")
+    click.echo(f"{'vital':14} {'mean':>8} {'95% band':>17}")
+    for f in forecast_twin(found, now, minutes, Scenario(scenario)):
+        click.echo(f"{f.metric.value:14} {f.mean:8.1f} {f'{f.low95:.1f}..{f.high95:.1f}':>17}")
+
+
+@twin.command("history")
+@click.argument("patient_id")
+@click.option("--last", type=click.IntRange(1), default=30, show_default=True, help="Most recent points.")
+def twin_history(patient_id: str, last: int) -> None:
+    """Recent history kept for charts: one point per vital per minute (time, raw, estimate, SD)."""
+    from twin_state.redis_store import RedisTwinStore
+
+    settings = _settings()
+    points = _redis_call(settings, lambda c: RedisTwinStore(c, settings.redis_prefix).history(patient_id, last))
+    if not points:
+        raise click.ClickException(f"no history for patient {patient_id!r}")
+    for t, metric, raw, est, sd, outcome in points:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t / 1000))
+        click.echo(f"{stamp}Z {metric:14} raw {raw:7.1f}  estimate {est:7.1f} +/- {1.96 * sd:5.1f}  {outcome}")
+
+
+@main.command()
+@click.argument("patient_id")
+@click.option("--team", required=True, help="Care team that will see this patient's alerts.")
+@click.option("--age-band", type=click.Choice(["16-39", "40-64", "65-79", "80+"]), default=None)
+@click.option("--condition", "conditions", multiple=True,
+              help="Relevant condition, repeatable (hypercapnic_respiratory_failure selects SpO2 scale 2).")
+@click.option("--target", "targets", multiple=True, metavar="VITAL=LO:HI",
+              help="Clinician-set target range, repeatable, e.g. spo2=88:92.")
+def enrol(patient_id: str, team: str, age_band: str | None, conditions: tuple[str, ...],
+          targets: tuple[str, ...]) -> None:
+    """Enrol (or update) a patient: care team and profile, sent to the workers through Kafka."""
+    _send_enrolment(patient_id, team, "enrolled", age_band, list(conditions), targets)
+
+
+@main.command()
+@click.argument("patient_id")
+@click.option("--team", required=True, help="The care team the patient is discharged from.")
+def discharge(patient_id: str, team: str) -> None:
+    """Discharge a patient: they leave their team's lists."""
+    _send_enrolment(patient_id, team, "discharged", None, [], ())
+
+
+def _send_enrolment(patient_id: str, team: str, status: str, age_band: str | None, conditions: list[str],
+                    targets: tuple[str, ...]) -> None:
+    from pydantic import ValidationError as PydanticValidationError
+
+    from streams.enrolment import EnrolmentV1, profile_to_wire
+    from streams.kafka_io import produce_all
+
+    parsed: dict[str, tuple[float, float]] = {}
+    for t in targets:
+        try:
+            name, rng = t.split("=", 1)
+            lo, hi = (float(x) for x in rng.split(":", 1))
+        except ValueError:
+            raise click.BadParameter(f"{t!r} is not VITAL=LO:HI", param_hint="--target") from None
+        parsed[name] = (lo, hi)
+    try:
+        model = EnrolmentV1(patient_id=patient_id, care_team=team, status=status, age_band=age_band,
+                            conditions=conditions, targets=parsed, updated_at=int(time.time() * 1000))
+    except PydanticValidationError as exc:
+        first = exc.errors()[0]
+        raise click.UsageError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+    settings = _settings()
+    wire = profile_to_wire(model.to_profile())
+    _run_kafka(produce_all(settings, settings.topic_enrolments, [(patient_id.encode(), wire)]), settings)
+    click.echo(f"{status}: {patient_id} ({team})")
 
 
 @main.command()

@@ -27,6 +27,8 @@ def topic_plan(settings: Settings) -> list[NewTopic]:
         NewTopic(settings.topic_vitals, settings.partitions, rf),
         NewTopic(settings.topic_dlq, settings.partitions, rf, topic_configs={"retention.ms": str(30 * 86_400_000)}),
         NewTopic(settings.topic_alerts, settings.partitions, rf),
+        # Compacted: the latest profile of every patient stays replayable for as long as they are enrolled.
+        NewTopic(settings.topic_enrolments, settings.partitions, rf, topic_configs={"cleanup.policy": "compact"}),
     ]
 
 
@@ -60,6 +62,14 @@ async def check_topics(settings: Settings) -> list[TopicStatus]:
         await admin.close()
 
 
+async def start_producer(prod: AIOKafkaProducer) -> None:
+    try:
+        await prod.start()
+    except BaseException:
+        await prod.stop()  # release its connections and tasks before the error reaches the user
+        raise
+
+
 def producer(settings: Settings) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
@@ -73,7 +83,7 @@ def producer(settings: Settings) -> AIOKafkaProducer:
 async def produce_all(settings: Settings, topic: str, messages: Iterable[tuple[bytes | None, bytes]]) -> int:
     """Send ``(key, value)`` pairs in order and wait until the broker has every one of them."""
     prod = producer(settings)
-    await prod.start()
+    await start_producer(prod)
     sent = 0
     try:
         pending: list[asyncio.Future[object]] = []

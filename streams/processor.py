@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from streams.metrics import Metrics
 from streams.schema import Rejected, decode
+from twin_state.history import HistoryPoint, history_point
 from twin_state.store import TwinStore
 from twin_state.twin import Outcome, Position, Reading, Twin, new_twin, step
 
@@ -75,16 +76,26 @@ class BatchProcessor:
                 self._twins[pid] = loaded.get(pid) or new_twin(pid)
 
         changed: dict[str, Twin] = {}
+        history: dict[str, list[HistoryPoint]] = {}
         twins = self._twins
         for reading, position in readings:
-            twin, outcome = step(twins[reading.patient_id], reading, position)
+            before = twins[reading.patient_id]
+            twin, outcome = step(before, reading, position)
             result.outcomes[outcome] += 1
             if outcome is not Outcome.REDELIVERED:
                 twins[reading.patient_id] = twin
                 changed[reading.patient_id] = twin
+                point = history_point(before, twin, reading, outcome)
+                if point is not None:
+                    history.setdefault(reading.patient_id, []).append(point)
         result.twins = list(changed.values())
         if result.twins:
-            result.written = await self._timed("save", self._store.save_many(result.twins))
+            try:
+                result.written = await self._timed("save", self._store.save_many(result.twins, history))
+            except BaseException:
+                # The cache ran ahead of the store; drop it so nothing unsaved is taken for saved.
+                self.forget()
+                raise
         self._observe(result, readings)
         return result
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from twin_state.catalogue import METRICS_BY_NAME, accepts_unit
+from twin_state.catalogue import METRICS_BY_NAME, OBSERVATIONS, ObservationSpec, accepts_unit
 from twin_state.twin import Reading
 
 SCHEMA_VERSION = 1
@@ -48,6 +48,8 @@ class Reason(StrEnum):
     BAD_TIMESTAMP = "bad_timestamp"
     BAD_SEQUENCE = "bad_sequence"
     BAD_QUALITY = "bad_quality"
+    BAD_ENROLMENT = "bad_enrolment"
+    """On the enrolments topic: a profile that does not validate."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +108,12 @@ def decode(raw: bytes | None, key: bytes | None, now_ms: int) -> Reading | Rejec
     for name, v in (("patient_id", patient_id), ("device_id", device_id), ("metric", metric_name), ("unit", unit)):
         if not isinstance(v, str):
             return Rejected(Reason.WRONG_TYPE, f"{name} must be a string")
-    if not _is_number(value):
+    spec = METRICS_BY_NAME.get(metric_name)
+    codes = spec.codes if isinstance(spec, ObservationSpec) else ()
+    coded = bool(codes)
+    if coded and not isinstance(value, str):
+        return Rejected(Reason.WRONG_TYPE, f"{metric_name} value must be one of the codes {'/'.join(codes)}")
+    if not coded and not _is_number(value):
         return Rejected(Reason.WRONG_TYPE, "value must be a number")
     if not isinstance(measured_at, int) or isinstance(measured_at, bool):
         return Rejected(Reason.WRONG_TYPE, "measured_at must be an integer (epoch milliseconds)")
@@ -122,15 +129,19 @@ def decode(raw: bytes | None, key: bytes | None, now_ms: int) -> Reading | Rejec
     if key is not None and key != patient_id.encode():
         return Rejected(Reason.KEY_MISMATCH, "message key is not the patient_id; partitioning would break ordering")
 
-    spec = METRICS_BY_NAME.get(metric_name)
     if spec is None:
         return Rejected(Reason.UNKNOWN_METRIC, f"unknown metric {metric_name[:40]!r}")
     if not accepts_unit(spec, unit):
         return Rejected(Reason.UNIT_MISMATCH, f"{spec.metric.value} is measured in {spec.unit!r}, got {unit[:20]!r}")
-    try:
-        fvalue = float(value)
-    except OverflowError:  # an integer with hundreds of digits
-        return Rejected(Reason.IMPOSSIBLE_VALUE, f"{spec.metric.value} value out of any range")
+    if coded:
+        if value not in codes:
+            return Rejected(Reason.IMPOSSIBLE_VALUE, f"{spec.metric.value} must be one of {'/'.join(codes)}")
+        fvalue = float(codes.index(value))
+    else:
+        try:
+            fvalue = float(value)
+        except OverflowError:  # an integer with hundreds of digits
+            return Rejected(Reason.IMPOSSIBLE_VALUE, f"{spec.metric.value} value out of any range")
     if not math.isfinite(fvalue):
         return Rejected(Reason.NOT_FINITE, "value is NaN or infinite")
     lo, hi = spec.possible
@@ -166,7 +177,7 @@ def encode(reading: Reading) -> bytes:
         "patient_id": reading.patient_id,
         "device_id": reading.device_id,
         "metric": reading.metric.value,
-        "value": reading.value,
+        "value": _wire_value(reading),
         "unit": _UNITS[reading.metric.value],
         "measured_at": reading.measured_at,
         "seq": reading.seq,
@@ -177,3 +188,10 @@ def encode(reading: Reading) -> bytes:
 
 
 _UNITS = {name: spec.unit for name, spec in METRICS_BY_NAME.items()}
+
+
+def _wire_value(reading: Reading) -> float | str:
+    spec = OBSERVATIONS.get(reading.metric)
+    if spec is not None and spec.codes:
+        return spec.codes[int(reading.value)]
+    return reading.value

@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     topic_vitals: str = "vitals"
     topic_dlq: str = "vitals.dlq"
     topic_alerts: str = "alerts"
+    topic_enrolments: str = "enrolments"
+    history_length: int = Field(720, ge=0, description="History points kept per patient in Redis (1/vital/min)")
     partitions: int = Field(8, ge=1, description="Partitions of the vitals topic when twinmon creates it")
     replication_factor: int = Field(1, ge=1)
     batch_max: int = Field(2000, ge=1, description="Most events handed to the twin core at once")

@@ -145,6 +145,7 @@ def deployment(services: Services, tmp_path: Path) -> Iterator[Deployment]:
         "TWINMON_TOPIC_VITALS": f"vitals-{tag}",
         "TWINMON_TOPIC_DLQ": f"vitals-{tag}.dlq",
         "TWINMON_TOPIC_ALERTS": f"alerts-{tag}",
+        "TWINMON_TOPIC_ENROLMENTS": f"enrolments-{tag}",
         "TWINMON_PARTITIONS": "4",
         "TWINMON_LOG_LEVEL": "warning",
     }

@@ -25,6 +25,14 @@ class Metric(StrEnum):
     BP_SYSTOLIC = "bp_systolic"
     BP_DIASTOLIC = "bp_diastolic"
     ACTIVITY = "activity"
+    CONSCIOUSNESS = "consciousness"
+    """Manual observation: ACVPU, sent as a letter, kept as its index in ``ACVPU``."""
+    O2_FLOW = "o2_flow"
+    """Manual observation: supplemental oxygen flow in L/min; 0 means breathing room air."""
+
+
+ACVPU = ("A", "C", "V", "P", "U")
+"""Alert, new Confusion, responds to Voice, to Pain, Unresponsive (RCP NEWS2)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +95,46 @@ CATALOGUE: dict[Metric, VitalSpec] = {
     )
 }
 
-METRICS_BY_NAME: dict[str, VitalSpec] = {spec.metric.value: spec for spec in CATALOGUE.values()}
+@dataclass(frozen=True, slots=True)
+class ObservationSpec:
+    """A manual observation entered by staff: not filtered, the latest one stands until replaced."""
+
+    metric: Metric
+    unit: str
+    unit_aliases: tuple[str, ...]
+    loinc: str
+    display: str
+    possible: tuple[float, float]
+    codes: tuple[str, ...] = ()
+    """For coded observations, the accepted codes; the value is sent as one of them."""
 
 
-def accepts_unit(spec: VitalSpec, unit: str) -> bool:
+OBSERVATIONS: dict[Metric, ObservationSpec] = {
+    spec.metric: spec
+    for spec in (
+        ObservationSpec(Metric.CONSCIOUSNESS, "{ACVPU}", (), "67775-7", "Level of consciousness (ACVPU)",
+                        possible=(0, len(ACVPU) - 1), codes=ACVPU),
+        ObservationSpec(Metric.O2_FLOW, "L/min", ("l/min",), "3151-8", "Supplemental oxygen flow",
+                        possible=(0.0, 60.0)),
+    )
+}
+
+METRICS_BY_NAME: dict[str, VitalSpec | ObservationSpec] = {
+    **{spec.metric.value: spec for spec in CATALOGUE.values()},
+    **{spec.metric.value: spec for spec in OBSERVATIONS.values()},
+}
+
+NIS_GATE = 10.828
+"""Chi-square bound, 1 degree of freedom, p = 0.001: a reading this surprising is not believed at once."""
+SUSTAINED_RUN = 3
+"""Consecutive mutually consistent rejected readings after which the change is taken as real."""
+BASELINE_TAU_MIN = 3 * 24 * 60.0
+"""Personal baseline time constant: days, not minutes, so an evening's fever does not become "normal"."""
+BASELINE_MATURE_MIN = 12 * 60.0
+"""Data a baseline needs before deviation from it is reported."""
+QUALITY_TAU_MIN = 60.0
+"""Time constant of the valid-data share: an exponentially weighted last hour."""
+
+
+def accepts_unit(spec: VitalSpec | ObservationSpec, unit: str) -> bool:
     return unit == spec.unit or unit in spec.unit_aliases

@@ -1,29 +1,99 @@
-"""Twins as plain JSON-able dicts: the storage format in Redis and the output of ``twinmon replay``.
+"""Twins as bytes for Redis (compact MessagePack arrays) and as readable dicts (replay output, ``--json``).
 
-Floats go through JSON's shortest round-trip representation, so a decoded twin is bit-identical to the one
-that was encoded. ``FORMAT`` is bumped whenever the layout changes; a reader refuses layouts it does not know.
+Both carry ``FORMAT``; a reader refuses a format it does not know with an error that says so. Floats are
+stored as IEEE doubles (MessagePack) or shortest round-trip text (JSON), so a decoded twin is bit-identical
+to the one that was encoded.
+
+The packed layout, version 2 (a MessagePack array)::
+
+    [2, patient_id, partition, offset,
+     [[metric, level, trend, p00, p01, p11, updated_at, accepted, last_raw, last_raw_at, last_device,
+       run, run_mean, baseline, baseline_var, baseline_minutes], ...],
+     [[metric, value, measured_at, device], ...],                    # manual observations
+     [[metric, valid, total, seen_at], ...],                         # data-quality share
+     [[device, seq, measured_at], ...],
+     [applied, reinitialised, implausible, innovation, late, duplicate]]
+
+Metrics are stored by name, not by position in the enum, so adding a vital never corrupts stored twins.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import msgpack
+
 from twin_state.catalogue import Metric
 from twin_state.errors import CorruptTwin
 from twin_state.kalman import LevelTrend
-from twin_state.twin import Counts, DeviceState, Twin, VitalState
+from twin_state.twin import Counts, DeviceState, Observation, Quality, Twin, VitalState
 
-FORMAT = 1
+FORMAT = 2
+
+
+def pack(twin: Twin) -> bytes:
+    blob: bytes = msgpack.packb(
+        [
+            FORMAT,
+            twin.patient_id,
+            twin.partition,
+            twin.offset,
+            [
+                [m.value, v.filter.level, v.filter.trend, v.filter.p00, v.filter.p01, v.filter.p11, v.updated_at,
+                 v.accepted, v.last_raw, v.last_raw_at, v.last_device, v.run, v.run_mean, v.baseline,
+                 v.baseline_var, v.baseline_minutes]
+                for m, v in twin.vitals.items()
+            ],
+            [[m.value, o.value, o.measured_at, o.device_id] for m, o in twin.observations.items()],
+            [[m.value, q.valid, q.total, q.seen_at] for m, q in twin.quality.items()],
+            [[d, s.seq, s.measured_at] for d, s in twin.devices.items()],
+            _counts(twin.counts),
+        ],
+        use_bin_type=True,
+    )
+    return blob
+
+
+def unpack(blob: bytes) -> Twin:
+    try:
+        data = msgpack.unpackb(blob, raw=False, strict_map_key=True)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        raise CorruptTwin(f"stored twin is not MessagePack: {type(exc).__name__}") from exc
+    if not isinstance(data, list) or not data:
+        raise CorruptTwin("stored twin is not a versioned record")
+    if data[0] != FORMAT:
+        raise CorruptTwin(f"stored twin has format {data[0]!r}; this twinmon reads format {FORMAT}")
+    try:
+        _, pid, partition, offset, vitals, observations, quality, devices, counts = data
+        return Twin(
+            patient_id=pid,
+            partition=partition,
+            offset=offset,
+            vitals={
+                Metric(v[0]): VitalState(LevelTrend(v[1], v[2], v[3], v[4], v[5]), *v[6:]) for v in vitals
+            },
+            observations={Metric(o[0]): Observation(o[1], o[2], o[3]) for o in observations},
+            quality={Metric(q[0]): Quality(q[1], q[2], q[3]) for q in quality},
+            devices={d[0]: DeviceState(d[1], d[2]) for d in devices},
+            counts=Counts(*counts),
+        )
+    except (ValueError, TypeError) as exc:
+        raise CorruptTwin(f"stored twin does not decode: {type(exc).__name__}: {exc}") from exc
+
+
+def _counts(c: Counts) -> list[int]:
+    return [c.applied, c.reinitialised, c.implausible, c.innovation, c.late, c.duplicate]
 
 
 def to_dict(twin: Twin) -> dict[str, Any]:
+    """The readable form: what ``twinmon replay`` writes and ``twinmon twin --json`` prints."""
     return {
         "format": FORMAT,
         "patient_id": twin.patient_id,
         "partition": twin.partition,
         "offset": twin.offset,
         "vitals": {
-            metric.value: {
+            m.value: {
                 "level": v.filter.level,
                 "trend": v.filter.trend,
                 "cov": [v.filter.p00, v.filter.p01, v.filter.p11],
@@ -32,45 +102,46 @@ def to_dict(twin: Twin) -> dict[str, Any]:
                 "last_raw": v.last_raw,
                 "last_raw_at": v.last_raw_at,
                 "last_device": v.last_device,
+                "run": [v.run, v.run_mean],
+                "baseline": [v.baseline, v.baseline_var, v.baseline_minutes],
             }
-            for metric, v in sorted(twin.vitals.items(), key=lambda kv: kv[0].value)
+            for m, v in sorted(twin.vitals.items())
         },
+        "observations": {
+            m.value: {"value": o.value, "measured_at": o.measured_at, "device": o.device_id}
+            for m, o in sorted(twin.observations.items())
+        },
+        "quality": {m.value: [q.valid, q.total, q.seen_at] for m, q in sorted(twin.quality.items())},
         "devices": {dev: [d.seq, d.measured_at] for dev, d in sorted(twin.devices.items())},
-        "counts": {
-            "applied": twin.counts.applied,
-            "artefact": twin.counts.artefact,
-            "late": twin.counts.late,
-            "duplicate": twin.counts.duplicate,
-        },
+        "counts": dict(zip(Counts.__slots__, _counts(twin.counts), strict=True)),
     }
 
 
 def from_dict(data: dict[str, Any]) -> Twin:
     try:
         if data["format"] != FORMAT:
-            raise CorruptTwin(f"twin format {data['format']!r} is not {FORMAT}; upgrade twinmon")
-        vitals = {
-            Metric(name): VitalState(
-                filter=LevelTrend(float(v["level"]), float(v["trend"]), *map(float, v["cov"])),
-                updated_at=int(v["updated_at"]),
-                accepted=int(v["accepted"]),
-                last_raw=float(v["last_raw"]),
-                last_raw_at=int(v["last_raw_at"]),
-                last_device=str(v["last_device"]),
-            )
-            for name, v in data["vitals"].items()
-        }
-        devices = {str(dev): DeviceState(int(s[0]), int(s[1])) for dev, s in data["devices"].items()}
-        c = data["counts"]
+            raise CorruptTwin(f"twin has format {data['format']!r}; this twinmon reads format {FORMAT}")
         return Twin(
             patient_id=str(data["patient_id"]),
             partition=int(data["partition"]),
             offset=int(data["offset"]),
-            vitals=vitals,
-            devices=devices,
-            counts=Counts(int(c["applied"]), int(c["artefact"]), int(c["late"]), int(c["duplicate"])),
+            vitals={
+                Metric(name): VitalState(
+                    LevelTrend(v["level"], v["trend"], *v["cov"]),
+                    v["updated_at"], v["accepted"], v["last_raw"], v["last_raw_at"], v["last_device"],
+                    *v["run"], *v["baseline"],
+                )
+                for name, v in data["vitals"].items()
+            },
+            observations={
+                Metric(name): Observation(o["value"], o["measured_at"], o["device"])
+                for name, o in data["observations"].items()
+            },
+            quality={Metric(name): Quality(*q) for name, q in data["quality"].items()},
+            devices={str(dev): DeviceState(int(s[0]), int(s[1])) for dev, s in data["devices"].items()},
+            counts=Counts(**data["counts"]),
         )
     except CorruptTwin:
         raise
     except (KeyError, TypeError, ValueError) as exc:
-        raise CorruptTwin(f"stored twin does not decode: {type(exc).__name__}: {exc}") from exc
+        raise CorruptTwin(f"twin does not decode: {type(exc).__name__}: {exc}") from exc

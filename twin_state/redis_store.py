@@ -1,19 +1,24 @@
-"""Twins in Redis: one hash per patient, written only when the log position is newer.
+"""Twins in Redis: one hash per patient, written only when the log position is newer, plus a capped history.
 
-Key ``{prefix}:twin:{<patient_id>}`` holds fields ``p`` (partition), ``o`` (offset) and ``s`` (the twin as
-JSON). The braces are a Redis Cluster hash tag, so everything of one patient stays on one slot when the
-deployment grows to a cluster. The newer-than check runs inside Redis (a Lua script) so it is atomic with
-the write even when two workers briefly both believe they own a partition during a rebalance.
+Key ``{prefix}:twin:{<patient_id>}`` holds fields ``p`` (partition), ``o`` (offset) and ``s`` (the twin,
+``codec.pack``). Key ``{prefix}:hist:{<patient_id>}`` is a list of MessagePack history points, newest last,
+trimmed to ``history_length``. The braces are a Redis Cluster hash tag: both keys of one patient live on one
+slot, so the Lua script that writes them is valid on a cluster too. The newer-than check runs inside Redis,
+atomic with the write, even when two workers briefly both believe they own a partition during a rebalance;
+history points are appended only together with a twin write that passed the check, so a replayed batch
+adds none.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-import orjson
+import msgpack
 from redis.asyncio import Redis
 
-from twin_state import codec
+from twin_state import codec, profile_codec
+from twin_state.history import HistoryPoint
+from twin_state.profile import Profile, Status
 from twin_state.twin import Twin
 
 # Returns 1 when written. Offsets stay far below 2^53, where Lua numbers are exact.
@@ -23,18 +28,26 @@ if cur[1] == ARGV[1] and cur[2] and tonumber(cur[2]) >= tonumber(ARGV[2]) then
   return 0
 end
 redis.call('HSET', KEYS[1], 'p', ARGV[1], 'o', ARGV[2], 's', ARGV[3])
+if #ARGV > 4 then
+  redis.call('RPUSH', KEYS[2], unpack(ARGV, 5))
+  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[4]), -1)
+end
 return 1
 """
 
 
 class RedisTwinStore:
-    def __init__(self, client: Redis, prefix: str = "twinmon") -> None:
+    def __init__(self, client: Redis, prefix: str = "twinmon", history_length: int = 720) -> None:
         self._redis = client
         self._prefix = prefix
+        self._history_length = history_length
         self._save = client.register_script(_SAVE_IF_NEWER)
 
     def key(self, patient_id: str) -> str:
         return f"{self._prefix}:twin:{{{patient_id}}}"
+
+    def history_key(self, patient_id: str) -> str:
+        return f"{self._prefix}:hist:{{{patient_id}}}"
 
     async def load_many(self, patient_ids: Sequence[str]) -> dict[str, Twin]:
         if not patient_ids:
@@ -44,27 +57,35 @@ class RedisTwinStore:
                 pipe.hget(self.key(pid), "s")
             blobs = await pipe.execute()
         return {
-            pid: codec.from_dict(orjson.loads(blob))
-            for pid, blob in zip(patient_ids, blobs, strict=True)
-            if blob is not None
+            pid: codec.unpack(blob) for pid, blob in zip(patient_ids, blobs, strict=True) if blob is not None
         }
 
-    async def save_many(self, twins: Sequence[Twin]) -> int:
+    async def save_many(
+        self, twins: Sequence[Twin], history: Mapping[str, Sequence[HistoryPoint]] | None = None
+    ) -> int:
         if not twins:
             return 0
+        history = history or {}
         async with self._redis.pipeline(transaction=False) as pipe:
             for twin in twins:
+                pid = twin.patient_id
+                points = [msgpack.packb(p) for p in history.get(pid, ())]
                 await self._save(
-                    keys=[self.key(twin.patient_id)],
-                    args=[twin.partition, twin.offset, orjson.dumps(codec.to_dict(twin))],
+                    keys=[self.key(pid), self.history_key(pid)],
+                    args=[twin.partition, twin.offset, codec.pack(twin), self._history_length, *points],
                     client=pipe,
                 )
             results = await pipe.execute()
         return sum(int(r) for r in results)
 
     async def get(self, patient_id: str) -> Twin | None:
-        blob = await self._redis.hget(self.key(patient_id), "s")
-        return None if blob is None else codec.from_dict(orjson.loads(blob))
+        blob: bytes | None = await self._redis.hget(self.key(patient_id), "s")  # type: ignore[assignment]  # client returns bytes (no decode_responses)
+        return None if blob is None else codec.unpack(blob)
+
+    async def history(self, patient_id: str, last: int | None = None) -> list[HistoryPoint]:
+        start = -last if last else 0
+        raw = await self._redis.lrange(self.history_key(patient_id), start, -1)
+        return [tuple(msgpack.unpackb(r)) for r in raw]
 
     async def patient_ids(self) -> list[str]:
         prefix = f"{self._prefix}:twin:{{"
@@ -73,3 +94,63 @@ class RedisTwinStore:
             k = key.decode() if isinstance(key, bytes) else key
             ids.append(k[len(prefix) : -1])
         return sorted(ids)
+
+
+# Returns the care team the profile had before (or '') when written, nil when the change is not newer.
+_SAVE_PROFILE_IF_NEWER = """
+local cur = redis.call('HMGET', KEYS[1], 'u', 't')
+if cur[1] and tonumber(cur[1]) > tonumber(ARGV[1]) then
+  return false
+end
+redis.call('HSET', KEYS[1], 'u', ARGV[1], 't', ARGV[2], 's', ARGV[3])
+return cur[2] or ''
+"""
+
+
+class RedisProfileStore:
+    """Enrolment profiles, ``{prefix}:profile:{<pid>}``, and each care team's set ``{prefix}:team:<team>``."""
+
+    def __init__(self, client: Redis, prefix: str = "twinmon") -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._save = client.register_script(_SAVE_PROFILE_IF_NEWER)
+
+    def key(self, patient_id: str) -> str:
+        return f"{self._prefix}:profile:{{{patient_id}}}"
+
+    def team_key(self, team: str) -> str:
+        return f"{self._prefix}:team:{team}"
+
+    async def save(self, profile: Profile) -> bool:
+        """Store ``profile`` unless a newer one is stored; keep team membership in step. True if written."""
+        team = profile.care_team if profile.status is Status.ENROLLED else ""
+        previous = await self._save(
+            keys=[self.key(profile.patient_id)], args=[profile.updated_at, team, profile_codec.pack(profile)]
+        )
+        if previous is None:
+            return False
+        previous = previous.decode() if isinstance(previous, bytes) else previous
+        async with self._redis.pipeline(transaction=True) as pipe:
+            if previous and previous != team:
+                pipe.srem(self.team_key(previous), profile.patient_id)
+            if team:
+                pipe.sadd(self.team_key(team), profile.patient_id)
+            await pipe.execute()
+        return True
+
+    async def get(self, patient_id: str) -> Profile | None:
+        blob: bytes | None = await self._redis.hget(self.key(patient_id), "s")  # type: ignore[assignment]  # client returns bytes (no decode_responses)
+        return None if blob is None else profile_codec.unpack(blob)
+
+    async def get_many(self, patient_ids: Sequence[str]) -> dict[str, Profile]:
+        if not patient_ids:
+            return {}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for pid in patient_ids:
+                pipe.hget(self.key(pid), "s")
+            blobs = await pipe.execute()
+        return {pid: profile_codec.unpack(b) for pid, b in zip(patient_ids, blobs, strict=True) if b is not None}
+
+    async def team(self, team: str) -> list[str]:
+        members = await self._redis.smembers(self.team_key(team))
+        return sorted(m.decode() if isinstance(m, bytes) else m for m in members)

@@ -8,9 +8,10 @@ and keeps a zombie worker from overwriting a newer twin.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
+from twin_state.history import HistoryPoint
 from twin_state.twin import Twin
 
 
@@ -19,9 +20,14 @@ class TwinStore(Protocol):
         """Twins that exist among ``patient_ids`` (absent ids are simply missing from the result)."""
         ...
 
-    async def save_many(self, twins: Sequence[Twin]) -> int:
-        """Write each twin whose position is newer than the stored one; return how many were written."""
+    async def save_many(
+        self, twins: Sequence[Twin], history: Mapping[str, Sequence[HistoryPoint]] | None = None
+    ) -> int:
+        """Write each twin whose position is newer than the stored one, with its new history points (only
+        if the twin was written); return how many twins were written."""
         ...
+
+    async def history(self, patient_id: str, last: int | None = None) -> list[HistoryPoint]: ...
 
     async def get(self, patient_id: str) -> Twin | None: ...
 
@@ -39,19 +45,30 @@ def is_newer(candidate: Twin, stored: Twin | None) -> bool:
 class InMemoryTwinStore:
     """For unit tests of the pure core only; never a stand-in for Redis in an integration test."""
 
-    def __init__(self, twins: Iterable[Twin] = ()) -> None:
+    def __init__(self, twins: Iterable[Twin] = (), history_length: int = 720) -> None:
         self._twins = {t.patient_id: t for t in twins}
+        self._history: dict[str, list[HistoryPoint]] = {}
+        self._history_length = history_length
 
     async def load_many(self, patient_ids: Sequence[str]) -> dict[str, Twin]:
         return {pid: self._twins[pid] for pid in patient_ids if pid in self._twins}
 
-    async def save_many(self, twins: Sequence[Twin]) -> int:
+    async def save_many(
+        self, twins: Sequence[Twin], history: Mapping[str, Sequence[HistoryPoint]] | None = None
+    ) -> int:
         written = 0
         for twin in twins:
             if is_newer(twin, self._twins.get(twin.patient_id)):
                 self._twins[twin.patient_id] = twin
+                points = self._history.setdefault(twin.patient_id, [])
+                points.extend((history or {}).get(twin.patient_id, ()))
+                del points[: max(len(points) - self._history_length, 0)]
                 written += 1
         return written
+
+    async def history(self, patient_id: str, last: int | None = None) -> list[HistoryPoint]:
+        points = self._history.get(patient_id, [])
+        return list(points[-last:] if last else points)
 
     async def get(self, patient_id: str) -> Twin | None:
         return self._twins.get(patient_id)

@@ -2,27 +2,57 @@
 
 ``step(twin, reading, position) -> (twin', outcome)`` has no I/O and no clock: the same readings in the same
 order give bit-identical twins, which is what lets a worker, a restarted worker and ``twinmon replay`` agree.
+
+What a reading does, in order:
+
+1. already applied at this log position: nothing (``REDELIVERED``);
+2. the device already sent this sequence number: counted (``DUPLICATE``);
+3. a manual observation (ACVPU, oxygen): the latest by measured-at stands;
+4. outside the vital's plausible range (probe-off zero, 277 bpm): counted (``IMPLAUSIBLE``);
+5. measured before the vital's latest accepted reading: counted (``LATE``), see below;
+6. the innovation test: normalised innovation squared above ``NIS_GATE`` is not believed (``INNOVATION``),
+   unless it is the ``SUSTAINED_RUN``-th consistent surprise in a row, in which case the change is real and
+   the filter restarts from it (``REINITIALISED``);
+7. otherwise the Kalman update (``APPLIED``), and the personal baseline moves a little.
+
+Late readings: a filter cannot step backwards in time, and rewinding it would make every twin depend on
+arrival order within a window. twinmon's policy is that a reading measured before the vital's latest
+accepted reading is recorded (the ``late`` count, per vital in the data-quality share) and not applied.
+Buffered uploads from one device arrive in their own order and are applied in full when no other device
+has reported the same vital in the meantime.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from twin_state import kalman
-from twin_state.catalogue import CATALOGUE, Metric, VitalSpec
+from twin_state.catalogue import (
+    BASELINE_TAU_MIN,
+    CATALOGUE,
+    NIS_GATE,
+    OBSERVATIONS,
+    QUALITY_TAU_MIN,
+    SUSTAINED_RUN,
+    Metric,
+    VitalSpec,
+)
 
 MS_PER_MIN = 60_000.0
 MIN_QUALITY = 0.05
 """Quality floor: a reading reported at quality 0 still carries a little information, never infinite noise."""
 MOTION_SCALE_STEPS_PER_MIN = 60.0
 """Optical sensors' noise grows with movement: at this cadence the variance of a reading doubles."""
+RUN_CONSISTENCY_SD = 3.0
+"""Rejected readings belong to one run when each is within this many reading SDs of the run's mean."""
 
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """One validated sensor reading, in the catalogue's canonical unit."""
+    """One validated sensor reading or manual observation, in the catalogue's canonical unit."""
 
     patient_id: str
     device_id: str
@@ -45,14 +75,21 @@ class Position:
 
 class Outcome(StrEnum):
     APPLIED = "applied"
-    ARTEFACT = "artefact"
+    REINITIALISED = "reinitialised"
+    """A run of consistent surprising readings was accepted as a real change; the filter restarted from it."""
+    IMPLAUSIBLE = "implausible"
     """Valid message, but not a believable measurement of a person (probe off, motion spike)."""
+    INNOVATION = "innovation"
+    """Plausible in general, but too far from what the twin expects right now (failed the NIS test)."""
     LATE = "late"
     """Measured before the vital's latest accepted reading; recorded and counted, not applied."""
     DUPLICATE = "duplicate"
     """The device already sent this sequence number (a gateway retransmission)."""
     REDELIVERED = "redelivered"
     """The log position was already applied to this twin (Kafka redelivery after a crash or rebalance)."""
+
+
+ACCEPTED = frozenset({Outcome.APPLIED, Outcome.REINITIALISED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +101,34 @@ class VitalState:
     last_raw: float
     last_raw_at: int
     last_device: str
+    run: int = 0
+    """Consecutive readings rejected by the innovation test that agree with each other."""
+    run_mean: float = 0.0
+    baseline: float = 0.0
+    """This patient's usual level: exponentially weighted over days (``BASELINE_TAU_MIN``)."""
+    baseline_var: float = 0.0
+    baseline_minutes: float = 0.0
+    """How much data the baseline rests on."""
+
+
+@dataclass(frozen=True, slots=True)
+class Quality:
+    """Exponentially weighted (``QUALITY_TAU_MIN``) counts of valid and all readings of one vital."""
+
+    valid: float
+    total: float
+    seen_at: int
+
+    @property
+    def valid_share(self) -> float:
+        return self.valid / self.total if self.total > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    value: float
+    measured_at: int
+    device_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,20 +140,17 @@ class DeviceState:
 @dataclass(frozen=True, slots=True)
 class Counts:
     applied: int = 0
-    artefact: int = 0
+    reinitialised: int = 0
+    implausible: int = 0
+    innovation: int = 0
     late: int = 0
     duplicate: int = 0
 
     def bump(self, outcome: Outcome) -> Counts:
-        if outcome is Outcome.APPLIED:
-            return replace(self, applied=self.applied + 1)
-        if outcome is Outcome.ARTEFACT:
-            return replace(self, artefact=self.artefact + 1)
-        if outcome is Outcome.LATE:
-            return replace(self, late=self.late + 1)
-        if outcome is Outcome.DUPLICATE:
-            return replace(self, duplicate=self.duplicate + 1)
-        return self
+        if outcome is Outcome.REDELIVERED:
+            return self
+        name = outcome.value
+        return replace(self, **{name: getattr(self, name) + 1})
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +160,8 @@ class Twin:
     offset: int = -1
     """Log position of the last reading folded in; anything at or before it is a redelivery."""
     vitals: Mapping[Metric, VitalState] = field(default_factory=dict)
+    observations: Mapping[Metric, Observation] = field(default_factory=dict)
+    quality: Mapping[Metric, Quality] = field(default_factory=dict)
     devices: Mapping[str, DeviceState] = field(default_factory=dict)
     counts: Counts = Counts()
 
@@ -127,13 +191,29 @@ def step(twin: Twin, reading: Reading, position: Position) -> tuple[Twin, Outcom
     if twin.already_applied(position):
         return twin, Outcome.REDELIVERED
 
-    outcome, vitals, devices = _classify_and_apply(twin, reading)
+    device = twin.devices.get(reading.device_id)
+    # A lower sequence number with a later timestamp is a device that rebooted, not a retransmission.
+    if device is not None and reading.seq <= device.seq and reading.measured_at <= device.measured_at:
+        return replace(twin, partition=position.partition, offset=position.offset,
+                       counts=twin.counts.bump(Outcome.DUPLICATE)), Outcome.DUPLICATE
+    devices = dict(twin.devices)
+    devices[reading.device_id] = DeviceState(reading.seq, reading.measured_at)
+
+    vitals, observations = twin.vitals, twin.observations
+    if reading.metric in OBSERVATIONS:
+        outcome, observations = _observe(twin, reading)
+    else:
+        outcome, vital = _filter(twin, reading)
+        if vital is not None:
+            vitals = {**twin.vitals, reading.metric: vital}
     return (
         Twin(
             patient_id=twin.patient_id,
             partition=position.partition,
             offset=position.offset,
             vitals=vitals,
+            observations=observations,
+            quality={**twin.quality, reading.metric: _quality(twin.quality.get(reading.metric), reading, outcome)},
             devices=devices,
             counts=twin.counts.bump(outcome),
         ),
@@ -141,39 +221,72 @@ def step(twin: Twin, reading: Reading, position: Position) -> tuple[Twin, Outcom
     )
 
 
-def _classify_and_apply(
-    twin: Twin, reading: Reading
-) -> tuple[Outcome, Mapping[Metric, VitalState], Mapping[str, DeviceState]]:
-    device = twin.devices.get(reading.device_id)
-    # A lower sequence number with a later timestamp is a device that rebooted, not a retransmission.
-    if device is not None and reading.seq <= device.seq and reading.measured_at <= device.measured_at:
-        return Outcome.DUPLICATE, twin.vitals, twin.devices
-    devices = dict(twin.devices)
-    devices[reading.device_id] = DeviceState(reading.seq, reading.measured_at)
+def _observe(twin: Twin, reading: Reading) -> tuple[Outcome, Mapping[Metric, Observation]]:
+    current = twin.observations.get(reading.metric)
+    if current is not None and reading.measured_at < current.measured_at:
+        return Outcome.LATE, twin.observations
+    obs = Observation(reading.value, reading.measured_at, reading.device_id)
+    return Outcome.APPLIED, {**twin.observations, reading.metric: obs}
 
+
+def _quality(q: Quality | None, reading: Reading, outcome: Outcome) -> Quality:
+    valid = 1.0 if outcome in ACCEPTED else 0.0
+    if q is None:
+        return Quality(valid, 1.0, reading.measured_at)
+    dt = reading.measured_at - q.seen_at
+    decay = math.exp(-dt / MS_PER_MIN / QUALITY_TAU_MIN) if dt > 0 else 1.0
+    return Quality(q.valid * decay + valid, q.total * decay + 1.0, max(q.seen_at, reading.measured_at))
+
+
+def _filter(twin: Twin, reading: Reading) -> tuple[Outcome, VitalState | None]:
+    """The Kalman step with artefact gating. Returns the new vital state, or None when it is unchanged."""
     spec = CATALOGUE[reading.metric]
     lo, hi = spec.plausible
-    if not lo <= reading.value <= hi:
-        return Outcome.ARTEFACT, twin.vitals, devices
+    z = reading.value
+    if not lo <= z <= hi:  # also false for NaN
+        return Outcome.IMPLAUSIBLE, None
 
     current = twin.vitals.get(reading.metric)
     r = measurement_variance(spec, reading.quality, _activity_level(twin))
+    t = reading.measured_at
     if current is None:
-        filt = kalman.start(reading.value, r, spec.initial_trend_var)
-        accepted = 1
-    else:
-        if reading.measured_at < current.updated_at:
-            return Outcome.LATE, twin.vitals, devices
-        dt = (reading.measured_at - current.updated_at) / MS_PER_MIN
-        filt = kalman.step(current.filter, dt, reading.value, spec.process_noise, r)
-        accepted = current.accepted + 1
-    vitals = dict(twin.vitals)
-    vitals[reading.metric] = VitalState(
+        filt = kalman.start(z, r, spec.initial_trend_var)
+        return Outcome.APPLIED, VitalState(filt, t, 1, z, t, reading.device_id, baseline=z)
+    if t < current.updated_at:
+        return Outcome.LATE, None
+
+    dt = (t - current.updated_at) / MS_PER_MIN
+    predicted = kalman.predict(current.filter, dt, spec.process_noise)
+    y, s = kalman.innovation(predicted, z, r)
+    if y * y > NIS_GATE * s:
+        consistent = current.run > 0 and abs(z - current.run_mean) <= RUN_CONSISTENCY_SD * math.sqrt(r)
+        run = current.run + 1 if consistent else 1
+        run_mean = current.run_mean + (z - current.run_mean) / run if consistent else z
+        if run < SUSTAINED_RUN:
+            return Outcome.INNOVATION, replace(current, run=run, run_mean=run_mean)
+        # A real change (a rise in heart rate on standing, a new oxygen prescription): restart from it rather
+        # than crawl towards it, and keep the baseline, which is about days, not this moment.
+        filt = kalman.start(run_mean, r, spec.initial_trend_var)
+        return Outcome.REINITIALISED, _accepted(current, filt, dt, t, z, reading.device_id)
+    filt = kalman.update(predicted, z, r)
+    return Outcome.APPLIED, _accepted(current, filt, dt, t, z, reading.device_id)
+
+
+def _accepted(
+    current: VitalState, filt: kalman.LevelTrend, dt: float, t: int, z: float, device: str
+) -> VitalState:
+    a = -math.expm1(-dt / BASELINE_TAU_MIN)
+    dev = filt.level - current.baseline
+    return VitalState(
         filter=filt,
-        updated_at=reading.measured_at,
-        accepted=accepted,
-        last_raw=reading.value,
-        last_raw_at=reading.measured_at,
-        last_device=reading.device_id,
+        updated_at=t,
+        accepted=current.accepted + 1,
+        last_raw=z,
+        last_raw_at=t,
+        last_device=device,
+        run=0,
+        run_mean=0.0,
+        baseline=current.baseline + a * dev,
+        baseline_var=(1.0 - a) * (current.baseline_var + a * dev * dev),
+        baseline_minutes=current.baseline_minutes + dt,
     )
-    return Outcome.APPLIED, vitals, devices

@@ -112,7 +112,7 @@ def test_worker_killed_mid_stream_and_restarted_still_equals_replay(
         while problems and time.monotonic() < deadline:
             time.sleep(0.5)
             problems = twin_differences(load_twins(services.redis_url, prefix, sorted(expected)), expected)
-        # The twins' own counters (applied, artefact, late, duplicate) are part of the comparison, so an
+        # The twins' own counters (applied, implausible, innovation, late, ...) are part of the comparison, so an
         # event applied twice after the kill would show here even where the filter happened to agree.
         assert problems == []
     finally:

@@ -7,7 +7,8 @@ from click.testing import CliRunner
 
 from streams.cli import main
 
-SUBCOMMANDS = [["worker"], ["simulate"], ["replay"], ["twin"], ["topics"], ["topics", "create"],
+SUBCOMMANDS = [["worker"], ["simulate"], ["replay"], ["twin"], ["twin", "show"], ["twin", "forecast"],
+               ["twin", "history"], ["enrol"], ["discharge"], ["topics"], ["topics", "create"],
                ["topics", "check"], ["version"], ["progress"]]
 
 
@@ -37,3 +38,25 @@ def test_unreachable_redis_is_one_clear_line_and_the_password_is_not_shown() -> 
 def test_bad_simulate_arguments_are_usage_errors() -> None:
     out = CliRunner().invoke(main, ["simulate", "--patients", "0", "--out", "/dev/null"])
     assert out.exit_code == 2 and "--patients" in out.output
+
+
+def test_twin_patient_is_short_for_twin_show() -> None:
+    out = CliRunner().invoke(main, ["twin", "p-1"], env={"TWINMON_REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert "cannot reach Redis" in out.output  # it went to `show`, not "no such command"
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["enrol", "p-1", "--team", "w7", "--target", "spo2=92"], "VITAL=LO:HI"),
+        (["enrol", "p-1", "--team", "w7", "--target", "spo2=95:88"], "increasing"),
+        (["enrol", "p-1", "--team", "w7", "--target", "glucose=4:8"], "not a filtered vital"),
+        (["enrol", "p-1", "--team", "w7", "--condition", "flu"], "unknown condition"),
+        (["enrol", "../p", "--team", "w7"], "patient_id"),
+        (["twin", "forecast", "p-1", "--horizon", "soon"], "duration"),
+    ],
+)
+def test_bad_clinical_input_is_refused_before_anything_is_sent(args: list[str], message: str) -> None:
+    out = CliRunner().invoke(main, args, env={"TWINMON_KAFKA_BOOTSTRAP": "127.0.0.1:1"})
+    assert out.exit_code == 2, out.output
+    assert message in out.output and "Traceback" not in out.output

@@ -152,3 +152,23 @@ def test_valid_events_with_fields_replaced_or_dropped_never_raise(
     assert isinstance(out, (Reading, Rejected))
     if not overrides and not dropped - {"v", "quality"}:
         assert isinstance(out, Reading)
+
+
+@pytest.mark.parametrize("code,index", [("A", 0), ("C", 1), ("V", 2), ("P", 3), ("U", 4)])
+def test_consciousness_is_sent_as_an_acvpu_letter(code: str, index: int) -> None:
+    r = decode(msg(metric="consciousness", unit="{ACVPU}", value=code), None, NOW)
+    assert isinstance(r, Reading) and r.metric is Metric.CONSCIOUSNESS and r.value == index
+    assert decode(encode(r), None, NOW) == r
+
+
+@pytest.mark.parametrize("value,reason", [("X", Reason.IMPOSSIBLE_VALUE), (1, Reason.WRONG_TYPE),
+                                          ("alert", Reason.IMPOSSIBLE_VALUE)])
+def test_bad_acvpu_codes_are_refused(value: object, reason: Reason) -> None:
+    out = decode(msg(metric="consciousness", unit="{ACVPU}", value=value), None, NOW)
+    assert isinstance(out, Rejected) and out.reason is reason
+
+
+def test_oxygen_flow_is_litres_per_minute() -> None:
+    assert isinstance(decode(msg(metric="o2_flow", unit="L/min", value=2), None, NOW), Reading)
+    out = decode(msg(metric="o2_flow", unit="L/min", value=61), None, NOW)
+    assert isinstance(out, Rejected) and out.reason is Reason.IMPOSSIBLE_VALUE

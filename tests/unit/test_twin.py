@@ -70,8 +70,8 @@ def test_device_reboot_restarting_its_sequence_is_accepted() -> None:
 @pytest.mark.parametrize("value", [0.0, 24.9, 230.1, 277.0])
 def test_implausible_values_are_artefacts_that_do_not_move_the_estimate(value: float) -> None:
     twin, outcomes = run([hr(72, 0, 0), hr(value, 5, 1)])
-    assert outcomes[-1] is Outcome.ARTEFACT
-    assert twin.vitals[Metric.HEART_RATE].filter.level == 72.0 and twin.counts.artefact == 1
+    assert outcomes[-1] is Outcome.IMPLAUSIBLE
+    assert twin.vitals[Metric.HEART_RATE].filter.level == 72.0 and twin.counts.implausible == 1
 
 
 @pytest.mark.parametrize("value", [25.0, 230.0])
@@ -122,3 +122,65 @@ def test_codec_refuses_unknown_formats_and_damaged_twins() -> None:
         codec.from_dict({**data, "format": 99})
     with pytest.raises(CorruptTwin):
         codec.from_dict({k: v for k, v in data.items() if k != "vitals"})
+
+
+def steady(n: int = 60, value: float = 72.0, every_s: float = 5.0) -> list[Reading]:
+    return [hr(value, every_s * i, i, quality=1.0) for i in range(n)]
+
+
+def test_innovation_test_rejects_a_believable_number_the_twin_cannot_believe_now() -> None:
+    base = steady()
+    twin, outcomes = run([*base, hr(150, 300, 60, quality=1.0)])
+    assert outcomes[-1] is Outcome.INNOVATION
+    assert twin.vitals[Metric.HEART_RATE].filter == run(base)[0].vitals[Metric.HEART_RATE].filter
+    assert twin.counts.innovation == 1
+
+
+def test_a_sustained_change_is_accepted_after_a_short_consistent_run() -> None:
+    readings = [*steady(), *(hr(110 + (i % 2), 300 + 5 * i, 60 + i, quality=1.0) for i in range(4))]
+    twin, outcomes = run(readings)
+    assert outcomes[-4:] == [Outcome.INNOVATION, Outcome.INNOVATION, Outcome.REINITIALISED, Outcome.APPLIED]
+    v = twin.vitals[Metric.HEART_RATE]
+    assert v.filter.level == pytest.approx(110.5, abs=1.5) and v.run == 0
+    assert twin.counts.reinitialised == 1 and twin.counts.innovation == 2
+
+
+def test_scattered_spikes_never_add_up_to_a_change() -> None:
+    spikes = [150.0, 200.0, 140.0, 190.0, 130.0, 210.0]
+    readings = [*steady(), *(hr(v, 300 + 5 * i, 60 + i, quality=1.0) for i, v in enumerate(spikes))]
+    twin, outcomes = run(readings)
+    assert outcomes[-6:] == [Outcome.INNOVATION] * 6
+    assert twin.vitals[Metric.HEART_RATE].filter.level == pytest.approx(72.0, abs=0.5)
+
+
+def test_baseline_moves_over_days_not_minutes() -> None:
+    usual = [hr(70, 60 * i, i, quality=1.0) for i in range(24 * 60)]  # a day at 70, one a minute
+    fever = [hr(70 + min(i, 20), 86_400 + 60 * i, 24 * 60 + i, quality=1.0) for i in range(60)]
+    twin, _ = run([*usual, *fever])
+    v = twin.vitals[Metric.HEART_RATE]
+    assert v.filter.level == pytest.approx(90, abs=2)
+    assert v.baseline == pytest.approx(70, abs=1.0)
+    assert v.baseline_minutes == pytest.approx(24 * 60 + 59, abs=1)
+
+
+def test_valid_share_reflects_the_last_hour() -> None:
+    good = [hr(72, 10 * i, i, quality=1.0) for i in range(0, 360, 2)]
+    bad = [hr(0, 10 * i, i, quality=0.05) for i in range(1, 360, 2)]
+    twin, _ = run(sorted([*good, *bad], key=lambda r: r.seq))
+    assert twin.quality[Metric.HEART_RATE].valid_share == pytest.approx(0.5, abs=0.02)
+    later, _ = run([hr(72, 3600 + 10 * i, 400 + i, quality=1.0) for i in range(360)], twin, start=1000)
+    assert later.quality[Metric.HEART_RATE].valid_share > 0.8
+
+
+def test_manual_observations_keep_the_latest_and_count_late_entries() -> None:
+    nurse = [
+        Reading("p-1", "nurse-7", Metric.CONSCIOUSNESS, 0.0, T0, 1),
+        Reading("p-1", "nurse-7", Metric.O2_FLOW, 2.0, T0 + 1000, 2),
+        Reading("p-1", "nurse-9", Metric.CONSCIOUSNESS, 2.0, T0 + 60_000, 1),
+        Reading("p-1", "nurse-7", Metric.CONSCIOUSNESS, 0.0, T0 + 30_000, 3),
+    ]
+    twin, outcomes = run(nurse)
+    assert outcomes == [Outcome.APPLIED, Outcome.APPLIED, Outcome.APPLIED, Outcome.LATE]
+    assert twin.observations[Metric.CONSCIOUSNESS].value == 2.0
+    assert twin.observations[Metric.O2_FLOW].value == 2.0
+    assert Metric.CONSCIOUSNESS not in twin.vitals

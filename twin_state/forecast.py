@@ -1,0 +1,69 @@
+"""Where each vital is heading: the filter's predictive distribution at a horizon, under a scenario.
+
+* ``trend-continues``: the Kalman prediction itself (level + trend x horizon; variance from the model).
+* ``trend-stops``: the level is held where it is now; the variance still grows by what the model allows a
+  new trend to do over the horizon (``q h^3 / 3``), so holding is not mistaken for certainty.
+
+Both project the stored state to ``now`` first: a twin that has not heard from a sensor for ten minutes
+forecasts from ten minutes ago, with the uncertainty that implies.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+
+from twin_state import kalman
+from twin_state.catalogue import CATALOGUE, Metric
+from twin_state.twin import MS_PER_MIN, Twin, VitalState
+
+Z95 = 1.959963984540054
+
+
+class Scenario(StrEnum):
+    TREND_CONTINUES = "trend-continues"
+    TREND_STOPS = "trend-stops"
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    metric: Metric
+    horizon_min: float
+    mean: float
+    var: float
+
+    @property
+    def sd(self) -> float:
+        return math.sqrt(max(self.var, 0.0))
+
+    @property
+    def low95(self) -> float:
+        return self.mean - Z95 * self.sd
+
+    @property
+    def high95(self) -> float:
+        return self.mean + Z95 * self.sd
+
+
+def forecast_vital(
+    metric: Metric, vital: VitalState, now_ms: int, horizon_min: float,
+    scenario: Scenario = Scenario.TREND_CONTINUES,
+) -> Forecast:
+    if horizon_min < 0:
+        raise ValueError("horizon must be >= 0 minutes")
+    q = CATALOGUE[metric].process_noise
+    since = max(now_ms - vital.updated_at, 0) / MS_PER_MIN
+    now = kalman.predict(vital.filter, since, q)
+    if scenario is Scenario.TREND_CONTINUES:
+        ahead = kalman.predict(now, horizon_min, q)
+        return Forecast(metric, horizon_min, ahead.level, ahead.p00)
+    return Forecast(metric, horizon_min, now.level, now.p00 + q * horizon_min**3 / 3.0)
+
+
+def forecast_twin(
+    twin: Twin, now_ms: int, horizon_min: float, scenario: Scenario = Scenario.TREND_CONTINUES
+) -> list[Forecast]:
+    return [
+        forecast_vital(m, twin.vitals[m], now_ms, horizon_min, scenario) for m in Metric if m in twin.vitals
+    ]
