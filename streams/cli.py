@@ -322,8 +322,9 @@ def _parse_horizon(value: str) -> float:
 @twin.command("forecast")
 @click.argument("patient_id")
 @click.option("--horizon", default="60m", show_default=True, help="How far ahead: 30m, 90min, 2h.")
-@click.option("--scenario", type=click.Choice(["trend-continues", "trend-stops"]), default="trend-continues",
-              show_default=True, help="What-if: the current trend goes on, or stops now.")
+@click.option("--scenario", type=click.Choice(["trend-continues", "trend-stops", "damped"]), default="trend-continues",
+              show_default=True,
+              help="What-if: the trend goes on, stops now, or fades (damped, as risk prediction assumes).")
 def twin_forecast(patient_id: str, horizon: str, scenario: str) -> None:
     """Projected vitals at a horizon with 95% bands, under a scenario."""
     from twin_state.forecast import Scenario, forecast_twin
@@ -403,6 +404,31 @@ def _send_enrolment(patient_id: str, team: str, status: str, age_band: str | Non
     wire = profile_to_wire(model.to_profile())
     _run_kafka(produce_all(settings, settings.topic_enrolments, [(patient_id.encode(), wire)]), settings)
     click.echo(f"{status}: {patient_id} ({team})")
+
+
+@main.command()
+@click.option("--single-three", type=click.Choice(["low-medium", "medium"]), default="low-medium", show_default=True,
+              help="Response band for a single parameter scoring 3 (RCP chart: low-medium).")
+def news2(single_three: str) -> None:
+    """Score NEWS2 for JSON lines on stdin; one JSON line out per line in (errors too, then carries on).
+
+    Fields: rr, spo2, spo2_scale (1|2), on_oxygen (true|false), sbp, pulse, temp (Celsius), acvpu (A|C|V|P|U).
+    """
+    from twin_state.news2 import RiskBand, parse_inputs, score, to_json
+
+    for line in click.get_text_stream("stdin"):
+        if not line.strip():
+            continue
+        try:
+            doc = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            click.echo(orjson.dumps({"error": "line is not valid JSON"}).decode())
+            continue
+        parsed = parse_inputs(doc)
+        if isinstance(parsed, str):
+            click.echo(orjson.dumps({"error": parsed}).decode())
+            continue
+        click.echo(orjson.dumps(to_json(score(parsed, RiskBand(single_three)))).decode())
 
 
 @main.command()

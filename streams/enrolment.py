@@ -14,7 +14,6 @@ from streams.schema import ID_PATTERN
 from twin_state.catalogue import CATALOGUE, Metric
 from twin_state.profile import AGE_BANDS, KNOWN_CONDITIONS, Profile, Status
 
-
 _ANCHORED_ID = f"^{ID_PATTERN.pattern}$"  # pydantic searches; the id must match whole
 
 

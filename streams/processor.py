@@ -16,7 +16,7 @@ from streams.metrics import Metrics
 from streams.schema import Rejected, decode
 from twin_state.history import HistoryPoint, history_point
 from twin_state.store import TwinStore
-from twin_state.twin import Outcome, Position, Reading, Twin, new_twin, step
+from twin_state.twin import ACCEPTED, Outcome, Position, Reading, Twin, new_twin, step
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +34,8 @@ class BatchResult:
     twins: list[Twin] = field(default_factory=list)
     """Twins changed by this batch, in their state after it."""
     written: int = 0
+    newest: dict[str, int] = field(default_factory=dict)
+    """Per patient changed, the latest measured-at among the readings this batch applied."""
 
 
 class BatchProcessor:
@@ -85,6 +87,9 @@ class BatchProcessor:
             if outcome is not Outcome.REDELIVERED:
                 twins[reading.patient_id] = twin
                 changed[reading.patient_id] = twin
+                if outcome in ACCEPTED:
+                    prev = result.newest.get(reading.patient_id, 0)
+                    result.newest[reading.patient_id] = max(prev, reading.measured_at)
                 point = history_point(before, twin, reading, outcome)
                 if point is not None:
                     history.setdefault(reading.patient_id, []).append(point)
@@ -96,7 +101,7 @@ class BatchProcessor:
                 # The cache ran ahead of the store; drop it so nothing unsaved is taken for saved.
                 self.forget()
                 raise
-        self._observe(result, readings)
+        self._observe(result)
         return result
 
     async def _timed(self, op: str, call):  # type: ignore[no-untyped-def]
@@ -111,7 +116,7 @@ class BatchProcessor:
         finally:
             self._metrics.redis_seconds.labels(op).observe(time.perf_counter() - start)
 
-    def _observe(self, result: BatchResult, readings: list[tuple[Reading, Position]]) -> None:
+    def _observe(self, result: BatchResult) -> None:
         m = self._metrics
         if m is None:
             return
@@ -121,12 +126,9 @@ class BatchProcessor:
             m.dead_lettered.labels(rejected.reason.value).inc()
         m.twins_written.inc(result.written)
         m.twins_resident.set(len(self._twins))
-        if readings:
-            # Latency of the newest reading per patient is what a clinician waits for; sampling one per
-            # twin keeps the histogram cheap on large batches.
+        if result.newest:
+            # One sample per twin written: the newest reading it now reflects, which is what a clinician
+            # waits for. Late uploads and redeliveries are not counted; they were not what kept anyone waiting.
             now = time.time() * 1000.0
-            newest: dict[str, int] = {}
-            for reading, _ in readings:
-                newest[reading.patient_id] = reading.measured_at
-            for measured_at in newest.values():
+            for measured_at in result.newest.values():
                 m.reading_to_persist.observe(max(now - measured_at, 0.0) / 1000.0)

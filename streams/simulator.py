@@ -46,6 +46,7 @@ BASE_RATE = sum(1.0 / s.period_s for s in STREAMS)
 
 ACTIVITY_CADENCE = (0.0, 35.0, 105.0)  # resting, pottering about, walking (steps/min)
 ACTIVITY_TRANSITIONS = ((0.90, 0.08, 0.02), (0.30, 0.60, 0.10), (0.20, 0.30, 0.50))  # per minute
+EXERTION_TAU_S = 45.0
 
 
 @dataclass(slots=True)
@@ -63,6 +64,9 @@ class Patient:
     ramp_s: float
     activity: int = 0
     activity_until_s: float = 0.0
+    exertion: float = 0.0
+    """The body's response to activity (0 at rest .. 1 walking), lagging it by ``EXERTION_TAU_S``."""
+    exertion_at_s: float = 0.0
     wrist_off_until_s: float = -1.0
     wrist_buffer_until_s: float = -1.0
     seqs: dict[str, int] = field(default_factory=dict)
@@ -77,10 +81,18 @@ class Patient:
             self.activity = self.rng.choices((0, 1, 2), ACTIVITY_TRANSITIONS[self.activity])[0]
             self.activity_until_s += 60.0
 
+    def advance_exertion(self, t: float) -> float:
+        # Heart rate, breathing and pressure follow a change of activity within about a minute, not at once.
+        if t > self.exertion_at_s:
+            target = ACTIVITY_CADENCE[self.activity] / 105.0
+            self.exertion = target + (self.exertion - target) * math.exp(-(t - self.exertion_at_s) / EXERTION_TAU_S)
+            self.exertion_at_s = t
+        return self.exertion
+
     def truth(self, metric: Metric, t: float) -> float:
         self.advance_activity(t)
         circ = math.sin(2 * math.pi * t / DAY_S + self.circadian_phase)
-        act = ACTIVITY_CADENCE[self.activity] / 105.0
+        act = self.advance_exertion(t)
         d = self.deterioration(t)
         if metric is Metric.HEART_RATE:
             return self.hr + 4 * circ + 25 * act + 45 * d
@@ -111,12 +123,17 @@ def _make_patient(index: int, seed: int, duration_s: float, deteriorating_share:
         dbp=rng.uniform(64, 86),
         circadian_phase=rng.uniform(0, 2 * math.pi),
         onset_s=rng.uniform(0.05, 0.5) * duration_s if deteriorates else None,
-        ramp_s=max(rng.uniform(0.2, 0.4) * duration_s, 60.0),
+        # Sepsis-like decline takes hours; a short simulation compresses it into the time it has.
+        ramp_s=max(min(rng.uniform(3600.0, 4 * 3600.0), 0.6 * duration_s), 60.0),
     )
 
 
-def _measure(p: Patient, stream: Stream, t: float) -> tuple[float, float]:
-    """A sensor's reading of the truth at ``t``: noise, rounding, motion, artefacts. Returns (value, quality)."""
+def _measure(p: Patient, stream: Stream, t: float) -> tuple[float, float, float]:
+    """A sensor's reading of the truth at ``t``: noise, rounding, motion, artefacts.
+
+    Returns ``(value, quality, truth)``; the truth is computed first and draws no random numbers of its own
+    beyond the activity chain's, so asking for it changes nothing in the readings.
+    """
     rng = p.rng
     truth = p.truth(stream.metric, t)
     moving = p.activity == 2
@@ -126,9 +143,9 @@ def _measure(p: Patient, stream: Stream, t: float) -> tuple[float, float]:
             quality = rng.uniform(0.35, 0.75)
         artefact = rng.random()
         if artefact < 0.004:  # probe lifted: the device reports zero at minimal quality
-            return 0.0, 0.05
+            return 0.0, 0.05, truth
         if stream.metric is Metric.HEART_RATE and moving and artefact < 0.03:
-            return float(rng.randint(150, 240)), round(rng.uniform(0.1, 0.4), 2)
+            return float(rng.randint(150, 240)), round(rng.uniform(0.1, 0.4), 2), truth
     noise = {
         Metric.HEART_RATE: 2.0,
         Metric.SPO2: 1.0,
@@ -145,7 +162,7 @@ def _measure(p: Patient, stream: Stream, t: float) -> tuple[float, float]:
         value = float(min(round(value), 100))
     else:
         value = float(max(round(value), 0))
-    return value, round(quality, 2)
+    return value, round(quality, 2), truth
 
 
 def simulate(
@@ -161,6 +178,35 @@ def simulate(
     ``rate`` is readings per second per patient. ``delivered_at_s`` is when the reading reaches the gateway,
     which for buffered uploads is later than its measured-at; the sequence is ordered by it.
     """
+    for delivered, reading, _truth in _generate(patients, duration_s, rate, seed, start_ms, deteriorating_share):
+        yield delivered, reading
+
+
+def simulate_with_truth(
+    patients: int,
+    duration_s: float,
+    rate: float = 1.0,
+    seed: int = 1,
+    start_ms: int = 1_763_942_400_000,
+    deteriorating_share: float = 0.1,
+) -> Iterator[tuple[float, Reading, float]]:
+    """``simulate``'s readings, identical and in the same order, each with the patient's true value.
+
+    Yields ``(delivered_at_s, reading, truth)``, where ``truth`` is the patient's physiological value of the
+    reading's metric at its measured-at time (``Patient.truth``), before sensor noise, rounding and artefacts.
+    Artefacts (probe-off zeros, motion spikes) are readings far from their truth.
+    """
+    yield from _generate(patients, duration_s, rate, seed, start_ms, deteriorating_share)
+
+
+def _generate(
+    patients: int,
+    duration_s: float,
+    rate: float,
+    seed: int,
+    start_ms: int,
+    deteriorating_share: float,
+) -> Iterator[tuple[float, Reading, float]]:
     if patients < 1 or duration_s <= 0 or rate <= 0:
         raise ValueError("patients, duration and rate must be positive")
     scale = BASE_RATE / rate
@@ -169,16 +215,22 @@ def simulate(
     for i, p in enumerate(people):
         for j, s in enumerate(STREAMS):
             heapq.heappush(heap, (p.rng.uniform(0, s.period_s * scale), i, j))
-    pending: list[tuple[float, int, Reading]] = []  # buffered uploads, by delivery time
+    pending: list[tuple[float, int, Reading, float]] = []  # buffered uploads, by delivery time
     counter = 0
     while heap:
         t, i, j = heapq.heappop(heap)
         while pending and pending[0][0] <= t:
-            dt, _, reading = heapq.heappop(pending)
-            yield dt, reading
+            dt, _, reading, truth = heapq.heappop(pending)
+            yield dt, reading, truth
         if t >= duration_s:
             continue
         p, s = people[i], STREAMS[j]
+        if s.device == "cuff":
+            p.advance_activity(t)
+            if p.activity == 2:
+                # Ambulatory cuffs do not measure on the move; they try again a few minutes later.
+                heapq.heappush(heap, (t + p.rng.uniform(120, 300), i, j))
+                continue
         heapq.heappush(heap, (t + s.period_s * scale * p.rng.uniform(0.9, 1.1), i, j))
         delivered = t
         if s.device == "wrist":
@@ -191,7 +243,7 @@ def simulate(
                 p.wrist_buffer_until_s = t + p.rng.uniform(30, 180)  # lost the phone: buffer, upload later
             if t < p.wrist_buffer_until_s:
                 delivered = p.wrist_buffer_until_s
-        value, quality = _measure(p, s, t)
+        value, quality, truth = _measure(p, s, t)
         device_id = f"{p.patient_id}-{s.device}"
         seq = p.seqs.get(device_id, 0)
         p.seqs[device_id] = seq + 1
@@ -206,9 +258,9 @@ def simulate(
         )
         if delivered > t:
             counter += 1
-            heapq.heappush(pending, (delivered, counter, reading))
+            heapq.heappush(pending, (delivered, counter, reading, truth))
         else:
-            yield t, reading
+            yield t, reading, truth
     while pending:
-        dt, _, reading = heapq.heappop(pending)
-        yield dt, reading
+        dt, _, reading, truth = heapq.heappop(pending)
+        yield dt, reading, truth

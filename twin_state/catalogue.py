@@ -60,32 +60,32 @@ CATALOGUE: dict[Metric, VitalSpec] = {
         VitalSpec(
             Metric.HEART_RATE, "/min", ("bpm", "beats/min", "{beats}/min"), "8867-4", "Heart rate",
             possible=(0.0, 350.0), plausible=(25.0, 230.0),
-            process_noise=0.5, measurement_noise=4.0, initial_trend_var=1.0, motion_sensitive=True,
+            process_noise=0.05, measurement_noise=4.0, initial_trend_var=1.0, motion_sensitive=True,
         ),
         VitalSpec(
             Metric.SPO2, "%", ("%{HemoglobinSaturation}",), "59408-5", "Oxygen saturation (SpO2)",
             possible=(0.0, 100.0), plausible=(50.0, 100.0),
-            process_noise=0.05, measurement_noise=1.0, initial_trend_var=0.1, motion_sensitive=True,
+            process_noise=0.005, measurement_noise=1.0, initial_trend_var=0.1, motion_sensitive=True,
         ),
         VitalSpec(
             Metric.RESP_RATE, "/min", ("breaths/min", "{breaths}/min"), "9279-1", "Respiratory rate",
             possible=(0.0, 120.0), plausible=(3.0, 70.0),
-            process_noise=0.05, measurement_noise=2.25, initial_trend_var=0.1, motion_sensitive=False,
+            process_noise=0.005, measurement_noise=2.25, initial_trend_var=0.1, motion_sensitive=False,
         ),
         VitalSpec(
             Metric.TEMPERATURE, "Cel", ("degC", "C"), "8310-5", "Body temperature",
             possible=(20.0, 46.0), plausible=(30.0, 43.0),
-            process_noise=0.0005, measurement_noise=0.04, initial_trend_var=0.001, motion_sensitive=False,
+            process_noise=0.00005, measurement_noise=0.04, initial_trend_var=0.001, motion_sensitive=False,
         ),
         VitalSpec(
             Metric.BP_SYSTOLIC, "mm[Hg]", ("mmHg",), "8480-6", "Systolic blood pressure",
             possible=(0.0, 320.0), plausible=(50.0, 260.0),
-            process_noise=0.2, measurement_noise=25.0, initial_trend_var=0.5, motion_sensitive=False,
+            process_noise=0.001, measurement_noise=25.0, initial_trend_var=0.01, motion_sensitive=False,
         ),
         VitalSpec(
             Metric.BP_DIASTOLIC, "mm[Hg]", ("mmHg",), "8462-4", "Diastolic blood pressure",
             possible=(0.0, 250.0), plausible=(25.0, 160.0),
-            process_noise=0.1, measurement_noise=16.0, initial_trend_var=0.25, motion_sensitive=False,
+            process_noise=0.0005, measurement_noise=16.0, initial_trend_var=0.005, motion_sensitive=False,
         ),
         VitalSpec(
             Metric.ACTIVITY, "{steps}/min", ("steps/min",), "55423-8", "Activity (step cadence)",
@@ -128,6 +128,9 @@ NIS_GATE = 10.828
 """Chi-square bound, 1 degree of freedom, p = 0.001: a reading this surprising is not believed at once."""
 SUSTAINED_RUN = 3
 """Consecutive mutually consistent rejected readings after which the change is taken as real."""
+LOST_AFTER = 6
+"""Consecutive rejected readings, consistent or not, after which the filter, not the sensor, is taken to be
+wrong and restarts from the latest readings."""
 BASELINE_TAU_MIN = 3 * 24 * 60.0
 """Personal baseline time constant: days, not minutes, so an evening's fever does not become "normal"."""
 BASELINE_MATURE_MIN = 12 * 60.0
@@ -138,3 +141,19 @@ QUALITY_TAU_MIN = 60.0
 
 def accepts_unit(spec: VitalSpec | ObservationSpec, unit: str) -> bool:
     return unit == spec.unit or unit in spec.unit_aliases
+
+TREND_PERSISTENCE_MIN = 15.0
+"""How long a vital's current trend is expected to persist when risk looks ahead (a damped trend): physiology
+drifts for minutes to tens of minutes, not indefinitely; the filter's trend is a short-memory estimate."""
+
+FORECAST_DIFFUSION: dict[Metric, float] = {
+    # Unforeseeable drift of the level per minute of horizon, unit^2/min: the SD an hour ahead is sqrt(60 d),
+    # about 8 bpm, 2.4 /min, 1.5 %, 0.3 C, 9 and 6 mmHg - the hour-to-hour variability of a stable inpatient.
+    Metric.HEART_RATE: 1.0,
+    Metric.RESP_RATE: 0.1,
+    Metric.SPO2: 0.04,
+    Metric.TEMPERATURE: 0.0015,
+    Metric.BP_SYSTOLIC: 1.5,
+    Metric.BP_DIASTOLIC: 0.6,
+    Metric.ACTIVITY: 50.0,
+}

@@ -8,7 +8,7 @@ The packed layout, version 2 (a MessagePack array)::
 
     [2, patient_id, partition, offset,
      [[metric, level, trend, p00, p01, p11, updated_at, accepted, last_raw, last_raw_at, last_device,
-       run, run_mean, baseline, baseline_var, baseline_minutes], ...],
+       run, run_mean, baseline, baseline_var, baseline_minutes, streak], ...],
      [[metric, value, measured_at, device], ...],                    # manual observations
      [[metric, valid, total, seen_at], ...],                         # data-quality share
      [[device, seq, measured_at], ...],
@@ -41,7 +41,7 @@ def pack(twin: Twin) -> bytes:
             [
                 [m.value, v.filter.level, v.filter.trend, v.filter.p00, v.filter.p01, v.filter.p11, v.updated_at,
                  v.accepted, v.last_raw, v.last_raw_at, v.last_device, v.run, v.run_mean, v.baseline,
-                 v.baseline_var, v.baseline_minutes]
+                 v.baseline_var, v.baseline_minutes, v.streak]
                 for m, v in twin.vitals.items()
             ],
             [[m.value, o.value, o.measured_at, o.device_id] for m, o in twin.observations.items()],
@@ -102,7 +102,7 @@ def to_dict(twin: Twin) -> dict[str, Any]:
                 "last_raw": v.last_raw,
                 "last_raw_at": v.last_raw_at,
                 "last_device": v.last_device,
-                "run": [v.run, v.run_mean],
+                "run": [v.run, v.run_mean, v.streak],
                 "baseline": [v.baseline, v.baseline_var, v.baseline_minutes],
             }
             for m, v in sorted(twin.vitals.items())
@@ -127,9 +127,11 @@ def from_dict(data: dict[str, Any]) -> Twin:
             offset=int(data["offset"]),
             vitals={
                 Metric(name): VitalState(
-                    LevelTrend(v["level"], v["trend"], *v["cov"]),
-                    v["updated_at"], v["accepted"], v["last_raw"], v["last_raw_at"], v["last_device"],
-                    *v["run"], *v["baseline"],
+                    filter=LevelTrend(v["level"], v["trend"], *v["cov"]),
+                    updated_at=v["updated_at"], accepted=v["accepted"], last_raw=v["last_raw"],
+                    last_raw_at=v["last_raw_at"], last_device=v["last_device"],
+                    run=v["run"][0], run_mean=v["run"][1], streak=v["run"][2],
+                    baseline=v["baseline"][0], baseline_var=v["baseline"][1], baseline_minutes=v["baseline"][2],
                 )
                 for name, v in data["vitals"].items()
             },

@@ -3,6 +3,11 @@
 * ``trend-continues``: the Kalman prediction itself (level + trend x horizon; variance from the model).
 * ``trend-stops``: the level is held where it is now; the variance still grows by what the model allows a
   new trend to do over the horizon (``q h^3 / 3``), so holding is not mistaken for certainty.
+* ``damped`` (what risk prediction uses): the trend fades with time constant ``TREND_PERSISTENCE_MIN``, so it
+  moves the mean by at most ``trend x tau``; the current state's uncertainty is carried through the same
+  damping, and the level diffuses by ``FORECAST_DIFFUSION`` per minute. The filter's own process noise is
+  tuned to track minute-to-minute change and, extrapolated over an hour (it grows as ``h^3``), would make
+  every patient look as likely to crash as to recover.
 
 Both project the stored state to ``now`` first: a twin that has not heard from a sensor for ten minutes
 forecasts from ten minutes ago, with the uncertainty that implies.
@@ -15,7 +20,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from twin_state import kalman
-from twin_state.catalogue import CATALOGUE, Metric
+from twin_state.catalogue import CATALOGUE, FORECAST_DIFFUSION, TREND_PERSISTENCE_MIN, Metric
 from twin_state.twin import MS_PER_MIN, Twin, VitalState
 
 Z95 = 1.959963984540054
@@ -24,6 +29,7 @@ Z95 = 1.959963984540054
 class Scenario(StrEnum):
     TREND_CONTINUES = "trend-continues"
     TREND_STOPS = "trend-stops"
+    DAMPED = "damped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +64,10 @@ def forecast_vital(
     if scenario is Scenario.TREND_CONTINUES:
         ahead = kalman.predict(now, horizon_min, q)
         return Forecast(metric, horizon_min, ahead.level, ahead.p00)
+    if scenario is Scenario.DAMPED:
+        phi = TREND_PERSISTENCE_MIN * -math.expm1(-horizon_min / TREND_PERSISTENCE_MIN)
+        var = now.p00 + 2.0 * phi * now.p01 + phi * phi * now.p11 + FORECAST_DIFFUSION[metric] * horizon_min
+        return Forecast(metric, horizon_min, now.level + phi * now.trend, var)
     return Forecast(metric, horizon_min, now.level, now.p00 + q * horizon_min**3 / 3.0)
 
 

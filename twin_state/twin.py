@@ -33,6 +33,7 @@ from twin_state import kalman
 from twin_state.catalogue import (
     BASELINE_TAU_MIN,
     CATALOGUE,
+    LOST_AFTER,
     NIS_GATE,
     OBSERVATIONS,
     QUALITY_TAU_MIN,
@@ -109,6 +110,8 @@ class VitalState:
     baseline_var: float = 0.0
     baseline_minutes: float = 0.0
     """How much data the baseline rests on."""
+    streak: int = 0
+    """Consecutive readings rejected by the innovation test, consistent or not."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,13 +262,17 @@ def _filter(twin: Twin, reading: Reading) -> tuple[Outcome, VitalState | None]:
     predicted = kalman.predict(current.filter, dt, spec.process_noise)
     y, s = kalman.innovation(predicted, z, r)
     if y * y > NIS_GATE * s:
-        consistent = current.run > 0 and abs(z - current.run_mean) <= RUN_CONSISTENCY_SD * math.sqrt(r)
+        # Two readings of one value differ with variance 2r: that is the width of "consistent".
+        consistent = current.run > 0 and abs(z - current.run_mean) <= RUN_CONSISTENCY_SD * math.sqrt(2.0 * r)
         run = current.run + 1 if consistent else 1
         run_mean = current.run_mean + (z - current.run_mean) / run if consistent else z
-        if run < SUSTAINED_RUN:
-            return Outcome.INNOVATION, replace(current, run=run, run_mean=run_mean)
-        # A real change (a rise in heart rate on standing, a new oxygen prescription): restart from it rather
-        # than crawl towards it, and keep the baseline, which is about days, not this moment.
+        streak = current.streak + 1
+        if run < SUSTAINED_RUN and streak < LOST_AFTER:
+            return Outcome.INNOVATION, replace(current, run=run, run_mean=run_mean, streak=streak)
+        # A real change (a rise in heart rate on standing): restart from it rather than crawl towards it. Or
+        # the twin itself is lost (it believed one wrong reading after a gap, or two devices disagree): every
+        # reading for a while has been refused, so restart from the latest consistent ones. The baseline,
+        # which is about days, not this moment, is kept.
         filt = kalman.start(run_mean, r, spec.initial_trend_var)
         return Outcome.REINITIALISED, _accepted(current, filt, dt, t, z, reading.device_id)
     filt = kalman.update(predicted, z, r)

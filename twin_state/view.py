@@ -53,14 +53,18 @@ def vital_views(
         age_ms = max(now_ms - v.updated_at, 0)
         projected = kalman.predict(v.filter, age_ms / MS_PER_MIN, spec.process_noise)
         sd = math.sqrt(max(projected.p00, 0.0))
+        # A level-and-trend filter can overshoot a hard physical limit (SpO2 above 100 % during a run of 100s);
+        # what a person reads is clamped to what is possible.
+        lo, hi = spec.possible
+        level = min(max(projected.level, lo), hi)
         out.append(
             VitalView(
                 metric=metric,
                 unit=spec.unit,
-                estimate=projected.level,
+                estimate=level,
                 sd=sd,
-                low95=projected.level - Z95 * sd,
-                high95=projected.level + Z95 * sd,
+                low95=max(level - Z95 * sd, lo),
+                high95=min(level + Z95 * sd, hi),
                 trend_per_min=projected.trend,
                 last_raw=v.last_raw,
                 age_s=age_ms / 1000.0,

@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -63,6 +64,8 @@ STALL_TIMEOUT_S = 120.0  # no progress at all for this long = broken, however sl
 POLL_S = 0.1  # metric scrape interval; bounds the end-of-run timing error (see the e2e note)
 
 CONSUMED = "twinmon_events_consumed_total"
+# Faust's spinner writes cursor hide/show sequences and backspaces even into a file: drop them from what we quote.
+TERMINAL_CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x08\x0b-\x1f\x7f]")
 
 
 class BenchFailure(Exception):
@@ -91,6 +94,20 @@ def _script(name: str, verb: str, state: Path) -> subprocess.Popen[str]:
 
 
 @contextmanager
+def uninterruptible() -> Iterator[None]:
+    """Ignore Ctrl-C and SIGTERM while cleaning up: a second Ctrl-C must not leave a broker running.
+
+    Every step inside has its own timeout, so this cannot hang for long.
+    """
+    saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+@contextmanager
 def local_services(tmp: Path) -> Iterator[Services]:
     """Kafka and Redis from deploy/local, started side by side (saves the time of the shorter start)."""
     kafka_state, redis_state = tmp / "kafka", tmp / "redis"
@@ -111,14 +128,15 @@ def local_services(tmp: Path) -> Iterator[Services]:
     finally:
         # Both stops are idempotent ("no error if not running"), so this is safe after a failed start, and
         # they run side by side because the broker's orderly shutdown takes a few seconds.
-        say("stopping Kafka and Redis")
-        stops = [_script("kafka.sh", "stop", kafka_state), _script("redis.sh", "stop", redis_state)]
-        for proc in stops:
-            try:
-                proc.communicate(timeout=120)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
+        with uninterruptible():
+            say("stopping Kafka and Redis")
+            stops = [_script("kafka.sh", "stop", kafka_state), _script("redis.sh", "stop", redis_state)]
+            for proc in stops:
+                try:
+                    proc.communicate(timeout=120)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.communicate()
 
 
 def free_port() -> int:
@@ -190,11 +208,18 @@ async def produce(bootstrap: str, topic: str, messages: Sequence[tuple[bytes, by
 # ----------------------------------------------------------------------------------------------- ceiling
 
 
-async def consume_rate(bootstrap: str, topic: str, n: int) -> float:
-    """Events/s of a bare consumer reading ``n`` records, timed from the first record to the n-th.
+@dataclass(frozen=True)
+class Ceiling:
+    rate: float  # from the first record returned to the n-th: the figure the worker is compared with
+    rate_from_start: float  # from consumer.start() returning: also counts the offset lookup and first fetch
+
+
+async def consume_rate(bootstrap: str, topic: str, n: int) -> Ceiling:
+    """Events/s of a bare consumer reading ``n`` records.
 
     No group (so no join or commits), no decoding: the most any consumer in this process model can do on
-    this machine, and so the ceiling for the worker.
+    this machine, and so the ceiling for the worker. The headline is timed from the first record, like the
+    worker's figure; the first fetch can carry up to partitions x 4 MiB, so that is also timed from start.
     """
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
                                 enable_auto_commit=False, max_partition_fetch_bytes=4 * MiB,
@@ -203,7 +228,7 @@ async def consume_rate(bootstrap: str, topic: str, n: int) -> float:
     try:
         seen = 0
         first: float | None = None
-        last_progress = time.monotonic()
+        started = last_progress = time.monotonic()
         while seen < n:
             batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
             got = sum(len(records) for records in batch.values())
@@ -215,9 +240,10 @@ async def consume_rate(bootstrap: str, topic: str, n: int) -> float:
             elif now - last_progress > STALL_TIMEOUT_S:
                 raise BenchFailure(f"raw consumer stuck at {seen} of {n} records for {STALL_TIMEOUT_S:.0f}s")
         assert first is not None
-        elapsed = time.monotonic() - first
-        # The first getmany's records arrive at "first"; they took no measurable time, so count them out.
-        return n / elapsed if elapsed > 0 else float("inf")
+        done = time.monotonic()
+        # The records of the first getmany are counted: "first" is when they were handed over, before any
+        # of the per-record work a consumer does in getmany on them.
+        return Ceiling(n / max(done - first, 1e-9), n / max(done - started, 1e-9))
     finally:
         await consumer.stop()
 
@@ -249,6 +275,16 @@ def resident_bytes(pid: int) -> int | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (utime and stime in /proc/PID/stat, in clock ticks)."""
+    try:
+        # The command name (field 2) may hold spaces, so split after its closing parenthesis.
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 @dataclass(frozen=True)
 class EndToEnd:
     rate: float | None
@@ -258,6 +294,7 @@ class EndToEnd:
     metrics: dict[str, float]
     worker_rss: int | None
     worker_exit: int | None
+    worker_cpu_share: float  # CPU seconds of the worker per wall second over the timed interval (1.0 = a core)
 
 
 def run_worker(env: dict[str, str], n: int, log_path: Path) -> EndToEnd:
@@ -284,6 +321,7 @@ def run_worker(env: dict[str, str], n: int, log_path: Path) -> EndToEnd:
             count = (metrics or {}).get(CONSUMED, 0.0)
             if count > 0 and first is None:
                 first = (now, count)
+                cpu_first = cpu_seconds(proc.pid)
             if count >= n:
                 break
             if count > progress_count:
@@ -297,12 +335,15 @@ def run_worker(env: dict[str, str], n: int, log_path: Path) -> EndToEnd:
         # scrape is not credited to the timed interval. A run that fits in one scrape interval has no rate.
         elapsed, counted = now - first[0], count - first[1]
         rate = counted / elapsed if elapsed > 0 and counted > 0 else None
+        # Near 1.0 means the worker's one Python thread was the bottleneck; well below, it waited on others.
+        cpu_share = (cpu_seconds(proc.pid) - cpu_first) / elapsed if elapsed > 0 else float("nan")
         rss = resident_bytes(proc.pid)  # while it still holds every twin of the run
     finally:
-        exit_code = stop_worker(proc)
+        with uninterruptible():
+            exit_code = stop_worker(proc)
     if exit_code != 0:
         say(f"note: the worker exited with {exit_code} on SIGTERM (log: {log_path})")
-    return EndToEnd(rate, counted, elapsed, first[0] - spawned, metrics, rss, exit_code)
+    return EndToEnd(rate, counted, elapsed, first[0] - spawned, metrics, rss, exit_code, cpu_share)
 
 
 def stop_worker(proc: subprocess.Popen[bytes]) -> int:
@@ -326,7 +367,9 @@ def redis_facts(url: str, prefix: str) -> RedisFacts:
     client = Redis.from_url(url)
     try:
         # SCAN, not KEYS: the same server may be shared, and {prefix} keeps other runs' twins out of the count.
-        keys = sum(1 for _ in client.scan_iter(match=f"{prefix}:twin:{{*}}", count=1000))
+        # The glob's * also matches past the closing brace, so a per-patient side key (say "...:twin:{p}:x")
+        # is left out explicitly: only "{prefix}:twin:{<patient_id>}" is a twin.
+        keys = sum(1 for key in client.scan_iter(match=f"{prefix}:twin:{{*}}", count=1000) if key.endswith(b"}"))
         return RedisFacts(keys, int(client.info("memory")["used_memory"]))
     finally:
         client.close()
@@ -368,7 +411,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def bench(args: argparse.Namespace, services: Services, tmp: Path) -> dict[str, Any]:
+def bench(args: argparse.Namespace, services: Services, tmp: Path, load_at_start: float) -> dict[str, Any]:
     env = deployment_env(services, args.partitions, tmp)
     topic, prefix = env["TWINMON_TOPIC_VITALS"], env["TWINMON_REDIS_PREFIX"]
 
@@ -389,16 +432,23 @@ def bench(args: argparse.Namespace, services: Services, tmp: Path) -> dict[str, 
     produce_rate = n / produce_s
     say(f"produced in {produce_s:.1f}s: {fmt_rate(produce_rate)}")
 
-    ceilings = []
+    ceilings: list[Ceiling] = []
     for attempt in (1, 2):  # the better of two: the first one also warms the broker's page cache
         ceilings.append(asyncio.run(consume_rate(services.bootstrap, topic, n)))
-        say(f"raw consume run {attempt}: {fmt_rate(ceilings[-1])}")
-    ceiling = max(ceilings)
+        say(f"raw consume run {attempt}: {fmt_rate(ceilings[-1].rate)} "
+            f"({fmt_rate(ceilings[-1].rate_from_start)} counting from consumer start)")
+    ceiling = max(c.rate for c in ceilings)
 
     redis_before = redis_facts(services.redis_url, prefix)  # the server's own footprint, without our twins
     say("starting twinmon worker on the backlog")
     e2e = run_worker(env, n, tmp / "worker.log")
     say(f"worker: {fmt_rate(e2e.rate)} after {e2e.startup_s:.1f}s of start-up")
+    # It logs at warning level, so anything it said (beyond where its metrics are) deserves a look; the
+    # temporary directory, and with it the log, is gone once the run succeeds.
+    said = [line for line in TERMINAL_CONTROL.sub("", (tmp / "worker.log").read_text(errors="replace")).splitlines()
+            if line.strip() and not line.startswith("metrics: http")]
+    if said:
+        say(f"the worker logged {len(said)} line(s); the last ones:\n  " + "\n  ".join(said[-10:]))
     redis_after = redis_facts(services.redis_url, prefix)
     if redis_after.twin_keys != gen.patients_seen:
         raise BenchFailure(f"Redis holds {redis_after.twin_keys} twins under {prefix}, "
@@ -414,6 +464,8 @@ def bench(args: argparse.Namespace, services: Services, tmp: Path) -> dict[str, 
     used = redis_after.used_memory
     return {
         "cores": os.cpu_count(),
+        # Anything else running skews every figure here; the load before we started shows if it did.
+        "load_1min_at_start": load_at_start,
         "events": n,
         "patients": gen.patients_seen,
         "partitions": args.partitions,
@@ -424,13 +476,15 @@ def bench(args: argparse.Namespace, services: Services, tmp: Path) -> dict[str, 
         "generate_s": gen.seconds,
         "produce_s": produce_s,
         "produce_events_per_s": produce_rate,
-        "consume_raw_events_per_s_runs": ceilings,
+        "consume_raw_events_per_s_runs": [c.rate for c in ceilings],
+        "consume_raw_from_start_events_per_s": max(c.rate_from_start for c in ceilings),
         "consume_raw_events_per_s": ceiling,
         "e2e_events_per_s": e2e.rate,
         "e2e_timed_events": e2e.counted_events,
         "e2e_timed_s": e2e.seconds,
         "e2e_over_ceiling": e2e.rate / ceiling if e2e.rate is not None else None,
         "worker_startup_s": e2e.startup_s,
+        "worker_cpu_share": e2e.worker_cpu_share,
         "mean_batch_size": mean_batch,
         "batches": batches,
         "twins_persisted": m.get("twinmon_twins_persisted_total"),
@@ -438,6 +492,7 @@ def bench(args: argparse.Namespace, services: Services, tmp: Path) -> dict[str, 
         "redis_twin_keys": redis_after.twin_keys,
         "worker_rss_bytes": e2e.worker_rss,
         "worker_exit_code_on_sigterm": e2e.worker_exit,
+        "worker_log_lines": len(said),
         "redis_used_memory_bytes": used,
         "redis_used_memory_per_patient_bytes": used / gen.patients_seen,
         "redis_used_memory_empty_bytes": redis_before.used_memory,
@@ -449,16 +504,19 @@ def report(r: dict[str, Any]) -> None:
     ratio = r["e2e_over_ceiling"]
     persisted = r["twins_persisted"]
     rows = [
-        ("cores", f"{r['cores']} (broker, Redis, producer/consumer and worker all share them)"),
+        ("cores", f"{r['cores']} (broker, Redis, producer/consumer and worker all share them; "
+                  f"1-min load {r['load_1min_at_start']:.2f} before the run)"),
         ("events", f"{r['events']:,} ({r['event_bytes_mean']:.0f} B mean)"),
         ("patients", f"{r['patients']:,}"),
         ("partitions", f"{r['partitions']}"),
         ("produce rate", f"{fmt_rate(r['produce_events_per_s'])} (acks=all, idempotent)"),
         ("raw consume (ceiling)",
          f"{fmt_rate(r['consume_raw_events_per_s'])} (best of "
-         + ", ".join(f"{x:,.0f}" for x in r["consume_raw_events_per_s_runs"]) + ")"),
+         + ", ".join(f"{x:,.0f}" for x in r["consume_raw_events_per_s_runs"])
+         + f"; best {r['consume_raw_from_start_events_per_s']:,.0f} if timed from consumer start)"),
         ("end-to-end", f"{fmt_rate(r['e2e_events_per_s'])} (over {r['e2e_timed_events']:,.0f} events, "
                        f"{r['e2e_timed_s']:.1f}s; excludes {r['worker_startup_s']:.1f}s start-up + group join)"),
+        ("worker CPU while timed", f"{r['worker_cpu_share']:.0%} of one core"),
         ("e2e / ceiling", "n/a" if ratio is None else f"{ratio:.1%}"),
         ("mean batch size", "n/a" if r["mean_batch_size"] is None
          else f"{r['mean_batch_size']:,.0f} ({r['batches']:,.0f} batches; max {r['batch_max']}, "
@@ -492,6 +550,7 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    load_at_start = os.getloadavg()[0]
     signal.signal(signal.SIGTERM, _terminate)
     started = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="twinmon-bench-"))
@@ -500,7 +559,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"starting Kafka and Redis in {tmp}")
         with local_services(tmp) as services:
             say(f"Kafka {services.bootstrap}, Redis {services.redis_url}")
-            results = bench(args, services, tmp)
+            results = bench(args, services, tmp, load_at_start)
         results["total_wall_s"] = time.monotonic() - started
         report(results)
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -9,7 +9,7 @@ from streams.cli import main
 
 SUBCOMMANDS = [["worker"], ["simulate"], ["replay"], ["twin"], ["twin", "show"], ["twin", "forecast"],
                ["twin", "history"], ["enrol"], ["discharge"], ["topics"], ["topics", "create"],
-               ["topics", "check"], ["version"], ["progress"]]
+               ["topics", "check"], ["version"], ["progress"], ["news2"]]
 
 
 @pytest.mark.parametrize("args", SUBCOMMANDS, ids=lambda a: " ".join(a))

@@ -1,0 +1,218 @@
+"""A twin's risk: NEWS2 now, and the probability of reaching NEWS2 5 and 7 within a horizon.
+
+NEWS2 now scores each vital's filtered estimate projected to ``now`` (a stale vital is missing, not
+guessed) and the latest manual observations within ``manual_max_age_min``. It is never personalised: a high
+NEWS2 is reported as the chart says.
+
+Predicted risk uses each vital's forecast distribution (normal, from the Kalman filter, damped trend)
+at a third, two thirds and all of the horizon. For each parameter the probability of each subscore is the
+normal mass over the subscore's interval of real values (the rounding rule of ``news2`` widens each charted
+band by half a chart unit); parameters are taken as independent, so the distribution of the aggregate is
+the convolution of theirs. The probability of reaching a threshold within the horizon is the largest of
+the three (a lower bound for "at any time within it").
+
+Personalisation, for predicted risk only:
+
+* a clinician-set target range (e.g. SpO2 88-92 % in COPD) scores 0 inside it;
+* a vital whose mature personal baseline itself scores on the chart (an athlete's pulse of 48 scores 1) has
+  that many points taken off readings on the same side of normal: what is usual for this patient is not
+  deterioration. Movement away from the baseline still scores.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from twin_state.catalogue import ACVPU, BASELINE_MATURE_MIN, Metric
+from twin_state.forecast import Scenario, forecast_vital
+from twin_state.news2 import (
+    Inputs,
+    Param,
+    RiskBand,
+    Score,
+    acvpu_score,
+    oxygen_score,
+    pulse_score,
+    rr_score,
+    sbp_score,
+    score,
+    temp_score,
+)
+from twin_state.profile import Profile
+from twin_state.twin import Twin
+from twin_state.view import DEFAULT_STALE_AFTER_MS, vital_views
+
+FILTERED_PARAMS: dict[Param, Metric] = {
+    Param.RR: Metric.RESP_RATE,
+    Param.SPO2: Metric.SPO2,
+    Param.SBP: Metric.BP_SYSTOLIC,
+    Param.PULSE: Metric.HEART_RATE,
+    Param.TEMP: Metric.TEMPERATURE,
+}
+
+Interval = tuple[float, float, int]
+"""(from, to, subscore) over real values; ``from`` inclusive, ``to`` exclusive."""
+
+_INF = math.inf
+# Chart bands widened by the rounding rule: whole(x) <= 8 <=> x < 8.5; tenths(t) <= 350 <=> t < 35.05.
+_BANDS: dict[Param, list[Interval]] = {
+    Param.RR: [(-_INF, 8.5, 3), (8.5, 11.5, 1), (11.5, 20.5, 0), (20.5, 24.5, 2), (24.5, _INF, 3)],
+    Param.SBP: [(-_INF, 90.5, 3), (90.5, 100.5, 2), (100.5, 110.5, 1), (110.5, 219.5, 0), (219.5, _INF, 3)],
+    Param.PULSE: [(-_INF, 40.5, 3), (40.5, 50.5, 1), (50.5, 90.5, 0), (90.5, 110.5, 1), (110.5, 130.5, 2),
+                  (130.5, _INF, 3)],
+    Param.TEMP: [(-_INF, 35.05, 3), (35.05, 36.05, 1), (36.05, 38.05, 0), (38.05, 39.05, 1), (39.05, _INF, 2)],
+}
+_SPO2_SCALE1 = [(-_INF, 91.5, 3), (91.5, 93.5, 2), (93.5, 95.5, 1), (95.5, _INF, 0)]
+_SPO2_SCALE2_AIR = [(-_INF, 83.5, 3), (83.5, 85.5, 2), (85.5, 87.5, 1), (87.5, _INF, 0)]
+_SPO2_SCALE2_O2 = [(-_INF, 83.5, 3), (83.5, 85.5, 2), (85.5, 87.5, 1), (87.5, 92.5, 0), (92.5, 94.5, 1),
+                   (94.5, 96.5, 2), (96.5, _INF, 3)]
+_CHART = {Param.RR: rr_score, Param.SBP: sbp_score, Param.PULSE: pulse_score, Param.TEMP: temp_score}
+
+
+@dataclass(frozen=True, slots=True)
+class RiskSettings:
+    horizons_min: tuple[float, ...] = (30.0, 60.0)
+    manual_max_age_min: float = 12 * 60.0
+    """How long a nurse's ACVPU or oxygen entry counts for NEWS2."""
+    single_three: RiskBand = RiskBand.LOW_MEDIUM
+    stale_after_ms: Mapping[Metric, int] = field(default_factory=lambda: dict(DEFAULT_STALE_AFTER_MS))
+
+
+@dataclass(frozen=True, slots=True)
+class Risk:
+    now: Score
+    p_reach: Mapping[tuple[int, float], float]
+    """(threshold 5 or 7, horizon minutes) -> probability of the aggregate reaching it within the horizon."""
+    p_param_3: Mapping[Param, float]
+    """Probability that each filtered parameter scores 3 within the longest horizon."""
+
+    def p(self, threshold: int, horizon_min: float) -> float:
+        return self.p_reach[(threshold, horizon_min)]
+
+
+def _phi(x: float) -> float:
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+def _distribution(intervals: Sequence[Interval], mean: float, sd: float) -> list[float]:
+    """Probability of subscore 0..3 under N(mean, sd^2)."""
+    p = [0.0, 0.0, 0.0, 0.0]
+    if sd <= 1e-12:
+        for lo, hi, s in intervals:
+            if lo <= mean < hi:
+                p[s] = 1.0
+        return p
+    for lo, hi, s in intervals:
+        a = 0.0 if lo == -_INF else _phi((lo - mean) / sd)
+        b = 1.0 if hi == _INF else _phi((hi - mean) / sd)
+        p[s] += max(b - a, 0.0)
+    return p
+
+
+def _personalise(param: Param, intervals: list[Interval], target: tuple[float, float] | None,
+                 baseline: float | None) -> list[Interval]:
+    out = intervals
+    if baseline is not None and param in _CHART:
+        usual = _CHART[param](baseline)
+        if usual > 0:
+            normal = next(lo for lo, hi, s in intervals if s == 0)
+            low_side = baseline < normal
+            out = [(lo, hi, max(s - usual, 0) if (hi <= normal) == low_side and s > 0 else s) for lo, hi, s in out]
+    if target is not None:
+        t_lo, t_hi = target
+        split: list[Interval] = []
+        for lo, hi, s in out:
+            for a, b, score_ in ((lo, min(hi, t_lo), s), (max(lo, t_lo), min(hi, t_hi), 0), (max(lo, t_hi), hi, s)):
+                if a < b:
+                    split.append((a, b, score_))
+        out = split
+    return out
+
+
+def _convolve(dists: Sequence[Sequence[float]]) -> list[float]:
+    total = [1.0]
+    for d in dists:
+        nxt = [0.0] * (len(total) + len(d) - 1)
+        for i, a in enumerate(total):
+            if a:
+                for j, b in enumerate(d):
+                    nxt[i + j] += a * b
+        total = nxt
+    return total
+
+
+def _manual(twin: Twin, metric: Metric, now_ms: int, max_age_min: float) -> float | None:
+    obs = twin.observations.get(metric)
+    if obs is None or now_ms - obs.measured_at > max_age_min * 60_000:
+        return None
+    return obs.value
+
+
+def news2_now(twin: Twin, profile: Profile | None, now_ms: int, settings: RiskSettings = RiskSettings()) -> Score:
+    fresh = {v.metric: v.estimate for v in vital_views(twin, now_ms, dict(settings.stale_after_ms)) if not v.stale}
+    acvpu = _manual(twin, Metric.CONSCIOUSNESS, now_ms, settings.manual_max_age_min)
+    o2 = _manual(twin, Metric.O2_FLOW, now_ms, settings.manual_max_age_min)
+    return score(
+        Inputs(
+            rr=fresh.get(Metric.RESP_RATE),
+            spo2=fresh.get(Metric.SPO2),
+            on_oxygen=None if o2 is None else o2 > 0,
+            sbp=fresh.get(Metric.BP_SYSTOLIC),
+            pulse=fresh.get(Metric.HEART_RATE),
+            temp=fresh.get(Metric.TEMPERATURE),
+            acvpu=None if acvpu is None else ACVPU[int(acvpu)],
+            spo2_scale=2 if profile is not None and profile.spo2_scale2 else 1,
+        ),
+        settings.single_three,
+    )
+
+
+def risk(twin: Twin, profile: Profile | None, now_ms: int, settings: RiskSettings = RiskSettings()) -> Risk:
+    current = news2_now(twin, profile, now_ms, settings)
+    acvpu = _manual(twin, Metric.CONSCIOUSNESS, now_ms, settings.manual_max_age_min)
+    o2 = _manual(twin, Metric.O2_FLOW, now_ms, settings.manual_max_age_min)
+    on_oxygen = o2 is not None and o2 > 0
+    consciousness = [0.0] * 4
+    consciousness[acvpu_score(ACVPU[int(acvpu)]) if acvpu is not None else 0] = 1.0
+    oxygen = [0.0] * 3
+    oxygen[oxygen_score(on_oxygen)] = 1.0
+
+    tables: dict[Param, list[Interval]] = {}
+    scale2 = profile is not None and profile.spo2_scale2
+    for param, metric in FILTERED_PARAMS.items():
+        vital = twin.vitals.get(metric)
+        if vital is None or current.subscores.get(param) is None:
+            continue  # missing now (never seen, or stale): contributes nothing, as in the partial score
+        if param is Param.SPO2:
+            base = (_SPO2_SCALE2_O2 if on_oxygen else _SPO2_SCALE2_AIR) if scale2 else _SPO2_SCALE1
+        else:
+            base = _BANDS[param]
+        mature = vital.baseline_minutes >= BASELINE_MATURE_MIN
+        target = profile.targets.get(metric) if profile is not None else None
+        tables[param] = _personalise(param, list(base), target, vital.baseline if mature else None)
+
+    p_reach: dict[tuple[int, float], float] = {}
+    p3: dict[Param, float] = dict.fromkeys(tables, 0.0)
+    best5 = best7 = 0.0
+    longest = max(settings.horizons_min)
+    for horizon in sorted(settings.horizons_min):
+        # Reaching a score within 60 minutes includes reaching it within 30: carry the best forward.
+        for t in (horizon / 3.0, 2.0 * horizon / 3.0, horizon):
+            dists: list[list[float]] = [consciousness, oxygen]
+            for param, table in tables.items():
+                metric = FILTERED_PARAMS[param]
+                f = forecast_vital(metric, twin.vitals[metric], now_ms, t, Scenario.DAMPED)
+                d = _distribution(table, f.mean, f.sd)
+                dists.append(d)
+                if t <= longest:
+                    p3[param] = max(p3[param], d[3])
+            total = _convolve(dists)
+            best5 = max(best5, sum(total[5:]))
+            best7 = max(best7, sum(total[7:]))
+        # The score now counts too: a NEWS2 that is 7 now has reached 7 within any horizon.
+        p_reach[(5, horizon)] = 1.0 if current.total >= 5 else min(best5, 1.0)
+        p_reach[(7, horizon)] = 1.0 if current.total >= 7 else min(best7, 1.0)
+    return Risk(current, p_reach, p3)
+
