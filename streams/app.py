@@ -8,13 +8,17 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import faust
+import orjson
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
+from alerts.codec import event_to_wire
+from alerts.policy import AlertEvent
 from streams.enrolment import decode_enrolment
 from streams.metrics import Metrics
 from streams.processor import BatchProcessor, BatchResult, RawMessage
@@ -24,6 +28,7 @@ from twin_state.redis_store import RedisProfileStore, RedisTwinStore
 
 log = logging.getLogger("twinmon.worker")
 EXIT_CRASHED = 70  # EX_SOFTWARE
+SWEEP_MAX_LAG = 1000
 
 
 @dataclass(slots=True)
@@ -53,14 +58,34 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     )
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
     redis = Redis.from_url(settings.redis_url.get_secret_value())
-    processor = BatchProcessor(RedisTwinStore(redis, settings.redis_prefix, settings.history_length), metrics)
     profiles = RedisProfileStore(redis, settings.redis_prefix)
+
+    async def publish_alerts(events: Sequence[AlertEvent]) -> None:
+        # Keyed by patient: one patient's alert lifecycle stays in order on one partition. Awaited before the
+        # twins are written (see streams.processor).
+        futures = []
+        for e in events:
+            wire = event_to_wire(e)
+            profile = processor.profile(e.patient_id)
+            wire["care_team"] = profile.care_team if profile is not None else None
+            futures.append(await app.producer.send(
+                settings.topic_alerts, e.patient_id.encode(), orjson.dumps(wire), None, None, None))
+        for fut in futures:
+            await fut
+
+    processor = BatchProcessor(
+        RedisTwinStore(redis, settings.redis_prefix, settings.history_length),
+        metrics,
+        profiles=profiles,
+        publish=publish_alerts,
+    )
 
     vitals = app.topic(
         settings.topic_vitals, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
     within_s = settings.batch_within_ms / 1000.0
     processed_up_to: dict[int, int] = {}
+    lag_by_partition: dict[int, int] = {}
 
     enrolments = app.topic(
         settings.topic_enrolments, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
@@ -85,6 +110,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                 metrics.dead_lettered.labels(Reason.BAD_ENROLMENT.value).inc()
             else:
                 await profiles.save(decoded)
+                processor.set_profile(decoded)
             metrics.events_consumed.labels(settings.topic_enrolments).inc()
 
     # faust's StreamT stub lacks take_events (faust-streaming adds it on the concrete Stream).
@@ -108,8 +134,16 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     async def on_revoked(sender: faust.App, revoked: set[Any], **_: Any) -> None:
         processor.forget(tp.partition for tp in revoked if tp.topic == settings.topic_vitals)
         for tp in revoked:
+            lag_by_partition.pop(tp.partition, None)
             if tp.topic == settings.topic_vitals and processed_up_to.pop(tp.partition, None) is not None:
                 metrics.consumer_lag.remove(tp.topic, str(tp.partition))
+
+    @app.timer(interval=30.0)  # type: ignore[untyped-decorator]  # faust's timer decorator is untyped
+    async def sweep_quiet_patients() -> None:
+        # While the worker is catching up on a backlog, event time lags the wall clock and every patient
+        # would look silent: only sweep when caught up.
+        if sum(lag_by_partition.values()) < SWEEP_MAX_LAG:
+            await _or_exit("sweep", processor.sweep(int(time.time() * 1000)))
 
     @app.timer(interval=2.0)  # type: ignore[untyped-decorator]  # faust's timer decorator is untyped
     async def report_lag() -> None:
@@ -122,7 +156,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                 continue
             done = processed_up_to.get(tp.partition)
             committed = -1 if done is None else done
-            metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(highwater - committed - 1, 0))
+            lag = max(highwater - committed - 1, 0)
+            lag_by_partition[tp.partition] = lag
+            metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
 
     return Worker(app=app, processor=processor, metrics=metrics, redis=redis)
 

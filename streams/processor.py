@@ -1,22 +1,49 @@
-"""One batch of ``vitals`` messages through validation, the twin core and the twin store.
+"""One batch of ``vitals`` messages through validation, the twin core, risk, the alert policy and the store.
 
 The Faust agent hands raw messages here and sends back what this returns (dead letters); nothing in this
 module knows Kafka. Order within a patient is the log's order: one patient lives on one partition, and a
 batch is applied in the order it arrived.
+
+Per batch: decode every message; load the twins (with their alert states) and profiles not yet in memory,
+in one pipeline each; fold the readings in; for each patient whose event time has moved on by
+``evaluate_every_ms`` since the last evaluation, compute risk and run the alert policy at the newest event
+time; publish the alert events and wait for the broker; then write every changed twin, its history points
+and its alert state to Redis in one pipeline, each write conditional on the log position being newer.
+
+Publishing before writing is deliberate: if the worker dies between the two, the batch is redelivered, the
+twins are still at their old positions, and the same events (same ids) are published again; consumers keep
+the first of each id. The other order would lose them: the twins would already be ahead and skip the batch.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
+from alerts import codec as alert_codec
+from alerts.policy import (
+    AlertEvent,
+    Condition,
+    Level,
+    PatientAlerts,
+    PolicySettings,
+    TechnicalSettings,
+    clinical_level,
+    decide,
+    technical_levels,
+)
 from streams.metrics import Metrics
 from streams.schema import Rejected, decode
 from twin_state.history import HistoryPoint, history_point
+from twin_state.profile import Profile
+from twin_state.risk import RiskSettings, risk
 from twin_state.store import TwinStore
 from twin_state.twin import ACCEPTED, Outcome, Position, Reading, Twin, new_twin, step
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,19 +63,63 @@ class BatchResult:
     written: int = 0
     newest: dict[str, int] = field(default_factory=dict)
     """Per patient changed, the latest measured-at among the readings this batch applied."""
+    alert_events: list[AlertEvent] = field(default_factory=list)
+
+
+class ProfileSource(Protocol):
+    async def get_many(self, patient_ids: Sequence[str]) -> dict[str, Profile]: ...
+
+
+AlertPublisher = Callable[[Sequence[AlertEvent]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    risk: RiskSettings = field(default_factory=RiskSettings)
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    technical: TechnicalSettings = field(default_factory=TechnicalSettings)
+    every_ms: int = 10_000
+    """Risk and alert policy run at most this often per patient, in event time: often enough for a 30 s
+    persistence rule, rarely enough that risk is not computed for every reading."""
 
 
 class BatchProcessor:
     """Keeps the twins of the partitions this worker owns in memory, so a batch costs one Redis pipeline."""
 
-    def __init__(self, store: TwinStore, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        store: TwinStore,
+        metrics: Metrics | None = None,
+        *,
+        profiles: ProfileSource | None = None,
+        publish: AlertPublisher | None = None,
+        evaluation: Evaluation | None = None,
+    ) -> None:
         self._store = store
         self._metrics = metrics
+        self._profile_source = profiles
+        self._publish = publish
+        self._eval = evaluation or Evaluation()
         self._twins: dict[str, Twin] = {}
+        self._alerts: dict[str, PatientAlerts] = {}
+        self._profiles: dict[str, Profile | None] = {}
 
     @property
     def resident(self) -> int:
         return len(self._twins)
+
+    def twin(self, patient_id: str) -> Twin | None:
+        return self._twins.get(patient_id)
+
+    def alerts(self, patient_id: str) -> PatientAlerts | None:
+        return self._alerts.get(patient_id)
+
+    def profile(self, patient_id: str) -> Profile | None:
+        return self._profiles.get(patient_id)
+
+    def set_profile(self, profile: Profile) -> None:
+        """A new enrolment profile arrived; risk uses it from the next evaluation."""
+        self._profiles[profile.patient_id] = profile
 
     def forget(self, partitions: Iterable[int] | None = None) -> None:
         """Drop cached twins (of ``partitions``, or all) so that the next batch reloads them from the store.
@@ -57,9 +128,12 @@ class BatchProcessor:
         """
         if partitions is None:
             self._twins.clear()
+            self._alerts.clear()
             return
         gone = set(partitions)
-        self._twins = {pid: t for pid, t in self._twins.items() if t.partition not in gone}
+        keep = {pid for pid, t in self._twins.items() if t.partition not in gone}
+        self._twins = {pid: t for pid, t in self._twins.items() if pid in keep}
+        self._alerts = {pid: a for pid, a in self._alerts.items() if pid in keep}
 
     async def process(self, batch: Sequence[RawMessage], now_ms: int) -> BatchResult:
         result = BatchResult()
@@ -71,32 +145,38 @@ class BatchProcessor:
             else:
                 readings.append((decoded, Position(msg.partition, msg.offset)))
 
-        missing = list({r.patient_id for r, _ in readings if r.patient_id not in self._twins})
-        if missing:
-            loaded = await self._timed("load", self._store.load_many(missing))
-            for pid in missing:
-                self._twins[pid] = loaded.get(pid) or new_twin(pid)
+        await self._load({r.patient_id for r, _ in readings})
 
         changed: dict[str, Twin] = {}
         history: dict[str, list[HistoryPoint]] = {}
+        extras: dict[str, bytes] = {}
         twins = self._twins
+        every = self._eval.every_ms
         for reading, position in readings:
-            before = twins[reading.patient_id]
+            pid = reading.patient_id
+            before = twins[pid]
             twin, outcome = step(before, reading, position)
             result.outcomes[outcome] += 1
-            if outcome is not Outcome.REDELIVERED:
-                twins[reading.patient_id] = twin
-                changed[reading.patient_id] = twin
-                if outcome in ACCEPTED:
-                    prev = result.newest.get(reading.patient_id, 0)
-                    result.newest[reading.patient_id] = max(prev, reading.measured_at)
-                point = history_point(before, twin, reading, outcome)
-                if point is not None:
-                    history.setdefault(reading.patient_id, []).append(point)
+            if outcome is Outcome.REDELIVERED:
+                continue
+            twins[pid] = twin
+            changed[pid] = twin
+            if outcome in ACCEPTED:
+                result.newest[pid] = max(result.newest.get(pid, 0), reading.measured_at)
+            point = history_point(before, twin, reading, outcome)
+            if point is not None:
+                history.setdefault(pid, []).append(point)
+            # Evaluated on the reading that moves event time on far enough, never on batch boundaries: the
+            # same stream gives the same evaluations and alert ids however it is batched or redelivered.
+            evaluated_at = self._alerts[pid].evaluated_at
+            if not evaluated_at or reading.measured_at - evaluated_at >= every:
+                extras[pid] = self._evaluate(pid, twin, reading.measured_at, result)
         result.twins = list(changed.values())
+        if result.alert_events and self._publish is not None:
+            await self._publish(result.alert_events)
         if result.twins:
             try:
-                result.written = await self._timed("save", self._store.save_many(result.twins, history))
+                result.written = await self._timed("save", self._store.save_many(result.twins, history, extras))
             except BaseException:
                 # The cache ran ahead of the store; drop it so nothing unsaved is taken for saved.
                 self.forget()
@@ -104,7 +184,58 @@ class BatchProcessor:
         self._observe(result)
         return result
 
-    async def _timed(self, op: str, call):  # type: ignore[no-untyped-def]
+    async def sweep(self, now_ms: int) -> list[AlertEvent]:
+        """Technical conditions for patients who have gone quiet, on the wall clock: a patient whose sensors
+        send nothing produces no event time, so only a timer can notice. Publishes, then stores."""
+        cfg = self._eval
+        events: list[AlertEvent] = []
+        extras: list[tuple[Twin, bytes]] = []
+        for pid, state in self._alerts.items():
+            if now_ms - state.evaluated_at < cfg.technical.no_data_after_ms:
+                continue
+            twin = self._twins[pid]
+            state, new = decide(state, technical_levels(twin, now_ms, cfg.technical), now_ms, cfg.policy)
+            if new or state != self._alerts[pid]:
+                self._alerts[pid] = state
+                events.extend(new)
+                extras.append((twin, alert_codec.pack(state)))
+        if events and self._publish is not None:
+            await self._publish(events)
+        if extras:
+            await self._timed("save", self._store.save_extras(extras))
+        if self._metrics is not None:
+            for event in events:
+                self._metrics.alerts.labels(event.kind.value, event.level.name.lower()).inc()
+        return events
+
+    async def _load(self, patient_ids: set[str]) -> None:
+        missing = [pid for pid in patient_ids if pid not in self._twins]
+        if not missing:
+            return
+        records = await self._timed("load", self._store.load_records(missing))
+        for pid in missing:
+            twin, extra = records.get(pid, (None, None))
+            self._twins[pid] = twin or new_twin(pid)
+            self._alerts[pid] = alert_codec.unpack(extra) if extra else PatientAlerts(pid)
+        unknown = [pid for pid in missing if pid not in self._profiles]
+        if unknown and self._profile_source is not None:
+            found = await self._timed("profiles", self._profile_source.get_many(unknown))
+            for pid in unknown:
+                self._profiles[pid] = found.get(pid)
+
+    def _evaluate(self, pid: str, twin: Twin, t: int, result: BatchResult) -> bytes:
+        """Risk and the alert policy for one patient at event time ``t``; the packed alert state after it."""
+        cfg = self._eval
+        levels: dict[Condition, Level] = {
+            Condition.CLINICAL: clinical_level(risk(twin, self._profiles.get(pid), t, cfg.risk), cfg.policy),
+            **technical_levels(twin, t, cfg.technical),
+        }
+        state, events = decide(self._alerts[pid], levels, t, cfg.policy)
+        self._alerts[pid] = state
+        result.alert_events.extend(events)
+        return alert_codec.pack(state)
+
+    async def _timed(self, op: str, call: Awaitable[T]) -> T:
         if self._metrics is None:
             return await call
         start = time.perf_counter()
@@ -124,6 +255,8 @@ class BatchProcessor:
             m.readings.labels(outcome.value).inc(n)
         for _, rejected in result.dead_letters:
             m.dead_lettered.labels(rejected.reason.value).inc()
+        for event in result.alert_events:
+            m.alerts.labels(event.kind.value, event.level.name.lower()).inc()
         m.twins_written.inc(result.written)
         m.twins_resident.set(len(self._twins))
         if result.newest:

@@ -1,8 +1,8 @@
 """Twins in Redis: one hash per patient, written only when the log position is newer, plus a capped history.
 
-Key ``{prefix}:twin:{<patient_id>}`` holds fields ``p`` (partition), ``o`` (offset) and ``s`` (the twin,
-``codec.pack``). Key ``{prefix}:hist:{<patient_id>}`` is a list of MessagePack history points, newest last,
-trimmed to ``history_length``. The braces are a Redis Cluster hash tag: both keys of one patient live on one
+Key ``{prefix}:twin:{<patient_id>}`` holds fields ``p`` (partition), ``o`` (offset), ``s`` (the twin,
+``codec.pack``) and ``a`` (the patient's alert state, opaque here, written in the same atomic step).
+Key ``{prefix}:hist:{<patient_id>}`` is a list of MessagePack history points, newest last, trimmed to ``history_length``. The braces are a Redis Cluster hash tag: both keys of one patient live on one
 slot, so the Lua script that writes them is valid on a cluster too. The newer-than check runs inside Redis,
 atomic with the write, even when two workers briefly both believe they own a partition during a rebalance;
 history points are appended only together with a twin write that passed the check, so a replayed batch
@@ -28,10 +28,25 @@ if cur[1] == ARGV[1] and cur[2] and tonumber(cur[2]) >= tonumber(ARGV[2]) then
   return 0
 end
 redis.call('HSET', KEYS[1], 'p', ARGV[1], 'o', ARGV[2], 's', ARGV[3])
-if #ARGV > 4 then
-  redis.call('RPUSH', KEYS[2], unpack(ARGV, 5))
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[1], 'a', ARGV[5])
+end
+if #ARGV > 5 then
+  redis.call('RPUSH', KEYS[2], unpack(ARGV, 6))
   redis.call('LTRIM', KEYS[2], -tonumber(ARGV[4]), -1)
 end
+return 1
+"""
+
+
+# Writes the extra (alert) state only if the twin is still at the given position: a state computed from an
+# older twin must not land on a newer one.
+_SAVE_EXTRA_IF_CURRENT = """
+local cur = redis.call('HMGET', KEYS[1], 'p', 'o')
+if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'a', ARGV[3])
 return 1
 """
 
@@ -42,6 +57,7 @@ class RedisTwinStore:
         self._prefix = prefix
         self._history_length = history_length
         self._save = client.register_script(_SAVE_IF_NEWER)
+        self._save_extra = client.register_script(_SAVE_EXTRA_IF_CURRENT)
 
     def key(self, patient_id: str) -> str:
         return f"{self._prefix}:twin:{{{patient_id}}}"
@@ -50,33 +66,59 @@ class RedisTwinStore:
         return f"{self._prefix}:hist:{{{patient_id}}}"
 
     async def load_many(self, patient_ids: Sequence[str]) -> dict[str, Twin]:
+        return {pid: twin for pid, (twin, _) in (await self.load_records(patient_ids)).items()}
+
+    async def load_records(self, patient_ids: Sequence[str]) -> dict[str, tuple[Twin, bytes | None]]:
+        """Twins with the opaque extra state saved beside them (absent ids are missing from the result)."""
         if not patient_ids:
             return {}
         async with self._redis.pipeline(transaction=False) as pipe:
             for pid in patient_ids:
-                pipe.hget(self.key(pid), "s")
-            blobs = await pipe.execute()
+                pipe.hmget(self.key(pid), ["s", "a"])
+            rows = await pipe.execute()
         return {
-            pid: codec.unpack(blob) for pid, blob in zip(patient_ids, blobs, strict=True) if blob is not None
+            pid: (codec.unpack(blob), extra)
+            for pid, (blob, extra) in zip(patient_ids, rows, strict=True)
+            if blob is not None
         }
 
     async def save_many(
-        self, twins: Sequence[Twin], history: Mapping[str, Sequence[HistoryPoint]] | None = None
+        self,
+        twins: Sequence[Twin],
+        history: Mapping[str, Sequence[HistoryPoint]] | None = None,
+        extras: Mapping[str, bytes] | None = None,
     ) -> int:
         if not twins:
             return 0
         history = history or {}
+        extras = extras or {}
         async with self._redis.pipeline(transaction=False) as pipe:
             for twin in twins:
                 pid = twin.patient_id
                 points = [msgpack.packb(p) for p in history.get(pid, ())]
                 await self._save(
                     keys=[self.key(pid), self.history_key(pid)],
-                    args=[twin.partition, twin.offset, codec.pack(twin), self._history_length, *points],
+                    args=[twin.partition, twin.offset, codec.pack(twin), self._history_length,
+                          extras.get(pid, b""), *points],
                     client=pipe,
                 )
             results = await pipe.execute()
         return sum(int(r) for r in results)
+
+    async def save_extras(self, extras: Sequence[tuple[Twin, bytes]]) -> int:
+        """Write extra state for twins that are still stored at the same position; return how many."""
+        if not extras:
+            return 0
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for twin, extra in extras:
+                await self._save_extra(keys=[self.key(twin.patient_id)],
+                                       args=[twin.partition, twin.offset, extra], client=pipe)
+            results = await pipe.execute()
+        return sum(int(r) for r in results)
+
+    async def get_extra(self, patient_id: str) -> bytes | None:
+        blob: bytes | None = await self._redis.hget(self.key(patient_id), "a")  # type: ignore[assignment]
+        return blob
 
     async def get(self, patient_id: str) -> Twin | None:
         blob: bytes | None = await self._redis.hget(self.key(patient_id), "s")  # type: ignore[assignment]  # client returns bytes (no decode_responses)

@@ -20,14 +20,25 @@ class TwinStore(Protocol):
         """Twins that exist among ``patient_ids`` (absent ids are simply missing from the result)."""
         ...
 
+    async def load_records(self, patient_ids: Sequence[str]) -> dict[str, tuple[Twin, bytes | None]]:
+        """Twins with the opaque extra state (the alert state) saved beside them."""
+        ...
+
     async def save_many(
-        self, twins: Sequence[Twin], history: Mapping[str, Sequence[HistoryPoint]] | None = None
+        self,
+        twins: Sequence[Twin],
+        history: Mapping[str, Sequence[HistoryPoint]] | None = None,
+        extras: Mapping[str, bytes] | None = None,
     ) -> int:
-        """Write each twin whose position is newer than the stored one, with its new history points (only
-        if the twin was written); return how many twins were written."""
+        """Write each twin whose position is newer than the stored one, with its new history points and its
+        extra state (only if the twin was written); return how many twins were written."""
         ...
 
     async def history(self, patient_id: str, last: int | None = None) -> list[HistoryPoint]: ...
+
+    async def save_extras(self, extras: Sequence[tuple[Twin, bytes]]) -> int:
+        """Write extra state for twins still stored at the same position (a timer's decision, not a reading's)."""
+        ...
 
     async def get(self, patient_id: str) -> Twin | None: ...
 
@@ -47,22 +58,40 @@ class InMemoryTwinStore:
 
     def __init__(self, twins: Iterable[Twin] = (), history_length: int = 720) -> None:
         self._twins = {t.patient_id: t for t in twins}
+        self._extras: dict[str, bytes] = {}
         self._history: dict[str, list[HistoryPoint]] = {}
         self._history_length = history_length
 
     async def load_many(self, patient_ids: Sequence[str]) -> dict[str, Twin]:
         return {pid: self._twins[pid] for pid in patient_ids if pid in self._twins}
 
+    async def load_records(self, patient_ids: Sequence[str]) -> dict[str, tuple[Twin, bytes | None]]:
+        return {pid: (self._twins[pid], self._extras.get(pid)) for pid in patient_ids if pid in self._twins}
+
     async def save_many(
-        self, twins: Sequence[Twin], history: Mapping[str, Sequence[HistoryPoint]] | None = None
+        self,
+        twins: Sequence[Twin],
+        history: Mapping[str, Sequence[HistoryPoint]] | None = None,
+        extras: Mapping[str, bytes] | None = None,
     ) -> int:
         written = 0
         for twin in twins:
             if is_newer(twin, self._twins.get(twin.patient_id)):
                 self._twins[twin.patient_id] = twin
+                if extras and twin.patient_id in extras:
+                    self._extras[twin.patient_id] = extras[twin.patient_id]
                 points = self._history.setdefault(twin.patient_id, [])
                 points.extend((history or {}).get(twin.patient_id, ()))
                 del points[: max(len(points) - self._history_length, 0)]
+                written += 1
+        return written
+
+    async def save_extras(self, extras: Sequence[tuple[Twin, bytes]]) -> int:
+        written = 0
+        for twin, extra in extras:
+            stored = self._twins.get(twin.patient_id)
+            if stored is not None and (stored.partition, stored.offset) == (twin.partition, twin.offset):
+                self._extras[twin.patient_id] = extra
                 written += 1
         return written
 

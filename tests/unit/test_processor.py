@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import pytest
 from prometheus_client import CollectorRegistry
+
+from alerts.policy import AlertEvent, Condition, Kind, Level
 
 from streams.metrics import Metrics
 from streams.processor import BatchProcessor, RawMessage
 from streams.schema import Reason, encode
 from streams.simulator import simulate
 from twin_state.store import InMemoryTwinStore
-from twin_state.twin import Outcome
+from twin_state.twin import Outcome, Twin
 
 T0 = 1_763_942_400_000
 NOW = T0 + 3_600_000
@@ -77,3 +82,78 @@ async def test_forget_by_partition_keeps_other_partitions_cached() -> None:
     assert proc.resident == 4
     proc.forget([0])
     assert 0 < proc.resident < 4
+
+
+def deteriorating(duration: float = 3 * 3600.0) -> list[RawMessage]:
+    readings = simulate(6, duration, rate=0.25, seed=8, start_ms=T0, deteriorating_share=0.5)
+    return [RawMessage(0, i, r.patient_id.encode(), encode(r)) for i, (_, r) in enumerate(readings)]
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[AlertEvent] = []
+
+    async def __call__(self, events: Sequence[AlertEvent]) -> None:
+        self.events.extend(events)
+
+
+async def test_deterioration_raises_alerts_that_are_published_before_twins_are_saved() -> None:
+    store = InMemoryTwinStore()
+    order: list[str] = []
+
+    async def publish(events: Sequence[AlertEvent]) -> None:
+        order.append("publish")
+
+    real_save = store.save_many
+
+    async def save_many(*args: object, **kwargs: object) -> int:
+        order.append("save")
+        return await real_save(*args, **kwargs)  # type: ignore[arg-type]
+
+    store.save_many = save_many  # type: ignore[method-assign]
+    recorder = Recorder()
+    proc = BatchProcessor(store, profiles=None, publish=recorder)
+    batch = deteriorating()
+    for i in range(0, len(batch), 500):
+        await proc.process(batch[i : i + 500], NOW + 10**8)
+    raised = [e for e in recorder.events if e.kind is Kind.RAISED and e.condition is Condition.CLINICAL]
+    assert {e.patient_id for e in raised}, "a deteriorating cohort raised no clinical alert"
+    assert all(e.level >= Level.LOW for e in raised)
+    proc2 = BatchProcessor(store, publish=publish)
+    await proc2.process(deteriorating()[:50], NOW + 10**8)
+    assert order.count("publish") <= order.count("save")
+
+
+async def test_alert_events_do_not_depend_on_batching_or_on_a_crash_between_publish_and_save() -> None:
+    batch = deteriorating()
+    whole = Recorder()
+    await BatchProcessor(InMemoryTwinStore(), publish=whole).process(batch, NOW + 10**8)
+
+    split = Recorder()
+    proc = BatchProcessor(InMemoryTwinStore(), publish=split)
+    for i in range(0, len(batch), 333):
+        await proc.process(batch[i : i + 333], NOW + 10**8)
+    assert [e.event_id for e in split.events] == [e.event_id for e in whole.events]
+
+    # A worker publishes a batch's events and dies before saving; its successor redoes the batch.
+    store = InMemoryTwinStore()
+    first, second = Recorder(), Recorder()
+    await BatchProcessor(store, publish=first).process(batch[:3000], NOW + 10**8)
+
+    class Dies(InMemoryTwinStore):
+        """Reads the real store; dies on the write."""
+
+        async def load_records(self, patient_ids: Sequence[str]) -> dict[str, tuple[Twin, bytes | None]]:
+            return await store.load_records(patient_ids)
+
+        async def save_many(self, *args: object, **kwargs: object) -> int:
+            raise ConnectionError("killed")
+
+    doomed = Recorder()
+    with pytest.raises(ConnectionError):
+        await BatchProcessor(Dies(), publish=doomed).process(batch[3000:6000], NOW + 10**8)
+    assert doomed.events, "the doomed batch should have had events to publish"
+    survivor = BatchProcessor(store, publish=second)
+    await survivor.process(batch[3000:], NOW + 10**8)
+    ids = [e.event_id for e in first.events + doomed.events + second.events]
+    assert sorted(set(ids)) == sorted(e.event_id for e in whole.events)  # after de-duplication by id

@@ -1,0 +1,257 @@
+"""What deserves a care team's attention: the alert policy as a pure state machine.
+
+``decide(state, levels, now_ms, settings) -> (state', events)`` takes a patient's alert state and the level
+each condition is at now, and returns the new state and the lifecycle events to publish. ``acknowledge``
+and ``resolve`` are the people's transitions. No clock, no I/O: the same inputs give the same events with
+the same ids, so a replayed batch republishes identical events (consumers de-duplicate by ``event_id``).
+
+Rules, per condition (``clinical``: NEWS2 now and predicted; technical ``no_data`` and ``signal_quality``):
+
+* **persistence**: a level must hold for ``persist_ms`` before it is raised (a single bad minute is not an
+  alert), and a worse level must hold as long before the alert is escalated to it;
+* **one open alert per patient and condition** (de-duplication): while it is open, the condition only
+  escalates it or clears it;
+* **re-alert on worsening**: an open alert whose condition reaches a higher level is escalated (``worsened``);
+* **escalation when unacknowledged**: an open alert nobody acknowledged within ``escalate_after_ms`` of its
+  level (or of its last escalation) is escalated again (``unacknowledged``), once per period, unless its
+  condition has cleared and the alert is only waiting out its hysteresis;
+* **hysteresis**: an alert resolves by itself only after its condition has been below the alerting level
+  for ``clear_ms`` (``condition_cleared``); a level that drops and comes back within that time changes nothing;
+* **people**: acknowledge (stops unacknowledged escalation), resolve with a reason (closes it; if the
+  condition persists it is raised anew after ``persist_ms``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import IntEnum, StrEnum
+
+from twin_state.catalogue import Metric
+from twin_state.news2 import RiskBand
+from twin_state.risk import Risk
+from twin_state.twin import Twin
+
+
+class Level(IntEnum):
+    """Alarm priorities in the sense of IEC 60601-1-8."""
+
+    NONE = 0
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+
+
+class Condition(StrEnum):
+    CLINICAL = "clinical"
+    NO_DATA = "no_data"
+    SIGNAL_QUALITY = "signal_quality"
+
+
+class Kind(StrEnum):
+    RAISED = "raised"
+    ESCALATED = "escalated"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySettings:
+    persist_ms: int = 30_000
+    clear_ms: int = 10 * 60_000
+    escalate_after_ms: Mapping[Level, int] = field(
+        default_factory=lambda: {Level.HIGH: 5 * 60_000, Level.MEDIUM: 15 * 60_000, Level.LOW: 60 * 60_000}
+    )
+    single_three: Level = Level.LOW
+    """Level for NEWS2's low-medium band (a single parameter scoring 3); some trusts use MEDIUM."""
+    predicted_medium: float = 0.6
+    """P(NEWS2 reaches 5 within ``predicted_horizon_min``) at or above which the patient is at MEDIUM."""
+    predicted_high: float = 0.6
+    """P(NEWS2 reaches 7 within ``predicted_horizon_min``) at or above which the patient is at HIGH."""
+    predicted_horizon_min: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    event_id: str
+    alert_id: str
+    patient_id: str
+    kind: Kind
+    condition: Condition
+    level: Level
+    at: int
+    """Event time (epoch ms) of the decision."""
+    reason: str
+    user: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAlert:
+    alert_id: str
+    condition: Condition
+    level: Level
+    raised_at: int
+    escalated_at: int
+    """When the level last changed or the alert was last escalated: the unacknowledged clock starts here."""
+    events: int
+    """How many events this alert has produced; numbers the next one's id."""
+    acknowledged_by: str | None = None
+    acknowledged_at: int | None = None
+    worse_since: int | None = None
+    """Since when the condition has been above the alert's level (pending escalation)."""
+    clear_since: int | None = None
+    """Since when the condition has been below the alerting level (pending auto-resolution)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    level: Level
+    """The lowest level seen since ``since``: what has persisted."""
+    since: int
+
+
+@dataclass(frozen=True, slots=True)
+class PatientAlerts:
+    patient_id: str
+    open: Mapping[Condition, OpenAlert] = field(default_factory=dict)
+    pending: Mapping[Condition, Pending] = field(default_factory=dict)
+    evaluated_at: int = 0
+    """Event time of the last evaluation; the worker evaluates at most every few seconds of event time, and
+    keeping this with the state makes a restarted worker evaluate at the same moments as before."""
+
+
+def clinical_level(risk: Risk, settings: PolicySettings) -> Level:
+    """Current NEWS2 band, or predicted deterioration if that is worse. Prediction never lowers a level."""
+    band = risk.now.risk
+    now = {RiskBand.HIGH: Level.HIGH, RiskBand.MEDIUM: Level.MEDIUM, RiskBand.LOW_MEDIUM: settings.single_three,
+           RiskBand.LOW: Level.NONE}[band]
+    h = settings.predicted_horizon_min
+    predicted = Level.NONE
+    if risk.p(7, h) >= settings.predicted_high:
+        predicted = Level.HIGH
+    elif risk.p(5, h) >= settings.predicted_medium:
+        predicted = Level.MEDIUM
+    return max(now, predicted)
+
+
+def _id(*parts: object) -> str:
+    return hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=12).hexdigest()
+
+
+def _event(alert: OpenAlert, pid: str, kind: Kind, level: Level, at: int, reason: str,
+           user: str | None = None) -> AlertEvent:
+    return AlertEvent(_id(alert.alert_id, alert.events), alert.alert_id, pid, kind, alert.condition, level, at,
+                      reason, user)
+
+
+def decide(
+    state: PatientAlerts, levels: Mapping[Condition, Level], now_ms: int, settings: PolicySettings = PolicySettings()
+) -> tuple[PatientAlerts, list[AlertEvent]]:
+    """Advance every condition given in ``levels`` to ``now_ms``. Conditions not given are left as they are."""
+    pid = state.patient_id
+    opened = dict(state.open)
+    pending = dict(state.pending)
+    events: list[AlertEvent] = []
+    for condition, level in levels.items():
+        alert = opened.get(condition)
+        if alert is None:
+            p = pending.get(condition)
+            if level is Level.NONE:
+                pending.pop(condition, None)
+                continue
+            p = Pending(level, now_ms) if p is None else Pending(min(p.level, level), p.since)
+            if now_ms - p.since < settings.persist_ms:
+                pending[condition] = p
+                continue
+            pending.pop(condition, None)
+            alert_id = _id(pid, condition.value, p.since)
+            alert = OpenAlert(alert_id, condition, p.level, now_ms, now_ms, 0)
+            events.append(_event(alert, pid, Kind.RAISED, p.level, now_ms, f"{condition.value} at {p.level.name}"))
+            opened[condition] = replace(alert, events=1)
+            continue
+
+        # An open alert: clear, worsen, or wait for someone. It keeps its level while the condition eases
+        # without clearing: a patient who was at HIGH minutes ago is not reassuring at MEDIUM.
+        if level is Level.NONE:
+            since = alert.clear_since if alert.clear_since is not None else now_ms
+            if now_ms - since >= settings.clear_ms:
+                events.append(_event(alert, pid, Kind.RESOLVED, alert.level, now_ms, "condition_cleared"))
+                del opened[condition]
+                continue
+            alert = replace(alert, clear_since=since, worse_since=None)
+        elif level > alert.level:
+            since = alert.worse_since if alert.worse_since is not None else now_ms
+            alert = replace(alert, clear_since=None, worse_since=since)
+            if now_ms - since >= settings.persist_ms:
+                alert = replace(alert, level=level, escalated_at=now_ms, worse_since=None)
+                events.append(_event(alert, pid, Kind.ESCALATED, level, now_ms, "worsened"))
+                alert = replace(alert, events=alert.events + 1)
+        else:
+            alert = replace(alert, clear_since=None, worse_since=None)
+
+        due = settings.escalate_after_ms.get(alert.level)
+        # A condition that has cleared and is waiting out its hysteresis is not worth waking anyone for.
+        clearing = alert.clear_since is not None
+        if alert.acknowledged_by is None and not clearing and due is not None and now_ms - alert.escalated_at >= due:
+            alert = replace(alert, escalated_at=now_ms)
+            events.append(_event(alert, pid, Kind.ESCALATED, alert.level, now_ms, "unacknowledged"))
+            alert = replace(alert, events=alert.events + 1)
+        opened[condition] = alert
+    return PatientAlerts(pid, opened, pending), events
+
+
+@dataclass(frozen=True, slots=True)
+class TechnicalSettings:
+    no_data_after_ms: int = 15 * 60_000
+    """No accepted reading of any vital for this long: the patient is not being monitored (MEDIUM)."""
+    quality_floor: float = 0.5
+    """Valid share of heart-rate or SpO2 readings over the last hour below this (LOW)."""
+    quality_min_readings: float = 20.0
+    """Weighted readings in the last hour before the share is judged."""
+
+
+def technical_levels(twin: Twin, now_ms: int, settings: TechnicalSettings = TechnicalSettings()) -> dict[
+        Condition, Level]:
+    last = max((v.updated_at for v in twin.vitals.values()), default=None)
+    no_data = last is None or now_ms - last >= settings.no_data_after_ms
+    poor = any(
+        q.total >= settings.quality_min_readings and q.valid_share < settings.quality_floor
+        for m, q in twin.quality.items()
+        if m in (Metric.HEART_RATE, Metric.SPO2)
+    )
+    return {
+        Condition.NO_DATA: Level.MEDIUM if no_data else Level.NONE,
+        Condition.SIGNAL_QUALITY: Level.LOW if poor and not no_data else Level.NONE,
+    }
+
+
+class UnknownAlert(LookupError):
+    """No open alert with that id for this patient (already resolved, or never existed)."""
+
+
+def _find(state: PatientAlerts, alert_id: str) -> OpenAlert:
+    for alert in state.open.values():
+        if alert.alert_id == alert_id:
+            return alert
+    raise UnknownAlert(alert_id)
+
+
+def acknowledge(state: PatientAlerts, alert_id: str, user: str, now_ms: int) -> tuple[PatientAlerts, list[AlertEvent]]:
+    alert = _find(state, alert_id)
+    if alert.acknowledged_by is not None:
+        return state, []  # acknowledging twice changes nothing and says nothing
+    acked = replace(alert, acknowledged_by=user, acknowledged_at=now_ms)
+    event = _event(acked, state.patient_id, Kind.ACKNOWLEDGED, alert.level, now_ms, "acknowledged", user)
+    return replace(state, open={**state.open, alert.condition: replace(acked, events=alert.events + 1)}), [event]
+
+
+def resolve(
+    state: PatientAlerts, alert_id: str, user: str, reason: str, now_ms: int
+) -> tuple[PatientAlerts, list[AlertEvent]]:
+    if not reason.strip():
+        raise ValueError("a resolution needs a reason")
+    alert = _find(state, alert_id)
+    event = _event(alert, state.patient_id, Kind.RESOLVED, alert.level, now_ms, reason.strip(), user)
+    opened = {c: a for c, a in state.open.items() if c is not alert.condition}
+    return replace(state, open=opened), [event]
