@@ -2,11 +2,11 @@
 
 Key ``{prefix}:twin:{<patient_id>}`` holds fields ``p`` (partition), ``o`` (offset), ``s`` (the twin,
 ``codec.pack``) and ``a`` (the patient's alert state, opaque here, written in the same atomic step).
-Key ``{prefix}:hist:{<patient_id>}`` is a list of MessagePack history points, newest last, trimmed to ``history_length``. The braces are a Redis Cluster hash tag: both keys of one patient live on one
-slot, so the Lua script that writes them is valid on a cluster too. The newer-than check runs inside Redis,
-atomic with the write, even when two workers briefly both believe they own a partition during a rebalance;
-history points are appended only together with a twin write that passed the check, so a replayed batch
-adds none.
+Key ``{prefix}:hist:{<patient_id>}`` is a list of MessagePack history points, newest last, trimmed to
+``history_length``. The braces are a Redis Cluster hash tag: both keys of one patient live on one slot, so
+the Lua script that writes them is valid on a cluster too. The newer-than check runs inside Redis, atomic
+with the write, even when two workers briefly both believe they own a partition during a rebalance; history
+points are appended only together with a twin write that passed the check, so a replayed batch adds none.
 """
 
 from __future__ import annotations

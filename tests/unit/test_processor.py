@@ -8,7 +8,6 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from alerts.policy import AlertEvent, Condition, Kind, Level
-
 from streams.metrics import Metrics
 from streams.processor import BatchProcessor, RawMessage
 from streams.schema import Reason, encode
