@@ -18,7 +18,8 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from alerts.codec import event_to_wire
-from alerts.policy import AlertEvent
+from alerts.policy import AlertEvent, UnknownAlert
+from streams.actions import decode_action
 from streams.enrolment import decode_enrolment
 from streams.metrics import Metrics
 from streams.processor import BatchProcessor, BatchResult, RawMessage
@@ -90,6 +91,34 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     enrolments = app.topic(
         settings.topic_enrolments, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
+
+    actions = app.topic(
+        settings.topic_alert_actions, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
+
+    @app.agent(actions, name="apply-alert-actions", concurrency=1)
+    async def apply_alert_actions(stream: faust.StreamT[bytes]) -> None:
+        await _or_exit("alert-actions", _consume_actions(stream))
+
+    async def _consume_actions(stream: Any) -> None:
+        async for event in stream.events():
+            msg = event.message
+            decoded = decode_action(msg.value, msg.key)
+            if isinstance(decoded, str):
+                raw = RawMessage(msg.partition, msg.offset, msg.key, msg.value)
+                result = BatchResult(dead_letters=[(raw, Rejected(Reason.BAD_ACTION, decoded))])
+                await _dead_letter(app, settings.topic_dlq, settings.topic_alert_actions, result)
+                metrics.dead_lettered.labels(Reason.BAD_ACTION.value).inc()
+            else:
+                try:
+                    await processor.apply_action(
+                        decoded.patient_id, decoded.alert_id, decoded.user, decoded.at,
+                        decoded.reason if decoded.action == "resolve" else None,
+                    )
+                except UnknownAlert:
+                    # Already resolved (two people pressed the button) or a stale page: nothing to change.
+                    metrics.stale_actions.inc()
+            metrics.events_consumed.labels(settings.topic_alert_actions).inc()
 
     @app.agent(vitals, name="apply-vitals", concurrency=1)
     async def apply_vitals(stream: faust.StreamT[bytes]) -> None:

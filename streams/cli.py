@@ -14,20 +14,12 @@ from typing import Any
 
 import click
 import orjson
-from pydantic import ValidationError
 
+from streams.cli_alerts import alert
+from streams.cli_common import load_settings as _settings
+from streams.cli_common import redis_call as _redis_call
+from streams.cli_common import run_kafka as _run_kafka
 from streams.settings import Settings
-from twin_state.errors import TwinmonError
-
-
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"TWINMON_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
-        )
-        raise click.UsageError(f"bad configuration: {problems}") from None
 
 
 def _version() -> str:
@@ -77,19 +69,6 @@ def topics_check() -> None:
         click.echo(f"{s.name:20} {'ok' if s.exists else 'MISSING':8} partitions={s.partitions}")
     if not all(s.exists for s in statuses):
         sys.exit(1)
-
-
-def _run_kafka(coro: Any, settings: Settings) -> Any:
-    from aiokafka.errors import KafkaConnectionError, KafkaError
-
-    try:
-        return asyncio.run(coro)
-    except KafkaConnectionError:
-        raise click.ClickException(
-            f"cannot reach Kafka at {settings.kafka_bootstrap} (set TWINMON_KAFKA_BOOTSTRAP)"
-        ) from None
-    except KafkaError as exc:
-        raise click.ClickException(f"Kafka refused: {type(exc).__name__}: {exc}") from None
 
 
 @main.command()
@@ -224,29 +203,6 @@ class _DefaultToShow(click.Group):
 @main.group(cls=_DefaultToShow)
 def twin() -> None:
     """One patient's twin from Redis: `twin PATIENT`, `twin forecast PATIENT`, `twin history PATIENT`."""
-
-
-def _redis_call(settings: Settings, fn: Any) -> Any:
-    """Run ``fn(client)`` against Redis with errors a person can act on."""
-    from redis.asyncio import Redis
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import RedisError
-
-    async def go() -> Any:
-        client = Redis.from_url(settings.redis_url.get_secret_value())
-        try:
-            return await fn(client)
-        finally:
-            await client.aclose()
-
-    try:
-        return asyncio.run(go())
-    except RedisConnectionError:
-        raise click.ClickException("cannot reach Redis (check TWINMON_REDIS_URL)") from None
-    except RedisError as exc:
-        raise click.ClickException(f"Redis refused: {type(exc).__name__}") from None
-    except TwinmonError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 def _load_twin(settings: Settings, patient_id: str) -> tuple[Any, Any]:
@@ -440,6 +396,9 @@ def progress(metrics_url: str, interval: float, count: int) -> None:
     from streams.progress import watch
 
     watch(metrics_url, interval, count)
+
+
+main.add_command(alert)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,15 +14,15 @@ from streams.schema import ID_PATTERN
 from twin_state.catalogue import CATALOGUE, Metric
 from twin_state.profile import AGE_BANDS, KNOWN_CONDITIONS, Profile, Status
 
-_ANCHORED_ID = f"^{ID_PATTERN.pattern}$"  # pydantic searches; the id must match whole
+ANCHORED_ID = f"^{ID_PATTERN.pattern}$"  # pydantic searches; the id must match whole
 
 
 class EnrolmentV1(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     v: Literal[1] = 1
-    patient_id: str = Field(pattern=_ANCHORED_ID)
-    care_team: str = Field(pattern=_ANCHORED_ID)
+    patient_id: str = Field(pattern=ANCHORED_ID)
+    care_team: str = Field(pattern=ANCHORED_ID)
     status: Status = Status.ENROLLED
     age_band: str | None = None
     conditions: list[str] = Field(default_factory=list, max_length=20)

@@ -29,6 +29,8 @@ def topic_plan(settings: Settings) -> list[NewTopic]:
         NewTopic(settings.topic_alerts, settings.partitions, rf),
         # Compacted: the latest profile of every patient stays replayable for as long as they are enrolled.
         NewTopic(settings.topic_enrolments, settings.partitions, rf, topic_configs={"cleanup.policy": "compact"}),
+        # The audit trail of acknowledgements and resolutions: kept, never compacted.
+        NewTopic(settings.topic_alert_actions, settings.partitions, rf, topic_configs={"retention.ms": "-1"}),
     ]
 
 

@@ -59,6 +59,10 @@ class Metrics:
         self.alerts = Counter(
             "twinmon_alerts_total", "Alert lifecycle events published", ["event", "level"], registry=registry
         )
+        self.stale_actions = Counter(
+            "twinmon_alert_actions_stale_total", "Acknowledgements or resolutions of alerts no longer open",
+            registry=registry,
+        )
         for reason in Reason:
             self.dead_lettered.labels(reason.value)
         for outcome in Outcome:

@@ -17,6 +17,7 @@ the first of each id. The other order would lose them: the twins would already b
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -31,8 +32,10 @@ from alerts.policy import (
     PatientAlerts,
     PolicySettings,
     TechnicalSettings,
+    acknowledge,
     clinical_level,
     decide,
+    resolve,
     technical_levels,
 )
 from streams.metrics import Metrics
@@ -103,6 +106,8 @@ class BatchProcessor:
         self._twins: dict[str, Twin] = {}
         self._alerts: dict[str, PatientAlerts] = {}
         self._profiles: dict[str, Profile | None] = {}
+        # Batches, people's actions and the sweep all change alert state across awaits; one at a time.
+        self._lock = asyncio.Lock()
 
     @property
     def resident(self) -> int:
@@ -136,6 +141,10 @@ class BatchProcessor:
         self._alerts = {pid: a for pid, a in self._alerts.items() if pid in keep}
 
     async def process(self, batch: Sequence[RawMessage], now_ms: int) -> BatchResult:
+        async with self._lock:
+            return await self._process(batch, now_ms)
+
+    async def _process(self, batch: Sequence[RawMessage], now_ms: int) -> BatchResult:
         result = BatchResult()
         readings: list[tuple[Reading, Position]] = []
         for msg in batch:
@@ -184,9 +193,39 @@ class BatchProcessor:
         self._observe(result)
         return result
 
+    async def apply_action(self, patient_id: str, alert_id: str, user: str, now_ms: int,
+                           resolution: str | None = None) -> list[AlertEvent]:
+        """A person acknowledged (``resolution`` None) or resolved an alert. Publishes, then stores.
+
+        Raises ``UnknownAlert`` when the patient has no open alert with that id (already resolved, or never)."""
+        async with self._lock:
+            await self._load({patient_id})
+            state = self._alerts[patient_id]
+            if resolution is None:
+                state, events = acknowledge(state, alert_id, user, now_ms)
+            else:
+                state, events = resolve(state, alert_id, user, resolution, now_ms)
+            if not events:
+                return []
+            if self._publish is not None:
+                await self._publish(events)
+            self._alerts[patient_id] = state
+            await self._timed("save", self._store.save_extras([(self._twins[patient_id], alert_codec.pack(state))]))
+            self._count_alerts(events)
+            return events
+
+    def _count_alerts(self, events: Sequence[AlertEvent]) -> None:
+        if self._metrics is not None:
+            for event in events:
+                self._metrics.alerts.labels(event.kind.value, event.level.name.lower()).inc()
+
     async def sweep(self, now_ms: int) -> list[AlertEvent]:
         """Technical conditions for patients who have gone quiet, on the wall clock: a patient whose sensors
         send nothing produces no event time, so only a timer can notice. Publishes, then stores."""
+        async with self._lock:
+            return await self._sweep(now_ms)
+
+    async def _sweep(self, now_ms: int) -> list[AlertEvent]:
         cfg = self._eval
         events: list[AlertEvent] = []
         extras: list[tuple[Twin, bytes]] = []
@@ -203,9 +242,7 @@ class BatchProcessor:
             await self._publish(events)
         if extras:
             await self._timed("save", self._store.save_extras(extras))
-        if self._metrics is not None:
-            for event in events:
-                self._metrics.alerts.labels(event.kind.value, event.level.name.lower()).inc()
+        self._count_alerts(events)
         return events
 
     async def _load(self, patient_ids: set[str]) -> None:
@@ -255,8 +292,7 @@ class BatchProcessor:
             m.readings.labels(outcome.value).inc(n)
         for _, rejected in result.dead_letters:
             m.dead_lettered.labels(rejected.reason.value).inc()
-        for event in result.alert_events:
-            m.alerts.labels(event.kind.value, event.level.name.lower()).inc()
+        self._count_alerts(result.alert_events)
         m.twins_written.inc(result.written)
         m.twins_resident.set(len(self._twins))
         if result.newest:

@@ -50,6 +50,8 @@ class Reason(StrEnum):
     BAD_QUALITY = "bad_quality"
     BAD_ENROLMENT = "bad_enrolment"
     """On the enrolments topic: a profile that does not validate."""
+    BAD_ACTION = "bad_action"
+    """On the alert-actions topic: an acknowledgement or resolution that does not validate."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ class Settings(BaseSettings):
     topic_dlq: str = "vitals.dlq"
     topic_alerts: str = "alerts"
     topic_enrolments: str = "enrolments"
+    topic_alert_actions: str = "alert-actions"
     history_length: int = Field(720, ge=0, description="History points kept per patient in Redis (1/vital/min)")
     partitions: int = Field(8, ge=1, description="Partitions of the vitals topic when twinmon creates it")
     replication_factor: int = Field(1, ge=1)

@@ -146,6 +146,7 @@ def deployment(services: Services, tmp_path: Path) -> Iterator[Deployment]:
         "TWINMON_TOPIC_DLQ": f"vitals-{tag}.dlq",
         "TWINMON_TOPIC_ALERTS": f"alerts-{tag}",
         "TWINMON_TOPIC_ENROLMENTS": f"enrolments-{tag}",
+        "TWINMON_TOPIC_ALERT_ACTIONS": f"alert-actions-{tag}",
         "TWINMON_PARTITIONS": "4",
         "TWINMON_LOG_LEVEL": "warning",
     }

@@ -9,7 +9,8 @@ from streams.cli import main
 
 SUBCOMMANDS = [["worker"], ["simulate"], ["replay"], ["twin"], ["twin", "show"], ["twin", "forecast"],
                ["twin", "history"], ["enrol"], ["discharge"], ["topics"], ["topics", "create"],
-               ["topics", "check"], ["version"], ["progress"], ["news2"]]
+               ["topics", "check"], ["version"], ["progress"], ["news2"], ["alert"], ["alert", "list"], ["alert", "ack"],
+               ["alert", "resolve"]]
 
 
 @pytest.mark.parametrize("args", SUBCOMMANDS, ids=lambda a: " ".join(a))
@@ -57,6 +58,20 @@ def test_twin_patient_is_short_for_twin_show() -> None:
     ],
 )
 def test_bad_clinical_input_is_refused_before_anything_is_sent(args: list[str], message: str) -> None:
+    out = CliRunner().invoke(main, args, env={"TWINMON_KAFKA_BOOTSTRAP": "127.0.0.1:1"})
+    assert out.exit_code == 2, out.output
+    assert message in out.output and "Traceback" not in out.output
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["alert", "ack", "p-1", "not-an-id", "--user", "n1"], "alert_id"),
+        (["alert", "resolve", "p-1", "0123456789abcdef01234567", "--user", "n1", "--reason", " "], "reason"),
+        (["alert", "ack", "p-1", "0123456789abcdef01234567", "--user", "no spaces"], "user"),
+    ],
+)
+def test_bad_alert_actions_are_refused_before_anything_is_sent(args: list[str], message: str) -> None:
     out = CliRunner().invoke(main, args, env={"TWINMON_KAFKA_BOOTSTRAP": "127.0.0.1:1"})
     assert out.exit_code == 2, out.output
     assert message in out.output and "Traceback" not in out.output

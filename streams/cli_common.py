@@ -1,0 +1,58 @@
+"""Helpers every ``twinmon`` subcommand shares: settings, Kafka and Redis calls with errors for people."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from streams.settings import Settings
+from twin_state.errors import TwinmonError
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"TWINMON_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        raise click.UsageError(f"bad configuration: {problems}") from None
+
+
+def run_kafka(coro: Any, settings: Settings) -> Any:
+    from aiokafka.errors import KafkaConnectionError, KafkaError
+
+    try:
+        return asyncio.run(coro)
+    except KafkaConnectionError:
+        raise click.ClickException(
+            f"cannot reach Kafka at {settings.kafka_bootstrap} (set TWINMON_KAFKA_BOOTSTRAP)"
+        ) from None
+    except KafkaError as exc:
+        raise click.ClickException(f"Kafka refused: {type(exc).__name__}: {exc}") from None
+
+
+def redis_call(settings: Settings, fn: Any) -> Any:
+    """Run ``fn(client)`` against Redis with errors a person can act on."""
+    from redis.asyncio import Redis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import RedisError
+
+    async def go() -> Any:
+        client = Redis.from_url(settings.redis_url.get_secret_value())
+        try:
+            return await fn(client)
+        finally:
+            await client.aclose()
+
+    try:
+        return asyncio.run(go())
+    except RedisConnectionError:
+        raise click.ClickException("cannot reach Redis (check TWINMON_REDIS_URL)") from None
+    except RedisError as exc:
+        raise click.ClickException(f"Redis refused: {type(exc).__name__}") from None
+    except TwinmonError as exc:
+        raise click.ClickException(str(exc)) from None
