@@ -9,8 +9,8 @@ from streams.cli import main
 
 SUBCOMMANDS = [["worker"], ["simulate"], ["replay"], ["twin"], ["twin", "show"], ["twin", "forecast"],
                ["twin", "history"], ["enrol"], ["discharge"], ["topics"], ["topics", "create"],
-               ["topics", "check"], ["version"], ["progress"], ["news2"], ["alert"], ["alert", "list"], ["alert", "ack"],
-               ["alert", "resolve"]]
+               ["topics", "check"], ["version"], ["progress"], ["news2"], ["alert"], ["alert", "list"],
+               ["alert", "ack"], ["alert", "resolve"]]
 
 
 @pytest.mark.parametrize("args", SUBCOMMANDS, ids=lambda a: " ".join(a))
