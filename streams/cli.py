@@ -175,13 +175,18 @@ async def _produce_paced(settings: Settings, messages: Iterator[tuple[bytes, byt
 @main.command()
 @click.option("--input", "input_", type=click.File("rb"), required=True, help="JSON lines of v1 events ('-' = stdin).")
 @click.option("--output", type=click.File("wb"), required=True, help="Where to write one twin per line ('-' = stdout).")
-def replay(input_: Any, output: Any) -> None:
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also draw one patient's raw readings, estimate and 95% band per vital to this PNG.")
+@click.option("--plot-patient", default=None, help="Whose trace to plot [default: the first patient in the file].")
+def replay(input_: Any, output: Any, plot: Path | None, plot_patient: str | None) -> None:
     """Run the twin core over a file of events, with no Kafka or Redis, and write each patient's final twin."""
     from streams.replay import read_lines
     from streams.replay import replay as run_replay
     from twin_state import codec
 
-    result = run_replay(read_lines(input_), now_ms=int(time.time() * 1000))
+    lines = list(read_lines(input_)) if plot else read_lines(input_)
+    now_ms = int(time.time() * 1000)
+    result = run_replay(lines, now_ms=now_ms)
     for pid in sorted(result.twins):
         output.write(orjson.dumps(codec.to_dict(result.twins[pid])) + b"\n")
     outcomes = ", ".join(f"{o.value}={n}" for o, n in sorted(result.outcomes.items()))
@@ -189,6 +194,39 @@ def replay(input_: Any, output: Any) -> None:
     click.echo(
         f"replayed {result.lines} lines into {len(result.twins)} twins; {outcomes}; rejected: {rejected}", err=True
     )
+    if plot is not None:
+        _plot_replay(list(lines), plot, plot_patient, now_ms)
+
+
+def _plot_replay(lines: list[bytes], out: Path, patient: str | None, now_ms: int) -> None:
+    from streams.plot import plot_trace
+    from streams.schema import Rejected, decode
+    from twin_state.trace import trace
+
+    readings = [r for r in (decode(line.rstrip(b"\r\n"), None, now_ms) for line in lines) if not isinstance(r, Rejected)]
+    if not readings:
+        raise click.ClickException("nothing to plot: no valid readings in the input")
+    pid = patient or readings[0].patient_id
+    mine = [r for r in readings if r.patient_id == pid]
+    if not mine:
+        raise click.ClickException(f"no readings for patient {pid!r} in the input")
+    plot_trace(trace(mine, pid), out, pid)
+    click.echo(f"plotted {len(mine)} readings of {pid} to {out}", err=True)
+
+
+@main.command("import-mimic")
+@click.argument("csv_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.File("wb"), required=True, help="JSON lines of v1 events ('-' = stdout).")
+@click.option("--patient", default="mimic-s25047", show_default=True, help="Pseudonymous id to give the patient.")
+def import_mimic(csv_path: Path, out: Any, patient: str) -> None:
+    """Convert a MIMIC waveform-database per-minute numerics CSV into v1 events (for replay and plots)."""
+    from streams.datasets import mimic_numerics_events
+    from streams.schema import encode
+
+    readings = mimic_numerics_events(csv_path, patient_id=patient)
+    for r in readings:
+        out.write(encode(r) + b"\n")
+    click.echo(f"wrote {len(readings)} readings", err=True)
 
 
 class _DefaultToShow(click.Group):

@@ -52,6 +52,8 @@ class VitalSpec:
     initial_trend_var: float
     """Variance of the trend when a filter starts, in (unit / min)^2."""
     motion_sensitive: bool
+    level_noise: float = 0.0
+    """Random walk of the level itself, unit^2 / min: shifts within minutes that no trend foretells."""
 
 
 CATALOGUE: dict[Metric, VitalSpec] = {
@@ -61,36 +63,43 @@ CATALOGUE: dict[Metric, VitalSpec] = {
             Metric.HEART_RATE, "/min", ("bpm", "beats/min", "{beats}/min"), "8867-4", "Heart rate",
             possible=(0.0, 350.0), plausible=(25.0, 230.0),
             process_noise=0.05, measurement_noise=4.0, initial_trend_var=1.0, motion_sensitive=True,
+            level_noise=1.0,
         ),
         VitalSpec(
             Metric.SPO2, "%", ("%{HemoglobinSaturation}",), "59408-5", "Oxygen saturation (SpO2)",
             possible=(0.0, 100.0), plausible=(50.0, 100.0),
             process_noise=0.005, measurement_noise=1.0, initial_trend_var=0.1, motion_sensitive=True,
+            level_noise=0.1,
         ),
         VitalSpec(
             Metric.RESP_RATE, "/min", ("breaths/min", "{breaths}/min"), "9279-1", "Respiratory rate",
             possible=(0.0, 120.0), plausible=(3.0, 70.0),
             process_noise=0.005, measurement_noise=2.25, initial_trend_var=0.1, motion_sensitive=False,
+            level_noise=0.3,
         ),
         VitalSpec(
             Metric.TEMPERATURE, "Cel", ("degC", "C"), "8310-5", "Body temperature",
             possible=(20.0, 46.0), plausible=(30.0, 43.0),
             process_noise=0.00005, measurement_noise=0.04, initial_trend_var=0.001, motion_sensitive=False,
+            level_noise=0.0005,
         ),
         VitalSpec(
             Metric.BP_SYSTOLIC, "mm[Hg]", ("mmHg",), "8480-6", "Systolic blood pressure",
             possible=(0.0, 320.0), plausible=(50.0, 260.0),
             process_noise=0.001, measurement_noise=25.0, initial_trend_var=0.01, motion_sensitive=False,
+            level_noise=0.3,
         ),
         VitalSpec(
             Metric.BP_DIASTOLIC, "mm[Hg]", ("mmHg",), "8462-4", "Diastolic blood pressure",
             possible=(0.0, 250.0), plausible=(25.0, 160.0),
             process_noise=0.0005, measurement_noise=16.0, initial_trend_var=0.005, motion_sensitive=False,
+            level_noise=0.15,
         ),
         VitalSpec(
             Metric.ACTIVITY, "{steps}/min", ("steps/min",), "55423-8", "Activity (step cadence)",
             possible=(0.0, 400.0), plausible=(0.0, 300.0),
             process_noise=50.0, measurement_noise=25.0, initial_trend_var=100.0, motion_sensitive=False,
+            level_noise=20.0,
         ),
     )
 }

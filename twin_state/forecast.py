@@ -58,17 +58,18 @@ def forecast_vital(
 ) -> Forecast:
     if horizon_min < 0:
         raise ValueError("horizon must be >= 0 minutes")
-    q = CATALOGUE[metric].process_noise
+    spec = CATALOGUE[metric]
+    q, q_level = spec.process_noise, spec.level_noise
     since = max(now_ms - vital.updated_at, 0) / MS_PER_MIN
-    now = kalman.predict(vital.filter, since, q)
+    now = kalman.predict(vital.filter, since, q, q_level)
     if scenario is Scenario.TREND_CONTINUES:
-        ahead = kalman.predict(now, horizon_min, q)
+        ahead = kalman.predict(now, horizon_min, q, q_level)
         return Forecast(metric, horizon_min, ahead.level, ahead.p00)
     if scenario is Scenario.DAMPED:
         phi = TREND_PERSISTENCE_MIN * -math.expm1(-horizon_min / TREND_PERSISTENCE_MIN)
         var = now.p00 + 2.0 * phi * now.p01 + phi * phi * now.p11 + FORECAST_DIFFUSION[metric] * horizon_min
         return Forecast(metric, horizon_min, now.level + phi * now.trend, var)
-    return Forecast(metric, horizon_min, now.level, now.p00 + q * horizon_min**3 / 3.0)
+    return Forecast(metric, horizon_min, now.level, now.p00 + q * horizon_min**3 / 3.0 + q_level * horizon_min)
 
 
 def forecast_twin(

@@ -5,7 +5,9 @@ The model (filterpy's ``KalmanFilter`` with these matrices is the reference; tes
 * state ``x = [level, trend]`` (trend in units per minute), time in minutes;
 * transition over ``dt`` minutes ``F = [[1, dt], [0, 1]]``;
 * process noise: continuous white-noise acceleration with spectral density ``q``,
-  ``Q = q * [[dt^3/3, dt^2/2], [dt^2/2, dt]]`` (filterpy's ``Q_continuous_white_noise(dim=2)``);
+  ``Q = q * [[dt^3/3, dt^2/2], [dt^2/2, dt]]`` (filterpy's ``Q_continuous_white_noise(dim=2)``), plus a
+  random walk of the level itself, ``q_level * dt`` on the level's variance (the local linear trend model):
+  physiology shifts its level within minutes (a patient sits up) as well as drifting;
 * measurement ``z = level + v``, ``H = [1, 0]``, ``R = r`` scaled by the reading's quality;
 * covariance update in Joseph form, as filterpy's ``KalmanFilter.update`` does, so the closed form below
   agrees with it to rounding error rather than merely in exact arithmetic.
@@ -36,12 +38,12 @@ def start(z: float, r: float, trend_var: float) -> LevelTrend:
     return LevelTrend(z, 0.0, r, 0.0, trend_var)
 
 
-def predict(s: LevelTrend, dt: float, q: float) -> LevelTrend:
+def predict(s: LevelTrend, dt: float, q: float, q_level: float = 0.0) -> LevelTrend:
     """State ``dt`` minutes ahead. ``dt`` must be >= 0."""
     if dt == 0.0:
         return s
     dt2 = dt * dt
-    p00 = s.p00 + dt * (2.0 * s.p01 + dt * s.p11) + q * dt2 * dt / 3.0
+    p00 = s.p00 + dt * (2.0 * s.p01 + dt * s.p11) + q * dt2 * dt / 3.0 + q_level * dt
     p01 = s.p01 + dt * s.p11 + q * dt2 / 2.0
     p11 = s.p11 + q * dt
     return LevelTrend(s.level + dt * s.trend, s.trend, p00, p01, p11)
@@ -66,5 +68,5 @@ def update(s: LevelTrend, z: float, r: float) -> LevelTrend:
     return LevelTrend(s.level + k0 * y, s.trend + k1 * y, n00, n01, n11)
 
 
-def step(s: LevelTrend, dt: float, z: float, q: float, r: float) -> LevelTrend:
-    return update(predict(s, dt, q), z, r)
+def step(s: LevelTrend, dt: float, z: float, q: float, r: float, q_level: float = 0.0) -> LevelTrend:
+    return update(predict(s, dt, q, q_level), z, r)

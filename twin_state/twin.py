@@ -259,7 +259,7 @@ def _filter(twin: Twin, reading: Reading) -> tuple[Outcome, VitalState | None]:
         return Outcome.LATE, None
 
     dt = (t - current.updated_at) / MS_PER_MIN
-    predicted = kalman.predict(current.filter, dt, spec.process_noise)
+    predicted = kalman.predict(current.filter, dt, spec.process_noise, spec.level_noise)
     y, s = kalman.innovation(predicted, z, r)
     if y * y > NIS_GATE * s:
         # Two readings of one value differ with variance 2r: that is the width of "consistent".

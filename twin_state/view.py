@@ -51,7 +51,7 @@ def vital_views(
             continue
         spec = CATALOGUE[metric]
         age_ms = max(now_ms - v.updated_at, 0)
-        projected = kalman.predict(v.filter, age_ms / MS_PER_MIN, spec.process_noise)
+        projected = kalman.predict(v.filter, age_ms / MS_PER_MIN, spec.process_noise, spec.level_noise)
         sd = math.sqrt(max(projected.p00, 0.0))
         # A level-and-trend filter can overshoot a hard physical limit (SpO2 above 100 % during a run of 100s);
         # what a person reads is clamped to what is possible.

@@ -25,11 +25,13 @@ def test_trend_continues_is_the_kalman_prediction() -> None:
     now = v.updated_at + 120_000
     f = forecast_vital(Metric.HEART_RATE, v, now, 30.0)
     # Same as filterpy's predict over 2 + 30 minutes from the stored state.
-    dt, q = 32.0, CATALOGUE[Metric.HEART_RATE].process_noise
+    spec = CATALOGUE[Metric.HEART_RATE]
+    dt, q = 32.0, spec.process_noise
     x = np.array([v.filter.level, v.filter.trend])
     P = np.array([[v.filter.p00, v.filter.p01], [v.filter.p01, v.filter.p11]])
     F = np.array([[1.0, dt], [0.0, 1.0]])
-    x2, P2 = F @ x, F @ P @ F.T + Q_continuous_white_noise(2, dt, q)
+    Q = Q_continuous_white_noise(2, dt, q) + np.array([[spec.level_noise * dt, 0.0], [0.0, 0.0]])
+    x2, P2 = F @ x, F @ P @ F.T + Q
     assert f.mean == pytest.approx(x2[0], abs=1e-9) and f.var == pytest.approx(P2[0, 0], abs=1e-9)
     assert f.mean == pytest.approx(80 + 32, abs=3)
 

@@ -28,16 +28,19 @@ def reference(z0: float, r0: float, trend_var: float) -> KalmanFilter:
     return kf
 
 
-def run_side_by_side(samples: list[tuple[float, float, float]], q: float, trend_var: float) -> float:
+def run_side_by_side(
+    samples: list[tuple[float, float, float]], q: float, trend_var: float, q_level: float = 0.0
+) -> float:
     """samples: (dt_minutes, z, r). Returns the largest absolute disagreement over state and covariance."""
     _dt0, z0, r0 = samples[0]
     kf = reference(z0, r0, trend_var)
     ours = kalman.start(z0, r0, trend_var)
     worst = 0.0
     for dt, z, r in samples[1:]:
-        kf.predict(F=np.array([[1.0, dt], [0.0, 1.0]]), Q=Q_continuous_white_noise(dim=2, dt=dt, spectral_density=q))
+        Q = Q_continuous_white_noise(dim=2, dt=dt, spectral_density=q) + np.array([[q_level * dt, 0.0], [0.0, 0.0]])
+        kf.predict(F=np.array([[1.0, dt], [0.0, 1.0]]), Q=Q)
         kf.update(np.array([[z]]), R=np.array([[r]]))
-        ours = kalman.step(ours, dt, z, q, r)
+        ours = kalman.step(ours, dt, z, q, r, q_level)
         scale = max(1.0, abs(kf.x[0, 0]), abs(kf.P[0, 0]))
         diffs = (
             kf.x[0, 0] - ours.level, kf.x[1, 0] - ours.trend, kf.P[0, 0] - ours.p00,
@@ -57,7 +60,7 @@ def test_agrees_with_filterpy_on_10000_irregular_simulated_steps() -> None:
         truth += rng.gauss(0, 0.5) * dt
         quality = rng.uniform(0.05, 1.0)
         samples.append((dt, truth + rng.gauss(0, 2), spec.measurement_noise / quality))
-    assert run_side_by_side(samples, spec.process_noise, spec.initial_trend_var) < TOL
+    assert run_side_by_side(samples, spec.process_noise, spec.initial_trend_var, spec.level_noise) < TOL
 
 
 @pytest.mark.parametrize("column,metric", [("HR_bpm", Metric.HEART_RATE), ("SpO2_pct", Metric.SPO2),

@@ -33,9 +33,9 @@ REJECTED = {Outcome.IMPLAUSIBLE, Outcome.INNOVATION}
 REQUIRED_REDUCTION = 0.40
 """Product requirement: filtered RMSE against the truth at least 40 % below the raw readings' RMSE."""
 KNOWN_MISSES = {
-    Metric.BP_SYSTOLIC: "37 % at seed 1 (34-37 % over seeds 1-2): cuff readings 8 min apart give the level-and-trend "
-                        "filter too little to average; a level-only model does better on stable patients",
-    Metric.BP_DIASTOLIC: "39 % at seed 1 (39-42 % over seeds 1-2): as systolic",
+    Metric.BP_SYSTOLIC: "38 % at seed 1 (34-38 % over seeds 1-2): cuff readings 8 min apart give the filter too "
+                        "little to average between real changes",
+    Metric.BP_DIASTOLIC: "39 % at seed 1 (39-41 % over seeds 1-2): as systolic",
 }
 """Vitals that miss the requirement with the current twin, reported to the lead; the 40 % assertion stands and
 the test is a strict xfail, so it turns into a failure (XPASS) as soon as the twin meets it: then remove the entry."""
