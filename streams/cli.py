@@ -203,7 +203,8 @@ def _plot_replay(lines: list[bytes], out: Path, patient: str | None, now_ms: int
     from streams.schema import Rejected, decode
     from twin_state.trace import trace
 
-    readings = [r for r in (decode(line.rstrip(b"\r\n"), None, now_ms) for line in lines) if not isinstance(r, Rejected)]
+    decoded = (decode(line.rstrip(b"\r\n"), None, now_ms) for line in lines)
+    readings = [r for r in decoded if not isinstance(r, Rejected)]
     if not readings:
         raise click.ClickException("nothing to plot: no valid readings in the input")
     pid = patient or readings[0].patient_id
