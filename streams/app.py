@@ -24,6 +24,7 @@ from streams.enrolment import decode_enrolment
 from streams.metrics import Metrics
 from streams.processor import BatchProcessor, BatchResult, RawMessage
 from streams.schema import Reason, Rejected
+from streams.security import faust_credentials, redis_client
 from streams.settings import Settings
 from twin_state.redis_store import RedisProfileStore, RedisTwinStore
 
@@ -56,9 +57,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         # One consumer group per app id: workers with the same id share the partitions.
         autodiscover=False,
         datadir=settings.data_dir,
+        broker_credentials=faust_credentials(settings),
     )
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
-    redis = Redis.from_url(settings.redis_url.get_secret_value())
+    redis = redis_client(settings)
     profiles = RedisProfileStore(redis, settings.redis_prefix)
 
     async def publish_alerts(events: Sequence[AlertEvent]) -> None:

@@ -37,12 +37,13 @@ def run_kafka(coro: Any, settings: Settings) -> Any:
 
 def redis_call(settings: Settings, fn: Any) -> Any:
     """Run ``fn(client)`` against Redis with errors a person can act on."""
-    from redis.asyncio import Redis
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import RedisError
 
+    from streams.security import redis_client
+
     async def go() -> Any:
-        client = Redis.from_url(settings.redis_url.get_secret_value())
+        client = redis_client(settings)
         try:
             return await fn(client)
         finally:

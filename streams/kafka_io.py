@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from streams.security import aiokafka_kwargs
 from streams.settings import Settings
 
 
@@ -36,7 +37,7 @@ def topic_plan(settings: Settings) -> list[NewTopic]:
 
 async def create_topics(settings: Settings) -> list[str]:
     """Create the topics that do not exist yet; return the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**aiokafka_kwargs(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -51,7 +52,7 @@ async def create_topics(settings: Settings) -> list[str]:
 
 
 async def check_topics(settings: Settings) -> list[TopicStatus]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**aiokafka_kwargs(settings))
     await admin.start()
     try:
         names = [t.name for t in topic_plan(settings)]
@@ -74,7 +75,7 @@ async def start_producer(prod: AIOKafkaProducer) -> None:
 
 def producer(settings: Settings) -> AIOKafkaProducer:
     return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **aiokafka_kwargs(settings),
         acks="all",
         enable_idempotence=True,
         linger_ms=5,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -10,6 +12,14 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TWINMON_", extra="ignore", frozen=True)
 
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = Field(None, description="CA bundle that signed the brokers' certificates")
+    kafka_ssl_certfile: str | None = Field(None, description="Client certificate, for mutual TLS")
+    kafka_ssl_keyfile: str | None = None
+    redis_ssl_cafile: str | None = Field(None, description="CA bundle for a rediss:// URL")
     redis_url: SecretStr = Field(
         SecretStr("redis://127.0.0.1:6379/0"), description="Redis URL; may carry a password, so it is secret"
     )
@@ -29,3 +39,13 @@ class Settings(BaseSettings):
     metrics_port: int = Field(9464, ge=0, le=65535, description="Port of the Prometheus endpoint (0 = off)")
     data_dir: str = Field(".twinmon/worker", description="Faust's working directory for this worker")
     log_level: str = "info"
+
+    @model_validator(mode="after")
+    def _security_is_complete(self) -> Settings:
+        if self.kafka_security_protocol.startswith("SASL") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError("SASL needs TWINMON_KAFKA_SASL_USERNAME and TWINMON_KAFKA_SASL_PASSWORD")
+        if bool(self.kafka_ssl_certfile) != bool(self.kafka_ssl_keyfile):
+            raise ValueError("mutual TLS needs both TWINMON_KAFKA_SSL_CERTFILE and TWINMON_KAFKA_SSL_KEYFILE")
+        return self
