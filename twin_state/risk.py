@@ -25,8 +25,15 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from twin_state.catalogue import ACVPU, BASELINE_MATURE_MIN, Metric
-from twin_state.forecast import Scenario, forecast_vital
+from twin_state import kalman
+from twin_state.catalogue import (
+    ACVPU,
+    BASELINE_MATURE_MIN,
+    CATALOGUE,
+    FORECAST_DIFFUSION,
+    TREND_PERSISTENCE_MIN,
+    Metric,
+)
 from twin_state.news2 import (
     Inputs,
     Param,
@@ -41,7 +48,7 @@ from twin_state.news2 import (
     temp_score,
 )
 from twin_state.profile import Profile
-from twin_state.twin import Twin
+from twin_state.twin import MS_PER_MIN, Twin
 from twin_state.view import DEFAULT_STALE_AFTER_MS, vital_views
 
 FILTERED_PARAMS: dict[Param, Metric] = {
@@ -92,22 +99,26 @@ class Risk:
         return self.p_reach[(threshold, horizon_min)]
 
 
-def _phi(x: float) -> float:
-    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+_SQRT2 = math.sqrt(2.0)
+# Bin i of the aggregate plus a subscore of 1, 2 or 3, with everything from 7 up in bin 7.
+_UP1, _UP2, _UP3 = ([min(i + k, 7) for i in range(8)] for k in (1, 2, 3))
 
 
 def _distribution(intervals: Sequence[Interval], mean: float, sd: float) -> list[float]:
-    """Probability of subscore 0..3 under N(mean, sd^2)."""
+    """Probability of subscore 0..3 under N(mean, sd^2). Intervals are contiguous from -inf to +inf, so one
+    normal CDF per edge suffices."""
     p = [0.0, 0.0, 0.0, 0.0]
+    below = 0.0
     if sd <= 1e-12:
         for lo, hi, s in intervals:
             if lo <= mean < hi:
                 p[s] = 1.0
         return p
-    for lo, hi, s in intervals:
-        a = 0.0 if lo == -_INF else _phi((lo - mean) / sd)
-        b = 1.0 if hi == _INF else _phi((hi - mean) / sd)
-        p[s] += max(b - a, 0.0)
+    scale = 1.0 / (sd * _SQRT2)
+    for _, hi, s in intervals:
+        upto = 1.0 if hi == _INF else 0.5 * (1.0 + math.erf((hi - mean) * scale))
+        p[s] += upto - below
+        below = upto
     return p
 
 
@@ -129,18 +140,6 @@ def _personalise(param: Param, intervals: list[Interval], target: tuple[float, f
                     split.append((a, b, score_))
         out = split
     return out
-
-
-def _convolve(dists: Sequence[Sequence[float]]) -> list[float]:
-    total = [1.0]
-    for d in dists:
-        nxt = [0.0] * (len(total) + len(d) - 1)
-        for i, a in enumerate(total):
-            if a:
-                for j, b in enumerate(d):
-                    nxt[i + j] += a * b
-        total = nxt
-    return total
 
 
 def _manual(twin: Twin, metric: Metric, now_ms: int, max_age_min: float) -> float | None:
@@ -193,24 +192,47 @@ def risk(twin: Twin, profile: Profile | None, now_ms: int, settings: RiskSetting
         target = profile.targets.get(metric) if profile is not None else None
         tables[param] = _personalise(param, list(base), target, vital.baseline if mature else None)
 
-    p_reach: dict[tuple[int, float], float] = {}
+    # Each vital projected to now once; its damped forecast at t is then closed-form (as forecast_vital's).
+    prepared = []
+    for param, table in tables.items():
+        metric = FILTERED_PARAMS[param]
+        vital = twin.vitals[metric]
+        spec = CATALOGUE[metric]
+        since = max(now_ms - vital.updated_at, 0) / MS_PER_MIN
+        prepared.append((param, table, kalman.predict(vital.filter, since, spec.process_noise, spec.level_noise),
+                         FORECAST_DIFFUSION[metric]))
+    fixed = consciousness.index(1.0) + oxygen.index(1.0)
     p3: dict[Param, float] = dict.fromkeys(tables, 0.0)
-    best5 = best7 = 0.0
-    longest = max(settings.horizons_min)
-    for horizon in sorted(settings.horizons_min):
-        # Reaching a score within 60 minutes includes reaching it within 30: carry the best forward.
-        for t in (horizon / 3.0, 2.0 * horizon / 3.0, horizon):
-            dists: list[list[float]] = [consciousness, oxygen]
-            for param, table in tables.items():
-                metric = FILTERED_PARAMS[param]
-                f = forecast_vital(metric, twin.vitals[metric], now_ms, t, Scenario.DAMPED)
-                d = _distribution(table, f.mean, f.sd)
-                dists.append(d)
-                if t <= longest:
-                    p3[param] = max(p3[param], d[3])
-            total = _convolve(dists)
-            best5 = max(best5, sum(total[5:]))
-            best7 = max(best7, sum(total[7:]))
+    at: dict[float, tuple[float, float]] = {}
+    for t in sorted({x for h in settings.horizons_min for x in (h / 3.0, 2.0 * h / 3.0, h)}):
+        phi = TREND_PERSISTENCE_MIN * -math.expm1(-t / TREND_PERSISTENCE_MIN)
+        # Distribution of the aggregate, with everything from 7 up in the last bin: only >= 5 and >= 7 matter.
+        total = [0.0] * 8
+        total[min(fixed, 7)] = 1.0
+        for param, table, s, diffusion in prepared:
+            var = s.p00 + 2.0 * phi * s.p01 + phi * phi * s.p11 + diffusion * t
+            d = _distribution(table, s.level + phi * s.trend, math.sqrt(max(var, 0.0)))
+            d0, d1, d2, d3 = d
+            if d3 > p3[param]:
+                p3[param] = d3
+            if d0 == 1.0:
+                continue  # certainly scores 0: the aggregate is unchanged (the common case for a stable vital)
+            nxt = [0.0] * 8
+            for i in range(8):
+                a = total[i]
+                if a:
+                    nxt[i] += a * d0
+                    nxt[_UP1[i]] += a * d1
+                    nxt[_UP2[i]] += a * d2
+                    nxt[_UP3[i]] += a * d3
+            total = nxt
+        at[t] = (total[5] + total[6] + total[7], total[7])
+
+    p_reach: dict[tuple[int, float], float] = {}
+    for horizon in settings.horizons_min:
+        # Reaching a score within 60 minutes includes reaching it within 30: the best over every point so far.
+        best5 = max(p for t, (p, _) in at.items() if t <= horizon)
+        best7 = max(p for t, (_, p) in at.items() if t <= horizon)
         # The score now counts too: a NEWS2 that is 7 now has reached 7 within any horizon.
         p_reach[(5, horizon)] = 1.0 if current.total >= 5 else min(best5, 1.0)
         p_reach[(7, horizon)] = 1.0 if current.total >= 7 else min(best7, 1.0)

@@ -121,3 +121,28 @@ def test_predicted_probability_agrees_with_sampling_the_forecasts() -> None:
         hits += s.total >= 5
     # The analytic value is the max over 5, 10 and 15 minutes; for a steadily rising patient that is at 15.
     assert r.p(5, 15.0) == pytest.approx(hits / n, abs=0.015)
+
+
+def test_optimised_risk_agrees_with_the_reference_on_a_simulated_cohort() -> None:
+    from streams.simulator import simulate
+    from tests.unit.reference_risk import reference_risk
+    from twin_state.profile import Profile
+
+    profiles = [None, Profile("x", "w", 0, conditions=frozenset({HYPERCAPNIC})),
+                Profile("x", "w", 0, targets={Metric.HEART_RATE: (95.0, 130.0), Metric.SPO2: (88.0, 92.0)})]
+    twins: dict[str, Twin] = {}
+    checked = 0
+    settings = RiskSettings()
+    for i, (_, r) in enumerate(simulate(12, 4 * 3600.0, rate=0.2, seed=77, start_ms=T0, deteriorating_share=0.6)):
+        twin, _ = step(twins.get(r.patient_id) or new_twin(r.patient_id), r, Position(0, i))
+        twins[r.patient_id] = twin
+        if i % 97 == 0:
+            profile = profiles[i % 3]
+            fast = risk(twin, profile, r.measured_at, settings)
+            p_reach, p3 = reference_risk(twin, profile, r.measured_at, settings)
+            assert fast.p_reach.keys() == p_reach.keys()
+            for k in p_reach:
+                assert fast.p_reach[k] == pytest.approx(p_reach[k], abs=1e-12)
+            assert fast.p_param_3 == pytest.approx(p3, abs=1e-12)
+            checked += 1
+    assert checked > 50
