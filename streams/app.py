@@ -31,6 +31,7 @@ from twin_state.redis_store import RedisProfileStore, RedisTwinStore
 log = logging.getLogger("twinmon.worker")
 EXIT_CRASHED = 70  # EX_SOFTWARE
 SWEEP_MAX_LAG = 1000
+CENSUS_INTERVAL_S = 10.0
 
 
 @dataclass(slots=True)
@@ -60,6 +61,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         broker_credentials=faust_credentials(settings),
     )
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
+    metrics.topics(consumed=(settings.topic_vitals, settings.topic_enrolments, settings.topic_alert_actions),
+                   produced=(settings.topic_alerts, settings.topic_dlq))
     redis = redis_client(settings)
     profiles = RedisProfileStore(redis, settings.redis_prefix)
 
@@ -75,6 +78,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                 settings.topic_alerts, e.patient_id.encode(), orjson.dumps(wire), None, None, None))
         for fut in futures:
             await fut
+        metrics.alerts_published(settings.topic_alerts, events, time.time())
 
     processor = BatchProcessor(
         RedisTwinStore(redis, settings.redis_prefix, settings.history_length),
@@ -111,6 +115,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                 result = BatchResult(dead_letters=[(raw, Rejected(Reason.BAD_ACTION, decoded))])
                 await _dead_letter(app, settings.topic_dlq, settings.topic_alert_actions, result)
                 metrics.dead_lettered.labels(Reason.BAD_ACTION.value).inc()
+                metrics.events_produced.labels(settings.topic_dlq).inc()
             else:
                 try:
                     await processor.apply_action(
@@ -139,6 +144,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                 result = BatchResult(dead_letters=[(raw, Rejected(Reason.BAD_ENROLMENT, decoded))])
                 await _dead_letter(app, settings.topic_dlq, settings.topic_enrolments, result)
                 metrics.dead_lettered.labels(Reason.BAD_ENROLMENT.value).inc()
+                metrics.events_produced.labels(settings.topic_dlq).inc()
             else:
                 await profiles.save(decoded)
                 processor.set_profile(decoded)
@@ -156,6 +162,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             metrics.events_consumed.labels(settings.topic_vitals).inc(len(batch))
             metrics.batch_size.observe(len(batch))
             metrics.batch_seconds.observe(time.perf_counter() - started)
+            metrics.events_produced.labels(settings.topic_dlq).inc(len(result.dead_letters))
+            metrics.last_batch.set_to_current_time()
             for msg in batch:
                 processed_up_to[msg.partition] = msg.offset
             # take_events acknowledges the batch when control returns here: only after Redis and the
@@ -178,6 +186,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
 
     @app.timer(interval=2.0)  # type: ignore[untyped-decorator]  # faust's timer decorator is untyped
     async def report_lag() -> None:
+        metrics.worker_up.set(1)
         consumer = app.consumer
         for tp in consumer.assignment():
             if tp.topic != settings.topic_vitals:
@@ -190,6 +199,11 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             lag = max(highwater - committed - 1, 0)
             lag_by_partition[tp.partition] = lag
             metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
+
+    @app.timer(interval=CENSUS_INTERVAL_S)  # type: ignore[untyped-decorator]  # faust's timer decorator is untyped
+    async def census() -> None:
+        # Metrics only: open alerts, monitored and stale patients per care team, from the twins in memory.
+        await metrics.census(processor.residents(), int(time.time() * 1000), processor.no_data_after_ms)
 
     return Worker(app=app, processor=processor, metrics=metrics, redis=redis)
 

@@ -122,6 +122,16 @@ class BatchProcessor:
     def profile(self, patient_id: str) -> Profile | None:
         return self._profiles.get(patient_id)
 
+    # --- metrics: a read-only view of what is resident, for the census in streams.metrics ---
+    def residents(self) -> list[tuple[Twin, PatientAlerts, Profile | None]]:
+        """A snapshot of each resident patient's twin, alert state and profile (all immutable)."""
+        alerts, profiles = self._alerts, self._profiles
+        return [(twin, alerts[pid], profiles.get(pid)) for pid, twin in self._twins.items()]
+
+    @property
+    def no_data_after_ms(self) -> int:
+        return self._eval.technical.no_data_after_ms
+
     def set_profile(self, profile: Profile) -> None:
         """A new enrolment profile arrived; risk uses it from the next evaluation."""
         self._profiles[profile.patient_id] = profile
@@ -212,6 +222,8 @@ class BatchProcessor:
             self._alerts[patient_id] = state
             await self._timed("save", self._store.save_extras([(self._twins[patient_id], alert_codec.pack(state))]))
             self._count_alerts(events)
+            if resolution is None and self._metrics is not None:
+                self._metrics.acknowledged(state, alert_id)  # metrics: time to acknowledge
             return events
 
     def _count_alerts(self, events: Sequence[AlertEvent]) -> None:
