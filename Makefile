@@ -30,6 +30,7 @@ test-unit: venv
 ## Throughput of the whole path against the raw consume rate, on the local broker and Redis.
 bench: venv
 	bash deploy/local/kafka.sh fetch
+	$(BIN)/python -m tests.bench.kalman
 	$(BIN)/python -m tests.bench.pipeline
 
 lint: venv
