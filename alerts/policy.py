@@ -198,7 +198,7 @@ def decide(
             events.append(_event(alert, pid, Kind.ESCALATED, alert.level, now_ms, "unacknowledged"))
             alert = replace(alert, events=alert.events + 1)
         opened[condition] = alert
-    return PatientAlerts(pid, opened, pending), events
+    return PatientAlerts(pid, opened, pending, max(state.evaluated_at, now_ms)), events
 
 
 @dataclass(frozen=True, slots=True)

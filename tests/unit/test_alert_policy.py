@@ -167,3 +167,10 @@ def test_technical_conditions_no_data_and_poor_signal() -> None:
     levels = technical_levels(twin, now)
     assert levels[Condition.NO_DATA] is Level.NONE and levels[Condition.SIGNAL_QUALITY] is Level.LOW
     assert technical_levels(twin, now + 15 * 60_000)[Condition.NO_DATA] is Level.MEDIUM
+
+
+def test_every_decision_records_when_it_was_made() -> None:
+    state, _ = decide(PatientAlerts("p-1"), {C: Level.NONE}, T0 + 5_000, S)
+    assert state.evaluated_at == T0 + 5_000
+    later, _ = decide(state, {}, T0 + 1_000, S)  # a late decision never moves the clock back
+    assert later.evaluated_at == T0 + 5_000

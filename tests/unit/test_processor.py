@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import pytest
@@ -156,3 +157,21 @@ async def test_alert_events_do_not_depend_on_batching_or_on_a_crash_between_publ
     await survivor.process(batch[3000:], NOW + 10**8)
     ids = [e.event_id for e in first.events + doomed.events + second.events]
     assert sorted(set(ids)) == sorted(e.event_id for e in whole.events)  # after de-duplication by id
+
+
+async def test_risk_runs_at_most_every_ten_seconds_of_event_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    import streams.processor as processor_module
+
+    calls: list[int] = []
+    real = processor_module.risk
+
+    def counting(twin: Twin, profile: object, now_ms: int, settings: object) -> object:
+        calls.append(now_ms)
+        return real(twin, profile, now_ms, settings)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(processor_module, "risk", counting)
+    one = [RawMessage(0, i, r.patient_id.encode(), encode(r))
+           for i, (_, r) in enumerate(simulate(1, 600, rate=1.0, seed=3, start_ms=T0))]
+    await BatchProcessor(InMemoryTwinStore()).process(one, NOW)
+    assert 55 <= len(calls) <= 62, len(calls)  # ~600 readings over 600 s: one evaluation per 10 s
+    assert all(b - a >= 10_000 for a, b in itertools.pairwise(calls))
