@@ -65,6 +65,9 @@ class PolicySettings:
     )
     single_three: Level = Level.LOW
     """Level for NEWS2's low-medium band (a single parameter scoring 3); some trusts use MEDIUM."""
+    # Persistence, hysteresis and the two thresholds below were checked with `twinmon evaluate` on simulated
+    # tuning cohorts and kept (the change that mattered was catalogue.TREND_PERSISTENCE_MIN): thresholds of
+    # 0.7-0.75 halve the remaining false alerts but alert about 5 min later; 60 s persistence alerts 3 min later.
     predicted_medium: float = 0.6
     """P(NEWS2 reaches 5 within ``predicted_horizon_min``) at or above which the patient is at MEDIUM."""
     predicted_high: float = 0.6

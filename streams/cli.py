@@ -437,6 +437,106 @@ def progress(metrics_url: str, interval: float, count: int) -> None:
     watch(metrics_url, interval, count)
 
 
+@main.group(invoke_without_command=True)
+@click.option("--patients", type=click.IntRange(1), default=100, show_default=True, help="Simulated patients.")
+@click.option("--hours", type=click.FloatRange(min=0, min_open=True), default=24.0, show_default=True,
+              help="Simulated hours per patient.")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--deteriorating", type=click.FloatRange(0, 1), default=0.2, show_default=True,
+              help="Share of patients who deteriorate.")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Readings per second per patient [default: the devices' own cadences, about 0.55].")
+@click.option("--recorded", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Run a recorded file of vitals events (JSON lines, e.g. from `twinmon simulate --out`) "
+                   "instead of a simulated cohort; no truth, so alert burden only.")
+@click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="TOML overriding policy, risk, technical or evaluation settings (keys: streams/evaluate.py).")
+@click.option("--compare", nargs=2, type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              metavar="A.toml B.toml", help="Virtual trial: the same cohort under two configurations, side by side.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("evaluation"),
+              show_default=True, help="Directory for the report (Markdown, PNG plots, JSON).")
+@click.option("--workers", type=click.IntRange(1), default=None,
+              help="Processes sharing the simulated patients [default: one per CPU]; results do not depend on it.")
+@click.pass_context
+def evaluate(ctx: click.Context, patients: int, hours: float, seed: int, deteriorating: float, rate: float | None,
+             recorded: Path | None, config: Path | None, compare: tuple[Path, Path] | None, out: Path,
+             workers: int | None) -> None:
+    """Evaluate the alerting offline, against the truth and the naive NEWS2 baseline; writes a report.
+
+    \b
+    twinmon evaluate                          simulated cohort: sensitivity, lead times, false alerts
+    twinmon evaluate --compare A.toml B.toml  the same cohort under two configurations (virtual trial)
+    twinmon evaluate --recorded FILE          a recorded cohort (alert burden only)
+    twinmon evaluate physionet2012 --stays DIR --outcomes FILE --json OUT
+
+    Runs the worker's own processing (twin, risk, alert policy) with no Kafka or Redis. Definitions and the
+    configuration keys are in streams/evaluate.py.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from streams import evaluate as ev
+    from streams.processor import Evaluation
+    from streams.simulator import BASE_RATE
+
+    if compare is not None and config is not None:
+        raise click.UsageError("--config and --compare do not go together (each compared file is a config)")
+    try:
+        configs = [ev.load_config(p) for p in (compare or ((config,) if config else ()))]
+    except ev.ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+    def run(evaluation: Evaluation) -> dict[str, Any]:
+        if recorded is not None:
+            click.echo(f"evaluate: replaying {recorded}", err=True)
+            return ev.evaluate_recorded(recorded, evaluation)
+        click.echo(f"evaluate: {patients} patients x {hours:g} h, seed {seed}, {deteriorating:g} deteriorating",
+                   err=True)
+        return ev.evaluate_cohort(patients, hours * 3600.0, seed, deteriorating, evaluation,
+                                  rate=rate if rate is not None else BASE_RATE, workers=workers)
+
+    if compare is not None:
+        result = ev.compare(configs[0], configs[1], run)
+        paths = ev.write_comparison(result, out)
+        click.echo(f"| metric | A: {result['a']['name']} | B: {result['b']['name']} | B - A |")
+        for row in result["rows"]:
+            click.echo(f"| {row['metric']} | {row['a']} | {row['b']} | {row['b_minus_a']} |")
+    else:
+        result = run(configs[0][1] if configs else Evaluation())
+        paths = ev.write_report(result, out)
+        click.echo(ev.figures_table(result))
+        for name, t in (result.get("targets") or {}).items():
+            click.echo(f"target {name}: {t['target']}, twinmon {t['value']}: {'met' if t['met'] else 'MISSED'}")
+    click.echo(f"wrote {', '.join(str(p) for p in paths)}", err=True)
+
+
+@evaluate.command("physionet2012")
+@click.option("--stays", required=True, type=click.Path(exists=True, path_type=Path),
+              help="The set's stay files: a set-a directory or the set's .tar.gz.")
+@click.option("--outcomes", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Outcomes-a.txt (or the set's .tar.gz).")
+@click.option("--json", "json_out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the results as JSON.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N stays by record id.")
+@click.option("--workers", type=click.IntRange(1), default=None, help="Processes [default: one per CPU].")
+def evaluate_physionet2012(stays: Path, outcomes: Path, json_out: Path, limit: int | None,
+                           workers: int | None) -> None:
+    """Replay PhysioNet/CinC 2012 ICU stays through the twin and score in-hospital death (AUROC, event 1)."""
+    import tarfile
+
+    from streams.physionet import evaluate_stays
+
+    try:
+        result = evaluate_stays(stays, outcomes, limit=limit, workers=workers)
+    except (OSError, ValueError, KeyError, tarfile.TarError) as exc:
+        raise click.ClickException(f"cannot evaluate {stays}: {exc}") from None
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    json_out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    click.echo(f"{result['n']} stays, {result['deaths']} deaths; {result['score']}: AUROC {result['auroc']}, "
+               f"event 1 {result['event1']} at threshold {result['threshold']} (Se {result['sensitivity']}, "
+               f"+P {result['positive_predictivity']}); {result['runtime_s']} s")
+    click.echo(f"wrote {json_out}", err=True)
+
+
 main.add_command(alert)
 
 

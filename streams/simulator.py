@@ -264,3 +264,15 @@ def _generate(
     while pending:
         dt, _, reading, truth = heapq.heappop(pending)
         yield dt, reading, truth
+
+
+def cohort_truth(
+    patients: int, duration_s: float, seed: int = 1, deteriorating_share: float = 0.1
+) -> dict[str, tuple[float | None, float]]:
+    """Each patient's deterioration as ``simulate`` with the same arguments will generate it:
+    ``patient_id -> (onset_s or None if stable, ramp_s)``, in seconds of simulated time.
+
+    Re-creates the patients with fresh random generators of their own; the simulation's streams are untouched.
+    """
+    people = (_make_patient(i, seed, duration_s, deteriorating_share) for i in range(patients))
+    return {p.patient_id: (p.onset_s, p.ramp_s) for p in people}
