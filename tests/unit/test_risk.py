@@ -57,7 +57,9 @@ def test_deteriorating_patient_is_predicted_before_the_score_crosses() -> None:
     r = risk(twin, None, now_of(twin))
     assert r.now.total < 5
     assert r.p(5, 30) > 0.8 and r.p(5, 60) >= r.p(5, 30)
-    assert r.p_param_3[Param.PULSE] > 0.2  # 110 now, +1.2/min: a damped trend reaches 131 with real odds
+    # 110 now and rising 1.2/min: a pulse of 131 is far likelier than for a patient steady at the same 110.
+    steady = twin_from({**rising(), Metric.HEART_RATE: [110.0] * 30})
+    assert r.p_param_3[Param.PULSE] > 3 * risk(steady, None, now_of(steady)).p_param_3[Param.PULSE]
 
 
 def test_news2_that_is_high_now_has_reached_every_threshold() -> None:
