@@ -442,7 +442,7 @@ def progress(metrics_url: str, interval: float, count: int) -> None:
 @click.option("--hours", type=click.FloatRange(min=0, min_open=True), default=24.0, show_default=True,
               help="Simulated hours per patient.")
 @click.option("--seed", type=int, default=1, show_default=True)
-@click.option("--deteriorating", type=click.FloatRange(0, 1), default=0.2, show_default=True,
+@click.option("--deteriorating", type=click.FloatRange(0, 1), default=0.3, show_default=True,
               help="Share of patients who deteriorate.")
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Readings per second per patient [default: the devices' own cadences, about 0.55].")
@@ -498,6 +498,7 @@ def evaluate(ctx: click.Context, patients: int, hours: float, seed: int, deterio
         result = ev.compare(configs[0], configs[1], run)
         paths = ev.write_comparison(result, out)
         click.echo(f"| metric | A: {result['a']['name']} | B: {result['b']['name']} | B - A |")
+        click.echo("|---|---:|---:|---:|")
         for row in result["rows"]:
             click.echo(f"| {row['metric']} | {row['a']} | {row['b']} | {row['b_minus_a']} |")
     else:

@@ -151,11 +151,12 @@ QUALITY_TAU_MIN = 60.0
 def accepts_unit(spec: VitalSpec | ObservationSpec, unit: str) -> bool:
     return unit == spec.unit or unit in spec.unit_aliases
 
-# Tuned with `twinmon evaluate` (streams/evaluate.py) on simulated tuning cohorts (seeds 11 and 12, 40 patients x
-# 24 h each; the reported evaluation uses seed 1): 15 min extrapolated every bout of walking (heart and breathing
-# rates jump within a minute) into a predicted NEWS2 of 5 and gave 13-14 false MEDIUM alerts per patient-day;
-# 4 min gave 0.09 at the same alert thresholds (3 min 0.07, 5 min 0.21, 10 min 5.5) with every episode still
-# detected. What the prediction loses is the extrapolation of slow drifts, which the filtered level catches.
+# Tuned with `twinmon evaluate` (streams/evaluate.py) on simulated tuning cohorts (seeds 11-14; the reported
+# evaluation uses other seeds), with the alert thresholds (alerts.policy.PolicySettings): 15 min extrapolated every
+# bout of walking (heart and breathing rates jump within a minute) into a predicted NEWS2 of 5, 13-14 false
+# MEDIUM alerts per patient-day at the old threshold of 0.6 (10 min: 5.5; 5 min: 0.47; 4 min: 0.28; 3 min: 0.17),
+# and at 0.9 still 1.5 (seed 11). With 4 min and a threshold of 0.7: 0.10, every episode still detected. What the
+# prediction loses is the extrapolation of slow drifts, which the filtered level itself catches.
 TREND_PERSISTENCE_MIN = 4.0
 """How long a vital's current trend is expected to persist when risk looks ahead (a damped trend): the filter's
 trend is a short-memory estimate, dominated by minute-scale changes (activity), so it is trusted for minutes."""

@@ -23,7 +23,8 @@ from twin_state.risk import Risk
 from twin_state.twin import Position, Reading, new_twin, step
 
 S = PolicySettings(persist_ms=30_000, clear_ms=600_000,
-                   escalate_after_ms={Level.HIGH: 300_000, Level.MEDIUM: 900_000, Level.LOW: 3_600_000})
+                   escalate_after_ms={Level.HIGH: 300_000, Level.MEDIUM: 900_000, Level.LOW: 3_600_000},
+                   predicted_medium=0.6, predicted_high=0.6)
 C = Condition.CLINICAL
 T0 = 1_000_000_000_000
 
