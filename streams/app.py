@@ -102,6 +102,14 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         settings.topic_alert_actions, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
 
+    async def _reject_one(msg: Any, reason: Reason, detail: str, source_topic: str) -> None:
+        """Dead-letter one message of a low-volume topic (enrolments, alert actions) and count it."""
+        raw = RawMessage(msg.partition, msg.offset, msg.key, msg.value)
+        result = BatchResult(dead_letters=[(raw, Rejected(reason, detail))])
+        await _dead_letter(app, settings.topic_dlq, source_topic, result)
+        metrics.dead_lettered.labels(reason.value).inc()
+        metrics.events_produced.labels(settings.topic_dlq).inc()
+
     @app.agent(actions, name="apply-alert-actions", concurrency=1)
     async def apply_alert_actions(stream: faust.StreamT[bytes]) -> None:
         await _or_exit("alert-actions", _consume_actions(stream))
@@ -111,11 +119,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             msg = event.message
             decoded = decode_action(msg.value, msg.key)
             if isinstance(decoded, str):
-                raw = RawMessage(msg.partition, msg.offset, msg.key, msg.value)
-                result = BatchResult(dead_letters=[(raw, Rejected(Reason.BAD_ACTION, decoded))])
-                await _dead_letter(app, settings.topic_dlq, settings.topic_alert_actions, result)
-                metrics.dead_lettered.labels(Reason.BAD_ACTION.value).inc()
-                metrics.events_produced.labels(settings.topic_dlq).inc()
+                await _reject_one(msg, Reason.BAD_ACTION, decoded, settings.topic_alert_actions)
             else:
                 try:
                     await processor.apply_action(
@@ -140,11 +144,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             msg = event.message
             decoded = decode_enrolment(msg.value, msg.key)
             if isinstance(decoded, str):
-                raw = RawMessage(msg.partition, msg.offset, msg.key, msg.value)
-                result = BatchResult(dead_letters=[(raw, Rejected(Reason.BAD_ENROLMENT, decoded))])
-                await _dead_letter(app, settings.topic_dlq, settings.topic_enrolments, result)
-                metrics.dead_lettered.labels(Reason.BAD_ENROLMENT.value).inc()
-                metrics.events_produced.labels(settings.topic_dlq).inc()
+                await _reject_one(msg, Reason.BAD_ENROLMENT, decoded, settings.topic_enrolments)
             else:
                 await profiles.save(decoded)
                 processor.set_profile(decoded)
