@@ -519,15 +519,17 @@ def evaluate(ctx: click.Context, patients: int, hours: float, seed: int, deterio
               help="Where to write the results as JSON.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N stays by record id.")
 @click.option("--workers", type=click.IntRange(1), default=None, help="Processes [default: one per CPU].")
+@click.option("--fit-model", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also fit the mortality model on these stays and write it here (how the shipped one was made).")
 def evaluate_physionet2012(stays: Path, outcomes: Path, json_out: Path, limit: int | None,
-                           workers: int | None) -> None:
+                           workers: int | None, fit_model: Path | None) -> None:
     """Replay PhysioNet/CinC 2012 ICU stays through the twin and score in-hospital death (AUROC, event 1)."""
     import tarfile
 
     from streams.physionet import evaluate_stays
 
     try:
-        result = evaluate_stays(stays, outcomes, limit=limit, workers=workers)
+        result = evaluate_stays(stays, outcomes, limit=limit, workers=workers, fit_model=fit_model)
     except (OSError, ValueError, KeyError, tarfile.TarError) as exc:
         raise click.ClickException(f"cannot evaluate {stays}: {exc}") from None
     json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -535,6 +537,10 @@ def evaluate_physionet2012(stays: Path, outcomes: Path, json_out: Path, limit: i
     click.echo(f"{result['n']} stays, {result['deaths']} deaths; {result['score']}: AUROC {result['auroc']}, "
                f"event 1 {result['event1']} at threshold {result['threshold']} (Se {result['sensitivity']}, "
                f"+P {result['positive_predictivity']}); {result['runtime_s']} s")
+    cv = result.get("cross_validated")
+    if isinstance(cv, dict):
+        click.echo(f"cross-validated ({cv['folds']} folds, model refitted without each fold): AUROC {cv['auroc']}, "
+                   f"event 1 {cv['event1']} at threshold {cv['threshold']}")
     click.echo(f"wrote {json_out}", err=True)
 
 

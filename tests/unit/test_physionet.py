@@ -188,8 +188,9 @@ def test_evaluate_stays_from_a_directory_or_a_tarball(tmp_path: Path) -> None:
 
 
 def test_real_set_a_first_200_stays() -> None:
-    """The first 200 stays by record id of set A, replayed through the twin. Measured: AUROC 0.7318 for the
-    default score (see the module), n 200, 25 deaths; the assertion leaves room below what was measured."""
+    """The first 200 stays by record id of set A, replayed through the twin. Measured: AUROC 0.8037 for the
+    shipped model (fitted on all of set A, these stays included: in-sample), 0.7243 cross-validated within the
+    200, 0.733 for mean NEWS2 over the last 24 h; n 200, 25 deaths. The assertions leave room below those."""
     result = evaluate_stays(SET_A, SET_A, limit=200, workers=1)
     with tarfile.open(SET_A) as tar:
         member = next(m for m in tar if m.name.endswith("Outcomes-a.txt"))
@@ -206,4 +207,7 @@ def test_real_set_a_first_200_stays() -> None:
     assert result["stays_without_outcome"] == []
     auc = result["auroc"]
     assert isinstance(auc, float)
-    assert auc > 0.70
+    assert auc > 0.75
+    cv = result["cross_validated"]
+    assert isinstance(cv, dict)
+    assert cv["folds"] == 10 and 0.65 < cv["auroc"] < auc  # refitted without each fold: below in-sample
