@@ -87,6 +87,10 @@ def worker(metrics_port: int | None) -> None:
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=built.metrics.registry)
         click.echo(f"metrics: http://{settings.metrics_host}:{settings.metrics_port}/metrics", err=True)
+    # branch fhir: the Kafka client's DEBUG output carries message keys and values (patient data)
+    from streams.logsafety import hold_payload_loggers
+
+    hold_payload_loggers(settings.log_level)
     faust.Worker(built.app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
 
 
