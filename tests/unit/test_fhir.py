@@ -22,6 +22,8 @@ from fhir.resources.R4B.observation import Observation as ObservationR4B
 from fhirclient.models.bundle import Bundle as BundleR4
 from fhirclient.models.flag import Flag as FlagR4
 from fhirclient.models.observation import Observation as ObservationR4
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from alerts.policy import Condition, Level, OpenAlert
 from streams.fhir import (
@@ -249,6 +251,8 @@ LOINC_CODE = "http://loinc.org"
     ({"resourceType": "Patient", "id": "x"}, "expected an Observation"),
     (_observation(status="entered-in-error"), "entered-in-error"),
     (_observation(status="cancelled"), "no usable result"),
+    (_observation(status=["final"]), "no usable result"),
+    (_observation(valueQuantity={"value": 10**400, "system": UCUM, "code": "/min"}), "out of any range"),
     (_observation(code={"coding": [{"system": LOINC_CODE, "code": "2339-0"}]}), "'2339-0' is not a vital sign"),
     (_observation(code={"coding": [{"system": "http://snomed.info/sct", "code": "364075005"}]}), "no LOINC code"),
     (_observation(valueQuantity={"value": 44, "system": UCUM, "code": "/s"}), "UCUM"),
@@ -325,3 +329,47 @@ def test_an_acknowledged_technical_alert() -> None:
     assert ack["extension"] == [{"url": "by", "valueString": "nurse.kim"},
                                 {"url": "at", "valueDateTime": "2025-11-24T00:01:30.000Z"}]
     assert "acknowledged by nurse.kim" in flag["code"]["text"]
+
+
+# --- fuzz: whatever JSON arrives, observations_to_wire answers with messages that decode or a FhirError --------
+
+_json = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.integers(min_value=10**300, max_value=10**320),
+              st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=30),
+              st.sampled_from(["Patient/p-1", "Device/d", "8867-4", "85354-9", "http://loinc.org", UCUM, "/min",
+                               "[degF]", "final", "2025-11-24T00:00:00Z", "Observation", "Bundle"])),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.sampled_from(
+        ["resourceType", "status", "code", "coding", "system", "code", "value", "valueQuantity", "subject",
+         "reference", "effectiveDateTime", "component", "entry", "resource", "device", "x"]), c, max_size=4),
+    max_leaves=10,
+)
+_PATHS = [("status",), ("code",), ("code", "coding"), ("subject",), ("subject", "reference"), ("device",),
+          ("effectiveDateTime",), ("valueQuantity",), ("valueQuantity", "value"), ("valueQuantity", "code"),
+          ("valueQuantity", "system"), ("component",), ("resourceType",)]
+
+
+@st.composite
+def _fhir_inputs(draw: st.DrawFn) -> object:
+    if draw(st.booleans()):
+        return draw(_json)
+    doc: dict[str, Any] = orjson.loads(orjson.dumps(_observation(effectiveDateTime="2025-11-24T00:30:00Z")))
+    for path in draw(st.lists(st.sampled_from(_PATHS), max_size=3)):
+        holder = doc
+        for part in path[:-1]:
+            holder = holder.setdefault(part, {}) if isinstance(holder.get(part, {}), dict) else {}
+        holder[path[-1]] = draw(_json)
+    return {"resourceType": "Bundle", "entry": [{"resource": doc}]} if draw(st.booleans()) else doc
+
+
+@settings(max_examples=2000, deadline=None, database=None)
+@given(_fhir_inputs())
+def test_observations_to_wire_never_raises_anything_but_fhir_error(resource: Any) -> None:
+    now = T0 + 3_600_000
+    try:
+        messages = observations_to_wire(resource, now)
+    except FhirError as e:
+        assert str(e)
+        return
+    for raw in messages:
+        pid = orjson.loads(raw)["patient_id"]
+        assert not isinstance(decode(raw, pid.encode(), now), Rejected)
