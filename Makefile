@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-unit test-integration bench lint services-stop clean
+.PHONY: venv demo test test-unit test-integration bench lint services-stop clean audit
 
 venv: $(STAMP)
 
@@ -36,6 +36,11 @@ bench: venv
 lint: venv
 	$(BIN)/ruff check streams twin_state alerts tests
 	$(BIN)/mypy
+
+## Known vulnerabilities in the installed packages: pip-audit (needs PyPI's JSON API or OSV), offline floor.
+## Not part of `make test`: it needs a vulnerability service that CI may not reach.
+audit: venv
+	bash deploy/local/audit.sh
 
 clean:
 	rm -rf $(VENV) .twinmon .pytest_cache

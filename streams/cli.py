@@ -19,6 +19,7 @@ from streams.cli_alerts import alert
 from streams.cli_common import load_settings as _settings
 from streams.cli_common import redis_call as _redis_call
 from streams.cli_common import run_kafka as _run_kafka
+from streams.cli_fhir import fhir  # branch fhir
 from streams.settings import Settings
 
 
@@ -87,6 +88,10 @@ def worker(metrics_port: int | None) -> None:
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=built.metrics.registry)
         click.echo(f"metrics: http://{settings.metrics_host}:{settings.metrics_port}/metrics", err=True)
+    # branch fhir: the Kafka client's DEBUG output carries message keys and values (patient data)
+    from streams.logsafety import hold_payload_loggers
+
+    hold_payload_loggers(settings.log_level)
     faust.Worker(built.app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
 
 
@@ -545,6 +550,7 @@ def evaluate_physionet2012(stays: Path, outcomes: Path, json_out: Path, limit: i
 
 
 main.add_command(alert)
+main.add_command(fhir)  # branch fhir
 
 
 if __name__ == "__main__":  # pragma: no cover

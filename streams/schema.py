@@ -155,7 +155,10 @@ def decode(raw: bytes | None, key: bytes | None, now_ms: int) -> Reading | Rejec
         return Rejected(Reason.BAD_SEQUENCE, "seq must be 0 .. 2^63-1")
     fquality: float | None = None
     if quality is not None:
-        fquality = float(quality)
+        try:
+            fquality = float(quality)
+        except OverflowError:  # an integer with hundreds of digits: a crash here would loop the worker
+            return Rejected(Reason.BAD_QUALITY, "quality must be within 0..1")
         if not math.isfinite(fquality):
             return Rejected(Reason.NOT_FINITE, "quality is NaN or infinite")
         if not 0.0 <= fquality <= 1.0:
