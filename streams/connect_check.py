@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from dataclasses import dataclass
+from typing import Any
 
 from streams.settings import Settings
 
@@ -111,7 +112,17 @@ async def probe_redis(settings: Settings) -> Refusal | None:
     return None
 
 
-async def definitive_refusals(settings: Settings) -> list[str]:
-    """What makes starting pointless: refusals (credentials, trust, ACL) that a retry cannot fix."""
-    found = await asyncio.gather(probe_kafka(settings), probe_redis(settings))
+async def definitive_refusals(settings: Settings, timeout_s: float = 20.0) -> list[str]:
+    """What makes starting pointless: refusals (credentials, trust, ACL) that a retry cannot fix.
+
+    A server that does not answer in ``timeout_s`` is an outage, left to the worker's own retries.
+    """
+
+    async def bounded(probe: Any) -> Refusal | None:
+        try:
+            return await asyncio.wait_for(probe, timeout_s)
+        except TimeoutError:
+            return None
+
+    found = await asyncio.gather(bounded(probe_kafka(settings)), bounded(probe_redis(settings)))
     return [r.message for r in found if r is not None and r.definitive]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import ssl
+import time
 
 import pytest
 from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed, TopicAuthorizationFailedError
 from redis.exceptions import AuthenticationError, NoPermissionError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from streams.connect_check import explain_kafka, explain_redis
+from streams.connect_check import definitive_refusals, explain_kafka, explain_redis
 from streams.kafka_io import refused_topics
 from streams.security import redis_client
 from streams.settings import Settings
@@ -73,3 +76,15 @@ def test_a_ca_file_is_used_for_rediss_only() -> None:
     redis_client(plain).connection_pool.make_connection()  # redis-py refuses ssl_* arguments without TLS
     tls = Settings(redis_url="rediss://u:p@127.0.0.1:6380/0", redis_ssl_cafile="/ca.pem")  # type: ignore[arg-type]
     assert redis_client(tls).connection_pool.connection_kwargs["ssl_ca_certs"] == "/ca.pem"
+
+
+def test_a_server_that_never_answers_is_an_outage_and_does_not_hold_the_start() -> None:
+    with socket.socket() as silent:  # accepts connections (backlog) but never replies
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        settings = Settings(kafka_bootstrap=f"127.0.0.1:{port}",
+                            redis_url=f"redis://127.0.0.1:{port}/0")  # type: ignore[arg-type]
+        started = time.monotonic()
+        assert asyncio.run(definitive_refusals(settings, timeout_s=1.0)) == []
+        assert time.monotonic() - started < 20  # bounded by the timeout, not by the clients' own (40 s and more)
