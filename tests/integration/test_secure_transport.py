@@ -43,7 +43,7 @@ PATIENTS, HOURS, RATE, SEED = 4, 3, 0.25, 31
 @dataclass(frozen=True)
 class Secure:
     env: dict[str, str]  # a twinmon deployment on the secure services, as the ACL users
-    secrets: tuple[str, ...]  # every password in play: none may appear in any output
+    passwords: dict[str, str]  # every password in play: none may appear in any output
     state: tuple[Path, Path]  # kafka, redis state dirs (their logs)
     redis_port: int
 
@@ -97,7 +97,7 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
             "TWINMON_PARTITIONS": "2",
             "TWINMON_LOG_LEVEL": "info",  # chattier logs: more places a secret could leak into
         }
-        yield Secure(twinmon_env, tuple(passwords.values()), (kafka_state, redis_state),
+        yield Secure(twinmon_env, passwords, (kafka_state, redis_state),
                      int(redis_url.rsplit(":", 1)[1].split("/")[0]))
     finally:
         _script("kafka.sh", "stop", str(kafka_state), env=env)
@@ -191,7 +191,7 @@ def test_pipeline_over_sasl_ssl_and_redis_tls_with_acl_users(secure: Secure, dep
     everything = "\n".join([*captured, *logs])
     # The search covers real output: the worker's log, the brokers' logs and every command's words.
     assert "metrics: http://" in logs[0] and "Kafka Server started" in everything and "Ready to accept" in everything
-    for secret in secure.secrets:
+    for secret in secure.passwords.values():
         assert secret not in everything
 
 
@@ -213,11 +213,11 @@ def test_wrong_credentials_plaintext_and_untrusted_certificates_are_refused_clea
         said = _fails(deployment, *args, TWINMON_KAFKA_SASL_PASSWORD=wrong, TWINMON_METRICS_PORT="0")
         assert "Kafka refused the SASL credentials of user 'twinmon'" in said, said
         assert wrong not in said
-    said = _fails(deployment, "worker", TWINMON_REDIS_URL=redis_with.replace(secure.secrets[3], wrong),
+    said = _fails(deployment, "worker", TWINMON_REDIS_URL=redis_with.replace(secure.passwords["redis_client"], wrong),
                   TWINMON_METRICS_PORT="0")
     assert "Redis refused the user name or password" in said and wrong not in said
     said = _fails(deployment, "twin", "show", "sim-000000",
-                  TWINMON_REDIS_URL=redis_with.replace(secure.secrets[3], wrong))
+                  TWINMON_REDIS_URL=redis_with.replace(secure.passwords["redis_client"], wrong))
     assert "Redis refused the user name or password" in said and wrong not in said
 
     # Plaintext to the TLS ports: refused, and the message points at the protocol setting.
@@ -225,7 +225,7 @@ def test_wrong_credentials_plaintext_and_untrusted_certificates_are_refused_clea
     assert "Kafka closed the connection" in said and "TWINMON_KAFKA_SECURITY_PROTOCOL is PLAINTEXT" in said
     said = _fails(deployment, "twin", "show", "sim-000000",
                   TWINMON_REDIS_URL=redis_with.replace("rediss://", "redis://"))
-    assert "rediss://" in said and secure.secrets[3] not in said
+    assert "rediss://" in said and secure.passwords["redis_client"] not in said
 
     # TLS without trusting our CA: the certificate is refused (the system store does not hold it).
     said = _fails(deployment, "topics", "check", TWINMON_KAFKA_SSL_CAFILE="")
@@ -236,7 +236,7 @@ def test_wrong_credentials_plaintext_and_untrusted_certificates_are_refused_clea
     # The Kafka ACL: the twinmon user cannot create (nor use) topics outside its prefix.
     said = _fails(deployment, "topics", "create", TWINMON_TOPIC_VITALS="outside-vitals")
     assert "TopicAuthorizationFailed" in said and "outside-vitals" in said
-    for secret in secure.secrets:
+    for secret in secure.passwords.values():
         assert secret not in said
 
 
@@ -274,5 +274,51 @@ def test_redis_acl_user_is_least_privilege(secure: Secure) -> None:
                 await anonymous.ping()
         finally:
             await anonymous.aclose()
+
+    asyncio.run(go())
+
+
+def test_kafka_acls_keep_the_client_user_to_its_topics_and_groups(secure: Secure) -> None:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
+
+    client = _settings(secure.env)
+    admin = client.model_copy(update={"kafka_sasl_username": "admin",
+                                      "kafka_sasl_password": SecretStr(secure.passwords["kafka_admin"])})
+    outside = f"outside-{TAG}"
+
+    async def create(settings: Settings, topic: str) -> None:
+        admin_client = AIOKafkaAdminClient(**aiokafka_kwargs(settings))
+        await admin_client.start()
+        try:
+            response = await admin_client.create_topics([NewTopic(topic, 1, 1)])
+            assert [code for _, code, *_ in response.topic_errors] == [0]
+        finally:
+            await admin_client.close()
+
+    async def go() -> None:
+        await create(admin, outside)  # the super user may create any topic
+        await create(client, f"{TAG}-probe")  # the client user, one under its prefix
+
+        producer = AIOKafkaProducer(**aiokafka_kwargs(client))
+        await producer.start()
+        try:
+            with pytest.raises(TopicAuthorizationFailedError):
+                await producer.send_and_wait(outside, b"x")
+            await producer.send_and_wait(f"{TAG}-probe", b"x")  # its own topic: allowed
+        finally:
+            await producer.stop()
+
+        for topic, group, denied in ((outside, None, TopicAuthorizationFailedError),
+                                     (client.topic_vitals, f"outside-{TAG}", GroupAuthorizationFailedError)):
+            consumer = AIOKafkaConsumer(topic, **aiokafka_kwargs(client), group_id=group,
+                                        auto_offset_reset="earliest")
+            try:
+                with pytest.raises(denied):
+                    await consumer.start()
+                    await consumer.getmany(timeout_ms=10_000)
+            finally:
+                await consumer.stop()
 
     asyncio.run(go())
