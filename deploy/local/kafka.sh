@@ -255,6 +255,10 @@ cmd_start() {
     [[ $# -eq 1 ]] || die "usage: kafka.sh start STATE_DIR"
     local state port cport cluster_id pid started
     state=$(abs_dir "$1")
+    # A secure state dir must not come back up without its security.
+    if [[ -z $SECURE_CERT_DIR && -f $state/admin.properties ]]; then
+        die "$state was started with start-secure; start it with: kafka.sh start-secure $1 CERT_DIR"
+    fi
 
     if is_running "$state"; then
         log "already running (pid $(<"$state/kafka.pid"))"

@@ -86,6 +86,10 @@ cmd_start() {
     [[ $# -eq 1 ]] || die "usage: redis.sh start STATE_DIR"
     local state port pid started timeout=${REDIS_START_TIMEOUT:-30}
     state=$(abs_dir "$1")
+    # A secure state dir must not come back up without its security.
+    if [[ -z $SECURE_CERT_DIR && -f $state/users.acl ]]; then
+        die "$state was started with start-secure; start it with: redis.sh start-secure $1 CERT_DIR"
+    fi
 
     if is_running "$state"; then
         log "already running (pid $(<"$state/redis.pid"))"
