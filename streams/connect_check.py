@@ -97,6 +97,46 @@ async def probe_kafka(settings: Settings, timeout_s: float = 15.0) -> Refusal | 
     return found
 
 
+def denied_topics(topics: list[tuple[Any, ...]]) -> list[str]:
+    """Topics a Metadata response (every version: error code, name, ...) says the user may not describe."""
+    from aiokafka.errors import TopicAuthorizationFailedError
+
+    return sorted(name for code, name, *_ in topics if code == TopicAuthorizationFailedError.errno)
+
+
+async def probe_kafka_access(settings: Settings) -> Refusal | None:
+    """Whether the authenticated user may use the worker's topics and consumer group (Kafka ACLs).
+
+    Without this a worker denied its group waits silently for an assignment that never comes.
+    """
+    from aiokafka.client import AIOKafkaClient
+    from aiokafka.errors import GroupAuthorizationFailedError, KafkaError
+    from aiokafka.protocol.metadata import MetadataRequest
+
+    from streams.security import aiokafka_kwargs
+
+    user = settings.kafka_sasl_username
+    client = AIOKafkaClient(**aiokafka_kwargs(settings))
+    try:
+        await client.bootstrap()
+        topics = [settings.topic_vitals, settings.topic_enrolments, settings.topic_alert_actions,
+                  settings.topic_alerts, settings.topic_dlq]
+        response = await client.send(client.get_random_node(), MetadataRequest(topics, False))
+        if denied := denied_topics(response.topics):
+            return Refusal(f"Kafka denies user {user!r} the topics {', '.join(denied)} (the ACLs must allow "
+                           "Describe, Read and Write on them)", True)
+        try:
+            await client.coordinator_lookup(0, settings.app_id)  # 0: a consumer group
+        except GroupAuthorizationFailedError:
+            return Refusal(f"Kafka denies user {user!r} the consumer group {settings.app_id!r} (the ACLs must "
+                           "allow Read and Describe on it; TWINMON_APP_ID names it)", True)
+    except (KafkaError, OSError):
+        return None  # an outage, or a refusal probe_kafka explains
+    finally:
+        await client.close()
+    return None
+
+
 async def probe_redis(settings: Settings) -> Refusal | None:
     from redis.exceptions import RedisError
 
@@ -124,5 +164,8 @@ async def definitive_refusals(settings: Settings, timeout_s: float = 20.0) -> li
         except TimeoutError:
             return None
 
-    found = await asyncio.gather(bounded(probe_kafka(settings)), bounded(probe_redis(settings)))
+    async def kafka() -> Refusal | None:
+        return await probe_kafka(settings) or await probe_kafka_access(settings)
+
+    found = await asyncio.gather(bounded(kafka()), bounded(probe_redis(settings)))
     return [r.message for r in found if r is not None and r.definitive]

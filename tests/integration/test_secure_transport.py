@@ -233,9 +233,14 @@ def test_wrong_credentials_plaintext_and_untrusted_certificates_are_refused_clea
     said = _fails(deployment, "twin", "show", "sim-000000", TWINMON_REDIS_SSL_CAFILE="")
     assert "Redis's TLS certificate is not trusted" in said
 
-    # The Kafka ACL: the twinmon user cannot create (nor use) topics outside its prefix.
+    # The Kafka ACL: the twinmon user cannot create (nor use) topics outside its prefix, nor another group; a
+    # worker told to is refused at start instead of waiting silently for partitions that never come.
     said = _fails(deployment, "topics", "create", TWINMON_TOPIC_VITALS="outside-vitals")
     assert "TopicAuthorizationFailed" in said and "outside-vitals" in said
+    said = _fails(deployment, "worker", TWINMON_APP_ID="outside-app", TWINMON_METRICS_PORT="0")
+    assert "Kafka denies user 'twinmon' the consumer group 'outside-app'" in said
+    said = _fails(deployment, "worker", TWINMON_TOPIC_DLQ="outside.dlq", TWINMON_METRICS_PORT="0")
+    assert "Kafka denies user 'twinmon' the topics outside.dlq" in said
     for secret in secure.passwords.values():
         assert secret not in said
 

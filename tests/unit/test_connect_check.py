@@ -12,7 +12,7 @@ from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed, Topi
 from redis.exceptions import AuthenticationError, NoPermissionError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from streams.connect_check import definitive_refusals, explain_kafka, explain_redis
+from streams.connect_check import definitive_refusals, denied_topics, explain_kafka, explain_redis
 from streams.kafka_io import refused_topics
 from streams.security import redis_client
 from streams.settings import Settings
@@ -88,3 +88,10 @@ def test_a_server_that_never_answers_is_an_outage_and_does_not_hold_the_start() 
         started = time.monotonic()
         assert asyncio.run(definitive_refusals(settings, timeout_s=1.0)) == []
         assert time.monotonic() - started < 20  # bounded by the timeout, not by the clients' own (40 s and more)
+
+
+def test_topics_the_metadata_response_refuses_are_named() -> None:
+    # (error code, name, is_internal, partitions): 29 = not authorized, 3 = does not exist (yet): only 29 counts.
+    response = [(0, "vitals", False, []), (29, "vitals.dlq", False, []), (3, "alerts", False, []),
+                (29, "enrolments", False, [])]
+    assert denied_topics(response) == ["enrolments", "vitals.dlq"]
