@@ -40,11 +40,14 @@ def explain_kafka(exc: BaseException, settings: Settings) -> Refusal | None:
         return Refusal(f"Kafka does not accept SASL mechanism {settings.kafka_sasl_mechanism} on this listener "
                        "(check TWINMON_KAFKA_SASL_MECHANISM and TWINMON_KAFKA_SECURITY_PROTOCOL)", True)
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return Refusal(f"Kafka's TLS certificate is not trusted: {exc.verify_message} "
+        return Refusal(f"Kafka's TLS certificate is not trusted: {getattr(exc, 'verify_message', None) or exc} "
                        "(check TWINMON_KAFKA_SSL_CAFILE and the host name in TWINMON_KAFKA_BOOTSTRAP)", True)
     if isinstance(exc, ssl.SSLError):
-        return Refusal(f"TLS handshake with Kafka failed ({exc.reason or type(exc).__name__}): does the port speak "
-                       f"TLS? (TWINMON_KAFKA_SECURITY_PROTOCOL is {protocol})", True)
+        # A connection cut mid-handshake (a broker going down) is an outage; any other TLS failure is a mismatch.
+        reason = getattr(exc, "reason", None) or type(exc).__name__
+        return Refusal(f"TLS handshake with Kafka failed ({reason}): does the port speak "
+                       f"TLS? (TWINMON_KAFKA_SECURITY_PROTOCOL is {protocol})",
+                       not isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError))
     if isinstance(exc, KafkaConnectionError) and "SSL" not in protocol and "closed" in str(exc).lower():
         return Refusal("Kafka closed the connection at the first request: the listener may expect TLS or SASL "
                        f"(TWINMON_KAFKA_SECURITY_PROTOCOL is {protocol})", False)

@@ -95,3 +95,12 @@ def test_topics_the_metadata_response_refuses_are_named() -> None:
     response = [(0, "vitals", False, []), (29, "vitals.dlq", False, []), (3, "alerts", False, []),
                 (29, "enrolments", False, [])]
     assert denied_topics(response) == ["enrolments", "vitals.dlq"]
+
+
+def test_tls_cut_mid_handshake_is_an_outage_but_a_wrong_protocol_is_not() -> None:
+    cut = explain_kafka(ssl.SSLEOFError(8, "EOF occurred in violation of protocol"), SASL)
+    assert cut is not None and not cut.definitive
+    mismatch = ssl.SSLError(1, "wrong version number")
+    mismatch.reason = "WRONG_VERSION_NUMBER"
+    refusal = explain_kafka(mismatch, SASL)
+    assert refusal is not None and refusal.definitive and "WRONG_VERSION_NUMBER" in refusal.message
