@@ -84,6 +84,13 @@ def worker(metrics_port: int | None) -> None:
     settings = _settings()
     if metrics_port is not None:
         settings = settings.model_copy(update={"metrics_port": metrics_port})
+    # -- secure transport: a wrong password, an untrusted certificate or a missing ACL is said at once, not
+    # retried forever; an unreachable broker or Redis is left to the worker's own retries.
+    from streams.connect_check import definitive_refusals
+
+    if problems := asyncio.run(definitive_refusals(settings)):
+        raise click.ClickException("; ".join(problems))
+    # -- end secure transport
     built = create_app(settings)
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=built.metrics.registry)

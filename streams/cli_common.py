@@ -28,9 +28,12 @@ def run_kafka(coro: Any, settings: Settings) -> Any:
     try:
         return asyncio.run(coro)
     except KafkaConnectionError:
-        raise click.ClickException(
-            f"cannot reach Kafka at {settings.kafka_bootstrap} (set TWINMON_KAFKA_BOOTSTRAP)"
-        ) from None
+        # The client hides why; one probe connection tells a wrong password or an untrusted certificate.
+        from streams.connect_check import probe_kafka
+
+        refusal = asyncio.run(probe_kafka(settings))
+        unreachable = f"cannot reach Kafka at {settings.kafka_bootstrap} (set TWINMON_KAFKA_BOOTSTRAP)"
+        raise click.ClickException(refusal.message if refusal else unreachable) from None
     except KafkaError as exc:
         raise click.ClickException(f"Kafka refused: {type(exc).__name__}: {exc}") from None
 
@@ -40,6 +43,7 @@ def redis_call(settings: Settings, fn: Any) -> Any:
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import RedisError
 
+    from streams.connect_check import explain_redis
     from streams.security import redis_client
 
     async def go() -> Any:
@@ -51,9 +55,12 @@ def redis_call(settings: Settings, fn: Any) -> Any:
 
     try:
         return asyncio.run(go())
-    except RedisConnectionError:
-        raise click.ClickException("cannot reach Redis (check TWINMON_REDIS_URL)") from None
     except RedisError as exc:
+        refusal = explain_redis(exc)
+        if refusal is not None:
+            raise click.ClickException(refusal.message) from None
+        if isinstance(exc, RedisConnectionError):
+            raise click.ClickException("cannot reach Redis (check TWINMON_REDIS_URL)") from None
         raise click.ClickException(f"Redis refused: {type(exc).__name__}") from None
     except TwinmonError as exc:
         raise click.ClickException(str(exc)) from None

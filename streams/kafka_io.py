@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from streams.security import aiokafka_kwargs
 from streams.settings import Settings
@@ -35,6 +36,19 @@ def topic_plan(settings: Settings) -> list[NewTopic]:
     ]
 
 
+def refused_topics(topic_errors: Iterable[tuple[Any, ...]]) -> KafkaError | None:
+    """The first real per-topic error of a CreateTopics response, or None.
+
+    The broker answers a refused creation (no ACL, bad config) inside the response, not as an exception;
+    ``already exists`` is success (another process was first).
+    """
+    for topic, code, *message in topic_errors:
+        if code and code != TopicAlreadyExistsError.errno:
+            detail = message[0] if message and message[0] else ""
+            return for_code(int(code))(f"topic {topic}: {detail}".rstrip(": "))
+    return None
+
+
 async def create_topics(settings: Settings) -> list[str]:
     """Create the topics that do not exist yet; return the names created."""
     admin = AIOKafkaAdminClient(**aiokafka_kwargs(settings))
@@ -45,7 +59,9 @@ async def create_topics(settings: Settings) -> list[str]:
         if wanted:
             # Another process may create them between our list and create; that is success too.
             with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(wanted)
+                response = await admin.create_topics(wanted)
+                if (refused := refused_topics(response.topic_errors)) is not None:
+                    raise refused
         return [t.name for t in wanted]
     finally:
         await admin.close()

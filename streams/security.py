@@ -57,7 +57,9 @@ def faust_credentials(settings: Settings) -> Any:
 
 def redis_client(settings: Settings) -> Redis:
     """Redis from ``TWINMON_REDIS_URL`` (``rediss://`` for TLS, ``user:password@`` for an ACL user)."""
+    url = settings.redis_url.get_secret_value()
     kwargs: dict[str, Any] = {}
-    if settings.redis_ssl_cafile:
+    # Only a TLS connection takes a CA; redis-py rejects ssl_* arguments for a redis:// URL.
+    if settings.redis_ssl_cafile and url.startswith("rediss://"):
         kwargs["ssl_ca_certs"] = settings.redis_ssl_cafile
-    return Redis.from_url(settings.redis_url.get_secret_value(), **kwargs)
+    return Redis.from_url(url, **kwargs)

@@ -7,6 +7,10 @@
 #   kafka.sh fetch                 fetch jars into the cache (once)
 #   kafka.sh start STATE_DIR       start (or restart with same port+data);
 #                                  prints "127.0.0.1:PORT" on stdout
+#   kafka.sh start-secure STATE_DIR CERT_DIR
+#                                  the same broker, but clients connect over
+#                                  SASL_SSL (SCRAM-SHA-512) only, with ACLs;
+#                                  see "Secure broker" below
 #   kafka.sh stop STATE_DIR        stop; no error if not running
 #   kafka.sh status STATE_DIR      exit 0 if running
 #   kafka.sh run CLASS [ARGS...]   run a class from the jars (e.g.
@@ -19,6 +23,24 @@
 #   KAFKA_HEAP_OPTS      broker heap (default "-Xms256m -Xmx768m")
 #   KAFKA_START_TIMEOUT  seconds to wait for readiness (default 90)
 #   JAVA_HOME            java to use (default: java on PATH)
+#
+# Secure broker (start-secure). CERT_DIR is made by certs.sh (ca.pem,
+# server-keystore.pem). The one client listener is SASL_SSL with SCRAM-SHA-512;
+# the controller listener (loopback) is TLS with client certificates, so only
+# the broker itself (holding the server key) gets in. StandardAuthorizer, deny
+# by default; super user = the admin user and the broker's certificate. SCRAM
+# users are created when the storage is formatted (first start), from:
+#   KAFKA_ADMIN_PASSWORD    password of user "admin" (required)
+#   KAFKA_CLIENT_USER       the application's user (default twinmon)
+#   KAFKA_CLIENT_PASSWORD   its password (required)
+#   KAFKA_ACL_TOPIC_PREFIXES  comma-separated topic name prefixes the client
+#                           user may create, describe, read and write
+#                           (default: vitals,alerts,enrolments,alert-actions)
+#   KAFKA_ACL_GROUP_PREFIX  consumer group prefix it may use (default twinmon)
+# STATE_DIR/admin.properties (mode 600) is a client config for the admin user,
+# e.g. kafka.sh run org.apache.kafka.tools.AclCommand --command-config it.
+# Passwords are never printed; they are in STATE_DIR files readable by the
+# owner only.
 #
 # Only the address goes to stdout; everything else goes to stderr so callers
 # can do ADDR=$(kafka.sh start DIR).
@@ -139,12 +161,20 @@ process.roles=broker,controller
 node.id=1
 # Dynamic quorum (KIP-853): matches "kafka-storage format --standalone".
 controller.quorum.bootstrap.servers=127.0.0.1:$cport
+controller.listener.names=CONTROLLER
+log.dirs=$state/data
+EOF
+    if [[ -n $SECURE_CERT_DIR ]]; then
+        write_secure_listeners "$state" "$port" "$cport"
+    else
+        cat >>"$state/server.properties" <<EOF
 listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
 advertised.listeners=PLAINTEXT://127.0.0.1:$port
-controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-log.dirs=$state/data
+EOF
+    fi
+    cat >>"$state/server.properties" <<EOF
 
 # One node: internal topics cannot have more than one replica.
 offsets.topic.replication.factor=1
@@ -210,7 +240,7 @@ wait_ready() {
             && timeout 30 "$JAVA" -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
                 -Dlog4j2.configurationFile="$TOOLS_LOG4J" -cp "$LIBS/*" \
                 org.apache.kafka.tools.TopicCommand \
-                --bootstrap-server "127.0.0.1:$port" --list >/dev/null 2>&1; then
+                --bootstrap-server "127.0.0.1:$port" "${ADMIN_CONFIG[@]}" --list >/dev/null 2>&1; then
             return 0
         fi
         sleep 0.5
@@ -225,6 +255,10 @@ cmd_start() {
     [[ $# -eq 1 ]] || die "usage: kafka.sh start STATE_DIR"
     local state port cport cluster_id pid started
     state=$(abs_dir "$1")
+    # A secure state dir must not come back up without its security.
+    if [[ -z $SECURE_CERT_DIR && -f $state/admin.properties ]]; then
+        die "$state was started with start-secure; start it with: kafka.sh start-secure $1 CERT_DIR"
+    fi
 
     if is_running "$state"; then
         log "already running (pid $(<"$state/kafka.pid"))"
@@ -259,6 +293,9 @@ cmd_start() {
     printf '%s\n' "$port" >"$state/kafka.port"
     printf '%s\n' "$cport" >"$state/kafka.controller.port"
 
+    if [[ -n $SECURE_CERT_DIR ]]; then
+        prepare_secure "$state"
+    fi
     write_server_properties "$state" "$port" "$cport"
     write_broker_log4j "$state"
 
@@ -268,7 +305,7 @@ cmd_start() {
         cluster_id=$(random_cluster_id)
         log "formatting storage in $state/data (cluster id $cluster_id)"
         if ! run_class kafka.tools.StorageTool format --standalone \
-            -t "$cluster_id" -c "$state/server.properties" \
+            -t "$cluster_id" -c "$state/server.properties" "${SCRAM_ARGS[@]}" \
             >"$state/format.log" 2>&1; then
             cat -- "$state/format.log" >&2
             die "storage format failed"
@@ -293,9 +330,128 @@ cmd_start() {
     log "started broker pid $pid on 127.0.0.1:$port (controller $cport), waiting"
 
     wait_ready "$state" "$port" "$pid"
+    if [[ -n $SECURE_CERT_DIR ]]; then
+        grant_client_acls "$state" "$port"
+    fi
     log "ready in $((SECONDS - started))s"
     printf '127.0.0.1:%s\n' "$port"
 }
+
+# ---- Secure broker (start-secure) ------------------------------------------
+
+SECURE_CERT_DIR=
+ADMIN_CONFIG=()
+SCRAM_ARGS=()
+
+# Passwords go into a JAAS line and a properties file: no quotes, backslashes
+# or line breaks, and long enough to be a password.
+check_password() {
+    local name=$1 value=${!1:-}
+    [[ -n $value ]] || die "start-secure needs $name"
+    ((${#value} >= 8)) || die "$name must have at least 8 characters"
+    [[ $value != *[\"\\$'\n\r']* ]] || die "$name must not contain quotes, backslashes or line breaks"
+}
+
+client_user() { printf '%s' "${KAFKA_CLIENT_USER:-twinmon}"; }
+
+# --add-scram argument with a salted password (PBKDF2, as SCRAM stores it),
+# so the clear password never appears on a command line.
+scram_credential() {
+    SCRAM_USER=$1 SCRAM_PASSWORD=$2 python3 -c '
+import base64, hashlib, os
+iterations = 8192
+salt = os.urandom(24)
+salted = hashlib.pbkdf2_hmac("sha512", os.environ["SCRAM_PASSWORD"].encode(), salt, iterations)
+print("SCRAM-SHA-512=[name=%s,iterations=%d,salt=\"%s\",saltedpassword=\"%s\"]" % (
+    os.environ["SCRAM_USER"], iterations, base64.b64encode(salt).decode(), base64.b64encode(salted).decode()))
+'
+}
+
+prepare_secure() {
+    local state=$1 cert=$SECURE_CERT_DIR user
+    user=$(client_user)
+    [[ -s $cert/ca.pem && -s $cert/server-keystore.pem ]] \
+        || die "$cert has no ca.pem/server-keystore.pem (make them with certs.sh $cert)"
+    [[ $user =~ ^[A-Za-z0-9._-]+$ && $user != admin ]] || die "bad KAFKA_CLIENT_USER '$user'"
+    check_password KAFKA_ADMIN_PASSWORD
+    check_password KAFKA_CLIENT_PASSWORD
+    (
+        umask 077
+        cat >"$state/admin.properties" <<EOF
+security.protocol=SASL_SSL
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$KAFKA_ADMIN_PASSWORD";
+ssl.truststore.type=PEM
+ssl.truststore.location=$cert/ca.pem
+EOF
+    )
+    ADMIN_CONFIG=(--command-config "$state/admin.properties")
+    if [[ ! -f $state/data/meta.properties ]]; then
+        local admin_cred client_cred
+        admin_cred=$(scram_credential admin "$KAFKA_ADMIN_PASSWORD")
+        client_cred=$(scram_credential "$user" "$KAFKA_CLIENT_PASSWORD")
+        SCRAM_ARGS=(--add-scram "$admin_cred" --add-scram "$client_cred")
+    fi
+}
+
+write_secure_listeners() {
+    local state=$1 port=$2 cport=$3 cert=$SECURE_CERT_DIR
+    chmod 600 "$state/server.properties"
+    cat >>"$state/server.properties" <<EOF
+# Clients: SASL_SSL only. The controller listener takes only TLS clients with
+# a certificate from our CA (the broker itself).
+listeners=SASL_SSL://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=SASL_SSL://127.0.0.1:$port
+inter.broker.listener.name=SASL_SSL
+listener.security.protocol.map=CONTROLLER:SSL,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$KAFKA_ADMIN_PASSWORD";
+listener.name.controller.ssl.client.auth=required
+ssl.keystore.type=PEM
+ssl.keystore.location=$cert/server-keystore.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$cert/ca.pem
+ssl.endpoint.identification.algorithm=https
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:admin;User:CN=twinmon-broker
+EOF
+}
+
+acl_add() {
+    local state=$1 port=$2
+    shift 2
+    run_class org.apache.kafka.tools.AclCommand --bootstrap-server "127.0.0.1:$port" \
+        "${ADMIN_CONFIG[@]}" --add --allow-principal "User:$(client_user)" \
+        --resource-pattern-type prefixed "$@" >>"$state/acl.log" 2>&1 \
+        || { tail_log "$state/acl.log" 30; die "cannot add ACLs for $(client_user)"; }
+}
+
+# The client user may use its topics and consumer groups, nothing else.
+# Adding an ACL that exists already is a no-op, so restarts repeat this.
+grant_client_acls() {
+    local state=$1 port=$2 prefix prefixes topics=()
+    local topic_prefixes=${KAFKA_ACL_TOPIC_PREFIXES:-vitals,alerts,enrolments,alert-actions}
+    local group_prefix=${KAFKA_ACL_GROUP_PREFIX:-twinmon}
+    IFS=, read -r -a prefixes <<<"$topic_prefixes"
+    for prefix in "${prefixes[@]}"; do
+        [[ -n $prefix ]] && topics+=(--topic "$prefix")
+    done
+    ((${#topics[@]})) || die "KAFKA_ACL_TOPIC_PREFIXES is empty"
+    acl_add "$state" "$port" "${topics[@]}" --operation Create --operation Describe \
+        --operation DescribeConfigs --operation Read --operation Write
+    acl_add "$state" "$port" --group "$group_prefix" --operation Read --operation Describe
+    log "ACLs: User:$(client_user) on topic prefixes $topic_prefixes and group prefix $group_prefix"
+}
+
+cmd_start_secure() {
+    [[ $# -eq 2 ]] || die "usage: kafka.sh start-secure STATE_DIR CERT_DIR"
+    SECURE_CERT_DIR=$(abs_dir "$2")
+    cmd_start "$1"
+}
+
+# ---------------------------------------------------------------------------
 
 cmd_stop() {
     [[ $# -eq 1 ]] || die "usage: kafka.sh stop STATE_DIR"
@@ -324,6 +480,7 @@ main() {
     case $verb in
         fetch) cmd_fetch ;;
         start) cmd_start "$@" ;;
+        start-secure) cmd_start_secure "$@" ;;
         stop) cmd_stop "$@" ;;
         status) cmd_status "$@" ;;
         run) cmd_run "$@" ;;

@@ -5,12 +5,26 @@
 # Usage:
 #   redis.sh start STATE_DIR    start (or restart with same port+data);
 #                               prints "redis://127.0.0.1:PORT/0" on stdout
+#   redis.sh start-secure STATE_DIR CERT_DIR
+#                               TLS only (no plaintext port), ACL users, the
+#                               default user off; prints
+#                               "rediss://127.0.0.1:PORT/0" (no credentials)
 #   redis.sh stop STATE_DIR     stop; no error if not running
 #   redis.sh status STATE_DIR   exit 0 if running
 #
 # Environment:
 #   REDIS_PORT           port for a fresh STATE_DIR (default: a free port)
 #   REDIS_START_TIMEOUT  seconds to wait for PONG (default 30)
+#
+# Secure Redis (start-secure). CERT_DIR is made by certs.sh (ca.pem,
+# server.pem, server.key). Users, written hashed to STATE_DIR/users.acl:
+#   REDIS_ADMIN_PASSWORD   user "admin", all commands and keys (required)
+#   REDIS_CLIENT_USER      the application's user (default twinmon)
+#   REDIS_CLIENT_PASSWORD  its password (required)
+#   REDIS_KEY_PREFIX       the client user sees only keys PREFIX:* (default
+#                          twinmon, as TWINMON_REDIS_PREFIX)
+#   REDIS_ACL_COMMANDS     the client user's commands (default: what twinmon
+#                          uses, see DEFAULT_ACL_COMMANDS below)
 #
 # Only the URL goes to stdout; everything else goes to stderr so callers
 # can do URL=$(redis.sh start DIR).
@@ -54,7 +68,12 @@ ensure_redis() {
 }
 
 ping() {
-    [[ $(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null) == PONG ]]
+    if [[ -n $SECURE_CERT_DIR ]]; then
+        [[ $(REDISCLI_AUTH=$REDIS_ADMIN_PASSWORD redis-cli --tls --cacert "$SECURE_CERT_DIR/ca.pem" \
+            --user admin -h 127.0.0.1 -p "$1" ping 2>/dev/null) == PONG ]]
+    else
+        [[ $(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null) == PONG ]]
+    fi
 }
 
 is_running() {
@@ -67,10 +86,14 @@ cmd_start() {
     [[ $# -eq 1 ]] || die "usage: redis.sh start STATE_DIR"
     local state port pid started timeout=${REDIS_START_TIMEOUT:-30}
     state=$(abs_dir "$1")
+    # A secure state dir must not come back up without its security.
+    if [[ -z $SECURE_CERT_DIR && -f $state/users.acl ]]; then
+        die "$state was started with start-secure; start it with: redis.sh start-secure $1 CERT_DIR"
+    fi
 
     if is_running "$state"; then
         log "already running (pid $(<"$state/redis.pid"))"
-        printf 'redis://127.0.0.1:%s/0\n' "$(<"$state/redis.port")"
+        printf '%s://127.0.0.1:%s/0\n' "$(scheme)" "$(<"$state/redis.port")"
         return 0
     fi
     rm -f -- "$state/redis.pid"
@@ -100,7 +123,12 @@ cmd_start() {
     # and one redirect also catches errors printed before logging starts.
     # All stdio is redirected so callers capturing our stdout do not hang
     # on the server holding the pipe open.
-    redis-server --port "$port" --bind 127.0.0.1 --protected-mode yes \
+    local listen=(--port "$port" --bind 127.0.0.1 --protected-mode yes)
+    if [[ -n $SECURE_CERT_DIR ]]; then
+        write_secure_config "$state" "$port"
+        listen=("$state/redis.conf")
+    fi
+    redis-server "${listen[@]}" \
         --appendonly yes --appendfsync everysec --save '' \
         --dir "$state" --daemonize no \
         </dev/null >"$state/redis.log" 2>&1 &
@@ -126,8 +154,72 @@ cmd_start() {
         sleep 0.1
     done
     log "ready in $((SECONDS - started))s"
-    printf 'redis://127.0.0.1:%s/0\n' "$port"
+    printf '%s://127.0.0.1:%s/0\n' "$(scheme)" "$port"
 }
+
+# ---- Secure Redis (start-secure) -------------------------------------------
+
+SECURE_CERT_DIR=
+# What twinmon sends: its Lua scripts (EVALSHA, SCRIPT LOAD/EXISTS when a
+# pipeline first runs them), the hash/list/set reads and writes, MULTI/EXEC
+# pipelines, SCAN for the patient list, PING. (redis-py also tries CLIENT
+# SETINFO on connect; it ignores a refusal, and Redis 7.0 has no such command.)
+DEFAULT_ACL_COMMANDS="+evalsha +eval +script|load +script|exists +hget +hmget +hset +rpush +ltrim +lrange +sadd +srem +smembers +scan +multi +exec +discard +ping"
+
+check_password() {
+    local name=$1 value=${!1:-}
+    [[ -n $value ]] || die "start-secure needs $name"
+    ((${#value} >= 8)) || die "$name must have at least 8 characters"
+    [[ $value != *[[:space:]]* ]] || die "$name must not contain white space"
+}
+
+sha256() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
+
+# users.acl holds only SHA-256 hashes of the passwords; the default
+# (passwordless) user is off.
+write_secure_config() {
+    local state=$1 port=$2 cert=$SECURE_CERT_DIR user prefix
+    user=${REDIS_CLIENT_USER:-twinmon}
+    prefix=${REDIS_KEY_PREFIX:-twinmon}
+    [[ -s $cert/ca.pem && -s $cert/server.pem && -s $cert/server.key ]] \
+        || die "$cert has no ca.pem/server.pem/server.key (make them with certs.sh $cert)"
+    [[ $user =~ ^[A-Za-z0-9._-]+$ && $user != admin && $user != default ]] \
+        || die "bad REDIS_CLIENT_USER '$user'"
+    [[ $prefix =~ ^[A-Za-z0-9._-]+$ ]] || die "bad REDIS_KEY_PREFIX '$prefix'"
+    check_password REDIS_ADMIN_PASSWORD
+    check_password REDIS_CLIENT_PASSWORD
+    (
+        umask 077
+        cat >"$state/users.acl" <<EOF
+user default off resetkeys resetchannels -@all
+user admin on #$(sha256 "$REDIS_ADMIN_PASSWORD") ~* &* +@all
+user $user on #$(sha256 "$REDIS_CLIENT_PASSWORD") resetchannels ~$prefix:* -@all ${REDIS_ACL_COMMANDS:-$DEFAULT_ACL_COMMANDS}
+EOF
+        cat >"$state/redis.conf" <<EOF
+# Written by deploy/local/redis.sh start-secure on every start.
+port 0
+tls-port $port
+bind 127.0.0.1
+protected-mode yes
+tls-cert-file $cert/server.pem
+tls-key-file $cert/server.key
+tls-ca-cert-file $cert/ca.pem
+tls-auth-clients no
+tls-protocols "TLSv1.2 TLSv1.3"
+aclfile $state/users.acl
+EOF
+    )
+}
+
+cmd_start_secure() {
+    [[ $# -eq 2 ]] || die "usage: redis.sh start-secure STATE_DIR CERT_DIR"
+    SECURE_CERT_DIR=$(abs_dir "$2")
+    cmd_start "$1"
+}
+
+# ---------------------------------------------------------------------------
+
+scheme() { if [[ -n $SECURE_CERT_DIR ]]; then printf rediss; else printf redis; fi; }
 
 cmd_stop() {
     [[ $# -eq 1 ]] || die "usage: redis.sh stop STATE_DIR"
@@ -161,6 +253,7 @@ main() {
     if [[ $# -gt 0 ]]; then shift; fi
     case $verb in
         start) cmd_start "$@" ;;
+        start-secure) cmd_start_secure "$@" ;;
         stop) cmd_stop "$@" ;;
         status) cmd_status "$@" ;;
         *)

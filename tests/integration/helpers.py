@@ -28,9 +28,11 @@ def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes
     asyncio.run(go())
 
 
-def consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 30) -> list[Any]:
+def consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 30, **client: Any) -> list[Any]:
+    """``client``: more connection arguments, e.g. ``streams.security.aiokafka_kwargs`` for a secured broker."""
+
     async def go() -> list[Any]:
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+        consumer = AIOKafkaConsumer(topic, **{"bootstrap_servers": bootstrap, **client}, auto_offset_reset="earliest",
                                     enable_auto_commit=False, group_id=None)
         await consumer.start()
         records: list[Any] = []
