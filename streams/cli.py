@@ -76,17 +76,18 @@ def topics_check() -> None:
 def worker(metrics_port: int | None) -> None:
     """Consume vitals, update twins in Redis, dead-letter bad input. Runs until SIGTERM or Ctrl-C."""
     import faust
-    from prometheus_client import start_http_server
 
     from streams.app import create_app
+    from streams.health import serve
 
     settings = _settings()
     if metrics_port is not None:
         settings = settings.model_copy(update={"metrics_port": metrics_port})
     built = create_app(settings)
     if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=built.metrics.registry)
-        click.echo(f"metrics: http://{settings.metrics_host}:{settings.metrics_port}/metrics", err=True)
+        serve(settings.metrics_host, settings.metrics_port, built.metrics.registry, built.outage.status)
+        click.echo(f"metrics: http://{settings.metrics_host}:{settings.metrics_port}/metrics "
+                   "(health: /healthz, /readyz)", err=True)
     faust.Worker(built.app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
 
 

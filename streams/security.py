@@ -57,7 +57,8 @@ def faust_credentials(settings: Settings) -> Any:
 
 def redis_client(settings: Settings) -> Redis:
     """Redis from ``TWINMON_REDIS_URL`` (``rediss://`` for TLS, ``user:password@`` for an ACL user)."""
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"socket_timeout": settings.redis_socket_timeout_s,
+                              "socket_connect_timeout": settings.redis_socket_timeout_s}
     if settings.redis_ssl_cafile:
         kwargs["ssl_ca_certs"] = settings.redis_ssl_cafile
     return Redis.from_url(settings.redis_url.get_secret_value(), **kwargs)
