@@ -159,15 +159,21 @@ async def _produce_paced(settings: Settings, messages: Iterator[tuple[bytes, byt
         loop = asyncio.get_running_loop()
         sentinel = object()
         it = iter(messages)
+        pending: list[asyncio.Future[Any]] = []
         while True:
             # The generator sleeps to keep pace; run it off the loop so the producer keeps flushing.
             item: tuple[bytes, bytes] | object = await loop.run_in_executor(None, next, it, sentinel)
             if not isinstance(item, tuple):
                 break
             key, value = item
-            await prod.send(settings.topic_vitals, value=value, key=key)
+            pending.append(await prod.send(settings.topic_vitals, value=value, key=key))
             n += 1
-        await prod.flush()
+            if len(pending) >= 1000:
+                # A message the broker never accepted (an outage longer than the request timeout) fails here,
+                # instead of being counted as sent.
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
     finally:
         await prod.stop()
     return n

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import functools
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -12,6 +13,11 @@ from redis import exceptions as rx
 
 from streams.health import health_app
 from streams.outage import Backoff, RedisOutage, is_outage
+from streams.processor import BatchProcessor, RawMessage
+from tests.unit.test_processor import NOW, Recorder, deteriorating
+from twin_state.history import HistoryPoint
+from twin_state.store import InMemoryTwinStore
+from twin_state.twin import Twin
 
 
 @pytest.mark.parametrize("exc", [
@@ -122,3 +128,59 @@ def test_health_endpoints_say_why_the_worker_is_not_ready() -> None:
     RedisOutage(registry, Backoff())
     status, body = _get(app, "/metrics")
     assert status.startswith("200") and b"twinmon_redis_up 1.0" in body
+
+
+class FlakyStore(InMemoryTwinStore):
+    """The in-memory store, failing like a Redis that goes away: some calls fail before reaching it, and some after
+    their write was applied (the connection broke before the reply)."""
+
+    def __init__(self, failures: list[str]) -> None:
+        super().__init__()
+        self.failures = failures  # per call, in order: "before", "after" or "ok"
+
+    def _next(self) -> str:
+        return self.failures.pop(0) if self.failures else "ok"
+
+    async def load_records(self, patient_ids: Sequence[str]) -> dict[str, tuple[Twin, bytes | None]]:
+        if self._next() == "before":
+            raise rx.ConnectionError("Connection closed by server.")
+        return await super().load_records(patient_ids)
+
+    async def save_many(self, twins: Sequence[Twin], history: Mapping[str, Sequence[HistoryPoint]] | None = None,
+                        extras: Mapping[str, bytes] | None = None) -> int:
+        how = self._next()
+        if how == "before":
+            raise rx.BusyLoadingError("Redis is loading the dataset in memory")
+        written = await super().save_many(twins, history, extras)
+        if how == "after":
+            raise rx.TimeoutError("Timeout reading from socket")
+        return written
+
+
+async def _run(store: InMemoryTwinStore, batches: list[list[RawMessage]]) -> tuple[dict[str, Twin | None], Recorder]:
+    published = Recorder()
+    proc = BatchProcessor(store, publish=published)
+
+    async def no_wait(_: float) -> None:
+        return None
+
+    outage = RedisOutage(CollectorRegistry(), Backoff(), sleep=no_wait)
+    for batch in batches:
+        await outage.run("vitals", functools.partial(proc.process, batch, NOW + 10**8))
+    return {pid: await store.get(pid) for pid in await store.patient_ids()}, published
+
+
+async def test_retrying_through_failures_applies_every_batch_exactly_once() -> None:
+    stream = deteriorating(3600.0)
+    batches = [stream[i:i + 200] for i in range(0, len(stream), 200)]
+    clean, clean_events = await _run(InMemoryTwinStore(), batches)
+    # Per batch: load then save. Fail loads, saves before the write, and saves after it, across the stream.
+    failures = ["before", "ok", "before", "after", "ok", "ok", "ok", "after", "after", "ok", "before", "before"] * 3
+    store = FlakyStore(failures)
+    retried, events = await _run(store, batches)
+    assert not store.failures, "not every failure was exercised"
+    assert retried == clean  # twins, positions and counters: nothing lost, nothing applied twice
+    assert clean_events.events, "the stream raised no alert: the check could not fail"
+    # A retried batch republishes its events with the same ids; de-duplicated by id they are the clean run's.
+    assert {e.event_id: e for e in events.events} == {e.event_id: e for e in clean_events.events}
+    assert len(events.events) > len(clean_events.events)
