@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-unit test-integration bench lint services-stop clean audit
+.PHONY: venv demo test test-unit test-integration bench lint services-stop clean chaos audit
 
 venv: $(STAMP)
 
@@ -23,6 +23,11 @@ demo: venv
 test: venv
 	bash deploy/local/kafka.sh fetch
 	$(BIN)/pytest tests
+
+## Fault tests, long variants: more load, ten SIGKILLs, three Redis and two Kafka restarts (figures printed).
+chaos: venv
+	bash deploy/local/kafka.sh fetch
+	TWINMON_CHAOS=1 $(BIN)/pytest -s tests/integration/test_faults.py
 
 test-unit: venv
 	$(BIN)/pytest tests/unit

@@ -5,6 +5,7 @@ There is no module-level app. Everything a worker needs is built here, once, fro
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -22,6 +23,7 @@ from alerts.policy import AlertEvent, UnknownAlert
 from streams.actions import decode_action
 from streams.enrolment import decode_enrolment
 from streams.metrics import Metrics
+from streams.outage import Backoff, RedisOutage
 from streams.processor import BatchProcessor, BatchResult, RawMessage
 from streams.schema import Reason, Rejected
 from streams.security import faust_credentials, redis_client
@@ -42,6 +44,7 @@ class Worker:
     processor: BatchProcessor
     metrics: Metrics
     redis: Redis
+    outage: RedisOutage
 
 
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> Worker:
@@ -59,11 +62,17 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         autodiscover=False,
         datadir=settings.data_dir,
         broker_credentials=faust_credentials(settings),
+        # faults: a SIGKILLed worker's partitions move to the others after this long.
+        broker_session_timeout=settings.kafka_session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout_s / 3),
     )
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
     metrics.topics(consumed=(settings.topic_vitals, settings.topic_enrolments, settings.topic_alert_actions),
                    produced=(settings.topic_alerts, settings.topic_dlq))
     redis = redis_client(settings)
+    # faults: wait out Redis outages instead of exiting (streams/outage.py).
+    outage = RedisOutage(metrics.registry, Backoff(settings.redis_retry_initial_ms / 1000.0,
+                                                   settings.redis_retry_max_ms / 1000.0))
     profiles = RedisProfileStore(redis, settings.redis_prefix)
 
     async def publish_alerts(events: Sequence[AlertEvent]) -> None:
@@ -122,10 +131,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                 await _reject_one(msg, Reason.BAD_ACTION, decoded, settings.topic_alert_actions)
             else:
                 try:
-                    await processor.apply_action(
-                        decoded.patient_id, decoded.alert_id, decoded.user, decoded.at,
+                    await outage.run("alert-actions", functools.partial(
+                        processor.apply_action, decoded.patient_id, decoded.alert_id, decoded.user, decoded.at,
                         decoded.reason if decoded.action == "resolve" else None,
-                    )
+                    ))
                 except UnknownAlert:
                     # Already resolved (two people pressed the button) or a stale page: nothing to change.
                     metrics.stale_actions.inc()
@@ -146,7 +155,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             if isinstance(decoded, str):
                 await _reject_one(msg, Reason.BAD_ENROLMENT, decoded, settings.topic_enrolments)
             else:
-                await profiles.save(decoded)
+                await outage.run("enrolments", functools.partial(profiles.save, decoded))
                 processor.set_profile(decoded)
             metrics.events_consumed.labels(settings.topic_enrolments).inc()
 
@@ -157,7 +166,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                 RawMessage(e.message.partition, e.message.offset, e.message.key, e.message.value) for e in events
             ]
             started = time.perf_counter()
-            result = await processor.process(batch, now_ms=int(time.time() * 1000))
+            result = await outage.run("vitals", functools.partial(processor.process, batch, int(time.time() * 1000)))
             await _dead_letter(app, settings.topic_dlq, settings.topic_vitals, result)
             metrics.events_consumed.labels(settings.topic_vitals).inc(len(batch))
             metrics.batch_size.observe(len(batch))
@@ -182,7 +191,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         # While the worker is catching up on a backlog, event time lags the wall clock and every patient
         # would look silent: only sweep when caught up.
         if sum(lag_by_partition.values()) < SWEEP_MAX_LAG:
-            await _or_exit("sweep", processor.sweep(int(time.time() * 1000)))
+            await _or_exit("sweep", outage.run("sweep", lambda: processor.sweep(int(time.time() * 1000))))
 
     @app.timer(interval=2.0)  # type: ignore[untyped-decorator]  # faust's timer decorator is untyped
     async def report_lag() -> None:
@@ -205,7 +214,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         # Metrics only: open alerts, monitored and stale patients per care team, from the twins in memory.
         await metrics.census(processor.residents(), int(time.time() * 1000), processor.no_data_after_ms)
 
-    return Worker(app=app, processor=processor, metrics=metrics, redis=redis)
+    return Worker(app=app, processor=processor, metrics=metrics, redis=redis, outage=outage)
 
 
 async def _or_exit(what: str, work: Any) -> None:

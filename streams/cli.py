@@ -77,9 +77,9 @@ def topics_check() -> None:
 def worker(metrics_port: int | None) -> None:
     """Consume vitals, update twins in Redis, dead-letter bad input. Runs until SIGTERM or Ctrl-C."""
     import faust
-    from prometheus_client import start_http_server
 
     from streams.app import create_app
+    from streams.health import serve
 
     settings = _settings()
     if metrics_port is not None:
@@ -93,9 +93,10 @@ def worker(metrics_port: int | None) -> None:
     # -- end secure transport
     built = create_app(settings)
     if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=built.metrics.registry)
-        click.echo(f"metrics: http://{settings.metrics_host}:{settings.metrics_port}/metrics", err=True)
-    # branch fhir: the Kafka client's DEBUG output carries message keys and values (patient data)
+        serve(settings.metrics_host, settings.metrics_port, built.metrics.registry, built.outage.status)
+        click.echo(f"metrics: http://{settings.metrics_host}:{settings.metrics_port}/metrics "
+                   "(health: /healthz, /readyz)", err=True)
+    # No patient data in logs: the Kafka client's DEBUG output carries message keys and values.
     from streams.logsafety import hold_payload_loggers
 
     hold_payload_loggers(settings.log_level)
@@ -170,15 +171,21 @@ async def _produce_paced(settings: Settings, messages: Iterator[tuple[bytes, byt
         loop = asyncio.get_running_loop()
         sentinel = object()
         it = iter(messages)
+        pending: list[asyncio.Future[Any]] = []
         while True:
             # The generator sleeps to keep pace; run it off the loop so the producer keeps flushing.
             item: tuple[bytes, bytes] | object = await loop.run_in_executor(None, next, it, sentinel)
             if not isinstance(item, tuple):
                 break
             key, value = item
-            await prod.send(settings.topic_vitals, value=value, key=key)
+            pending.append(await prod.send(settings.topic_vitals, value=value, key=key))
             n += 1
-        await prod.flush()
+            if len(pending) >= 1000:
+                # A message the broker never accepted (an outage longer than the request timeout) fails here,
+                # instead of being counted as sent.
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
     finally:
         await prod.stop()
     return n

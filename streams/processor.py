@@ -18,9 +18,10 @@ the first of each id. The other order would lose them: the twins would already b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -32,6 +33,7 @@ from alerts.policy import (
     PatientAlerts,
     PolicySettings,
     TechnicalSettings,
+    UnknownAlert,
     acknowledge,
     clinical_level,
     decide,
@@ -151,8 +153,20 @@ class BatchProcessor:
         self._alerts = {pid: a for pid, a in self._alerts.items() if pid in keep}
 
     async def process(self, batch: Sequence[RawMessage], now_ms: int) -> BatchResult:
-        async with self._lock:
+        async with self._lock, self._forget_on_error():
             return await self._process(batch, now_ms)
+
+    @contextlib.asynccontextmanager
+    async def _forget_on_error(self) -> AsyncIterator[None]:
+        """After a failed batch, action or sweep the cache may be ahead of the store: drop it, so that a retry (the
+        worker retries through a Redis outage) or the next batch reloads what the store really holds."""
+        try:
+            yield
+        except UnknownAlert:
+            raise  # nothing was changed
+        except BaseException:
+            self.forget()
+            raise
 
     async def _process(self, batch: Sequence[RawMessage], now_ms: int) -> BatchResult:
         result = BatchResult()
@@ -208,7 +222,7 @@ class BatchProcessor:
         """A person acknowledged (``resolution`` None) or resolved an alert. Publishes, then stores.
 
         Raises ``UnknownAlert`` when the patient has no open alert with that id (already resolved, or never)."""
-        async with self._lock:
+        async with self._lock, self._forget_on_error():
             await self._load({patient_id})
             state = self._alerts[patient_id]
             if resolution is None:
@@ -234,7 +248,7 @@ class BatchProcessor:
     async def sweep(self, now_ms: int) -> list[AlertEvent]:
         """Technical conditions for patients who have gone quiet, on the wall clock: a patient whose sensors
         send nothing produces no event time, so only a timer can notice. Publishes, then stores."""
-        async with self._lock:
+        async with self._lock, self._forget_on_error():
             return await self._sweep(now_ms)
 
     async def _sweep(self, now_ms: int) -> list[AlertEvent]:

@@ -58,7 +58,8 @@ def faust_credentials(settings: Settings) -> Any:
 def redis_client(settings: Settings) -> Redis:
     """Redis from ``TWINMON_REDIS_URL`` (``rediss://`` for TLS, ``user:password@`` for an ACL user)."""
     url = settings.redis_url.get_secret_value()
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"socket_timeout": settings.redis_socket_timeout_s,
+                              "socket_connect_timeout": settings.redis_socket_timeout_s}
     # Only a TLS connection takes a CA; redis-py rejects ssl_* arguments for a redis:// URL.
     if settings.redis_ssl_cafile and url.startswith("rediss://"):
         kwargs["ssl_ca_certs"] = settings.redis_ssl_cafile

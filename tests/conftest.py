@@ -135,11 +135,16 @@ class WorkerProcess:
 
 @pytest.fixture
 def deployment(services: Services, tmp_path: Path) -> Iterator[Deployment]:
+    yield new_deployment(services.bootstrap, services.redis_url, tmp_path)
+
+
+def new_deployment(bootstrap: str, redis_url: str, tmp_path: Path) -> Deployment:
+    """An isolated installation (own topics, group, prefix) on the given broker and Redis, topics created."""
     tag = uuid.uuid4().hex[:8]
     env = {
         **os.environ,
-        "TWINMON_KAFKA_BOOTSTRAP": services.bootstrap,
-        "TWINMON_REDIS_URL": services.redis_url,
+        "TWINMON_KAFKA_BOOTSTRAP": bootstrap,
+        "TWINMON_REDIS_URL": redis_url,
         "TWINMON_REDIS_PREFIX": f"t{tag}",
         "TWINMON_APP_ID": f"twinmon-{tag}",
         "TWINMON_TOPIC_VITALS": f"vitals-{tag}",
@@ -152,4 +157,4 @@ def deployment(services: Services, tmp_path: Path) -> Iterator[Deployment]:
     }
     dep = Deployment(env, tmp_path)
     dep.run("topics", "create")
-    yield dep
+    return dep

@@ -231,7 +231,10 @@ wait_ready() {
     local state=$1 port=$2 pid=$3 timeout=${KAFKA_START_TIMEOUT:-90}
     local deadline=$((SECONDS + timeout))
     while ((SECONDS < deadline)); do
-        if ! pid_alive "$pid" "$state/server.properties"; then
+        # pid_exists, not pid_alive: until the forked shell has exec'd java (slow on a loaded machine) its
+        # command line is this script's, and the broker would be taken for dead. It is our own child: no
+        # recycled pid to fear here.
+        if ! pid_exists "$pid"; then
             tail_log "$state/kafka.log" 60
             die "broker process $pid exited during startup"
         fi

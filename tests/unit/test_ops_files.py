@@ -26,6 +26,7 @@ from prometheus_client.metrics_core import Metric
 
 from alerts.policy import Condition, Level, OpenAlert, PatientAlerts
 from streams.metrics import MAX_CARE_TEAMS, Metrics
+from streams.outage import Backoff, RedisOutage
 from streams.settings import Settings
 from twin_state import kalman
 from twin_state.profile import Profile, Status
@@ -118,7 +119,9 @@ def rules() -> list[dict[str, Any]]:
 
 
 def exported_names() -> set[str]:
-    return sample_names(Metrics(CollectorRegistry()).registry.collect())
+    registry = Metrics(CollectorRegistry()).registry
+    RedisOutage(registry, Backoff())  # the worker's Redis outage metrics (streams/outage.py)
+    return sample_names(registry.collect())
 
 
 # --- promtool ------------------------------------------------------------------------------------------------
@@ -340,8 +343,8 @@ def test_k8s_worker_has_probes_resources_config_and_secrets_that_exist() -> None
     port = int(config["data"]["TWINMON_METRICS_PORT"])
     assert [p["containerPort"] for p in container["ports"] if p["name"] == "metrics"] == [port]
     assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(port)
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}, probe
+    for probe, path in (("startupProbe", "/metrics"), ("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+        assert container[probe]["httpGet"] == {"path": path, "port": "metrics"}, probe
     assert container["resources"]["requests"]["cpu"] and container["resources"]["requests"]["memory"]
     assert container["resources"]["limits"]["memory"]
     assert container["envFrom"] == [{"configMapRef": {"name": "twinmon"}}]
