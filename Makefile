@@ -22,6 +22,7 @@ demo: venv
 ## The whole test suite, unit and integration, against real Kafka and Redis that it starts itself.
 test: venv
 	bash deploy/local/kafka.sh fetch
+	bash deploy/local/chromium.sh
 	$(BIN)/pytest tests
 
 test-unit: venv
@@ -34,7 +35,7 @@ bench: venv
 	$(BIN)/python -m tests.bench.pipeline
 
 lint: venv
-	$(BIN)/ruff check streams twin_state alerts tests
+	$(BIN)/ruff check streams twin_state alerts feed tests
 	$(BIN)/mypy
 
 clean:

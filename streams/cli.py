@@ -540,6 +540,13 @@ def evaluate_physionet2012(stays: Path, outcomes: Path, json_out: Path, limit: i
 
 main.add_command(alert)
 
+# --- care-team feed (package feed/, imported lazily by the commands) ---
+from streams.cli_feed import serve, token  # noqa: E402
+
+main.add_command(serve)
+main.add_command(token)
+# --- end care-team feed ---
+
 
 if __name__ == "__main__":  # pragma: no cover
     logging.basicConfig(level=logging.INFO)
