@@ -417,6 +417,11 @@ def create_api(settings: Settings) -> FastAPI:
         return FileResponse(STATIC / "index.html")
 
     api.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    from feed.fhir_routes import add_fhir_routes
+
+    add_fhir_routes(api, feed, principal, ERRORS, lambda: int(time.time() * 1000), _not_found,
+                    lambda message: ApiError(422, message))
     return api
 
 

@@ -16,7 +16,8 @@ class Error(BaseModel):
 
 class Accepted(BaseModel):
     status: Literal["accepted"] = "accepted"
-    audit_id: str = Field(description="Id of the audit record written before the change was sent")
+    audit_id: str | None = Field(description="Id of the audit record written before the change was sent "
+                                             "(null for vitals, which are not audited)")
     detail: str
 
 
