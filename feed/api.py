@@ -306,6 +306,11 @@ def create_api(settings: Settings) -> FastAPI:
         body = models.Health(status="ok" if ok else "unavailable", checks=checks)
         return body if ok else JSONResponse(body.model_dump(), status_code=503)
 
+    @api.get("/api/me", response_model=models.Me, responses=ERRORS, tags=["health"])
+    async def me(who: Who) -> models.Me:
+        """Who the token belongs to (the page shows it)."""
+        return models.Me(user=who.user, team=who.team)
+
     # --- patients ---
     @api.get("/api/patients", response_model=list[models.PatientSummary], responses=ERRORS, tags=["patients"])
     async def list_patients(who: Who) -> list[models.PatientSummary]:

@@ -21,6 +21,11 @@ class Accepted(BaseModel):
     detail: str
 
 
+class Me(BaseModel):
+    user: str
+    team: str
+
+
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, bool] = Field(default_factory=dict)

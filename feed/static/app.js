@@ -18,7 +18,7 @@ async function api(path, options = {}) {
 function signOut(message) {
   sessionStorage.removeItem("twinmon-token");
   state.token = null;
-  $("#feed").hidden = true; $("#signin").hidden = false; $("#signout").hidden = true;
+  $("#feed").hidden = true; $("#signin").hidden = false; $("#signout").hidden = true; $("#who").textContent = "";
   $("#signin-error").textContent = message || "";
   if (state.abort) state.abort.abort();
 }
@@ -212,6 +212,8 @@ async function stream() {
 async function start() {
   $("#signin").hidden = true; $("#feed").hidden = false; $("#signout").hidden = false;
   try {
+    const me = await api("/api/me");
+    $("#who").textContent = `${me.user} · ${me.team}`;
     const patients = await api("/api/patients");
     state.patients = new Map(patients.map((p) => [p.patient_id, p]));
     renderPatients();

@@ -59,6 +59,8 @@ def _run(services: Services, deployment: Deployment, api: ApiProcess, worker: Wo
                     r = call(method.upper(), template, token, path=some, expect=401)
                     assert r.json()["error"]
 
+    assert call("GET", "/api/me", other, expect=200).json() == {"user": "nurse-99", "team": OTHER}
+
     # --- enrolment (through Kafka to the worker) ---
     for pid in PATIENTS:
         r = call("POST", "/api/patients", nurse, json={"patient_id": pid, "age_band": "65-79",

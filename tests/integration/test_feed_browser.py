@@ -37,8 +37,8 @@ CALM = {Metric.HEART_RATE: 72.0, Metric.SPO2: 97.0, Metric.RESP_RATE: 15.0, Metr
 
 
 class LiveReadings(threading.Thread):
-    """Readings stamped with the wall clock, once a second, until stopped: our patient deteriorates, the other
-    team's patient stays calm."""
+    """A calm quarter of an hour for both patients (stamped in the past, for the charts), then readings stamped
+    with the wall clock, once a second, until stopped: our patient deteriorates, the other team's stays calm."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         super().__init__(daemon=True)
@@ -57,6 +57,14 @@ class LiveReadings(threading.Thread):
         await prod.start()
         try:
             seq = 0
+            start = int(time.time() * 1000) - 15 * 60_000
+            for seq in range(1, 31):
+                for pid in (PATIENT, THEIRS):
+                    for metric, value in CALM.items():
+                        r = Reading(pid, f"dev-{metric.value}", metric, value + (seq % 3) * 0.5, start + seq * 29_000,
+                                    seq, 0.95)
+                        await prod.send(self.topic, encode(r), key=pid.encode())
+            await prod.flush()
             while not self.halt.is_set():
                 seq += 1
                 now = int(time.time() * 1000)
