@@ -90,46 +90,39 @@ async def _forever(name: str, run: Callable[[], Awaitable[None]]) -> None:
             await asyncio.sleep(RETRY_S)
 
 
-async def _index_topic(settings: Settings, topic: str, group: str,
-                       handle: Callable[[bytes | None], Awaitable[bool]]) -> None:
-    consumer = AIOKafkaConsumer(topic, **aiokafka_kwargs(settings), group_id=group,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
-    try:
-        while True:
-            batch = await consumer.getmany(timeout_ms=1000, max_records=500)
-            for records in batch.values():
-                for r in records:
-                    if not await handle(r.value):
-                        log.warning("skipped a malformed record on %s", topic)
-            if batch:
-                await consumer.commit()  # only after Redis has every record of the batch
-    finally:
-        await consumer.stop()
+def _indexer(settings: Settings, name: str, topic: str, parse: Callable[[bytes | None], dict[str, Any] | None],
+             add: Callable[[dict[str, Any]], Awaitable[bool]]) -> Coroutine[Any, Any, None]:
+    """Index ``topic`` into Redis in the consumer group ``{app_id}-feed-{name}``, committing after each batch is
+    indexed; a malformed record is logged (no content) and skipped."""
+
+    async def run() -> None:
+        consumer = AIOKafkaConsumer(topic, **aiokafka_kwargs(settings), group_id=f"{settings.app_id}-feed-{name}",
+                                    auto_offset_reset="earliest", enable_auto_commit=False)
+        await consumer.start()
+        try:
+            while True:
+                batch = await consumer.getmany(timeout_ms=1000, max_records=500)
+                for records in batch.values():
+                    for r in records:
+                        doc = parse(r.value)
+                        if doc is None:
+                            log.warning("skipped a malformed record on the %s topic", name)
+                        else:
+                            await add(doc)
+                if batch:
+                    await consumer.commit()  # only after Redis has every record of the batch
+        finally:
+            await consumer.stop()
+
+    return _forever(name, run)
 
 
 def audit_indexer(settings: Settings, index: FeedIndex) -> Coroutine[Any, Any, None]:
-    async def handle(raw: bytes | None) -> bool:
-        record = parse_audit(raw)
-        if record is None:
-            return False
-        await index.add_audit(record)
-        return True
-
-    return _forever("audit", lambda: _index_topic(settings, settings.topic_audit, f"{settings.app_id}-feed-audit",
-                                                  handle))
+    return _indexer(settings, "audit", settings.topic_audit, parse_audit, index.add_audit)
 
 
 def alert_history_indexer(settings: Settings, index: FeedIndex) -> Coroutine[Any, Any, None]:
-    async def handle(raw: bytes | None) -> bool:
-        event = parse_alert_event(raw)
-        if event is None:
-            return False
-        await index.add_alert_event(event)
-        return True
-
-    return _forever("alert-history", lambda: _index_topic(
-        settings, settings.topic_alerts, f"{settings.app_id}-feed-alert-history", handle))
+    return _indexer(settings, "alert-history", settings.topic_alerts, parse_alert_event, index.add_alert_event)
 
 
 def live_alerts(settings: Settings, hub: Hub) -> Coroutine[Any, Any, None]:
