@@ -8,7 +8,21 @@ import logging
 import uvicorn
 
 from feed.api import create_api
+from streams.kafka_io import producer, start_producer
+from streams.security import redis_client
 from streams.settings import Settings
+
+
+async def preflight(settings: Settings) -> None:
+    """Reach Kafka and Redis once before serving, so a wrong address is one clear line, not a traceback."""
+    prod = producer(settings)
+    await start_producer(prod)
+    await prod.stop()
+    client = redis_client(settings)
+    try:
+        await client.ping()
+    finally:
+        await client.aclose()
 
 
 def serve(settings: Settings) -> None:

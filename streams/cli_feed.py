@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from streams.cli_common import load_settings
+from streams.cli_common import load_settings, run_kafka
 
 
 @click.command()
@@ -15,6 +15,9 @@ from streams.cli_common import load_settings
 @click.option("--port", type=click.IntRange(0, 65535), default=None, help="Override TWINMON_API_PORT.")
 def serve(host: str | None, port: int | None) -> None:
     """Serve the care-team feed: HTTP API (OpenAPI at /openapi.json), live stream and the web page at /."""
+    from redis.exceptions import RedisError
+
+    from feed.server import preflight
     from feed.server import serve as run
 
     settings = load_settings()
@@ -24,6 +27,10 @@ def serve(host: str | None, port: int | None) -> None:
     tokens = Path(settings.tokens_file)
     if not tokens.exists():
         click.echo(f"warning: no tokens file at {tokens}; issue one with `twinmon token issue`", err=True)
+    try:
+        run_kafka(preflight(settings), settings)
+    except RedisError:
+        raise click.ClickException("cannot reach Redis (check TWINMON_REDIS_URL)") from None
     click.echo(f"feed: http://{settings.api_host}:{settings.api_port}/", err=True)
     run(settings)
 

@@ -114,3 +114,11 @@ def test_patients_sort_by_predicted_risk_and_detail_carries_bands_and_a_widening
     widths = [f.high95 - f.low95 for f in hr.forecast]
     assert widths == sorted(widths) and widths[-1] > widths[0]
     assert d.history[0].raw == 128.0 and d.alerts == []
+
+
+def test_serve_says_in_one_line_when_kafka_is_unreachable(tmp_path: Path) -> None:
+    out = CliRunner().invoke(main, ["serve", "--port", "0"], env={
+        "TWINMON_KAFKA_BOOTSTRAP": "127.0.0.1:1", "TWINMON_TOKENS_FILE": str(tmp_path / "t.json")})
+    assert out.exit_code == 1
+    assert "cannot reach Kafka at 127.0.0.1:1 (set TWINMON_KAFKA_BOOTSTRAP)" in out.output
+    assert "Traceback" not in out.output
