@@ -31,7 +31,7 @@ def test_feed_api(services: Services, deployment: Deployment) -> None:
     nurse = deployment.token("nurse-17", TEAM)
     other = deployment.token("nurse-99", OTHER)
     worker = deployment.start_worker()
-    api = deployment.start_api()
+    api = deployment.start_api(TWINMON_API_HEARTBEAT_S="1")
     try:
         _run(services, deployment, api, worker, nurse, other)
     finally:
@@ -190,11 +190,17 @@ def _run(services: Services, deployment: Deployment, api: ApiProcess, worker: Wo
     with httpx.stream("GET", f"{api.url}/api/stream", headers={"Authorization": f"Bearer {nurse}"},
                       timeout=30) as resp:
         assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
-        block: list[str] = []
+        shown: set[str] = set()
+        heartbeat = False
+        expect_data = False
         for line in resp.iter_lines():
-            if line.startswith("event: patients"):
-                block.append(line)
-            elif block and line.startswith("data: "):
-                shown = {p["patient_id"] for p in orjson.loads(line[6:])}
-                assert shown <= set(PATIENTS) and shown
+            heartbeat = heartbeat or line == ": heartbeat"
+            if line == "event: patients":
+                expect_data = True
+            elif expect_data and line.startswith("data: "):
+                shown |= {p["patient_id"] for p in orjson.loads(line[6:])}
+                expect_data = False
+            if heartbeat and shown:
                 break
+        # Our patients still enrolled (one was discharged), never the other team's.
+        assert shown == {PATIENTS[0], PATIENTS[2]}
