@@ -243,7 +243,8 @@ def create_api(settings: Settings) -> FastAPI:
         finally:
             await feed.stop()
 
-    api = FastAPI(title="twinmon care-team feed", version="1", lifespan=lifespan,
+    # No /docs or /redoc: their pages load scripts from a CDN, and the feed works with no internet.
+    api = FastAPI(title="twinmon care-team feed", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Each team sees and changes only its own patients and alerts. Every request needs "
                               "`Authorization: Bearer <token>` (issued by `twinmon token issue`).")
     api.state.feed = feed
@@ -411,9 +412,15 @@ def create_api(settings: Settings) -> FastAPI:
     @api.get("/api/stream", tags=["stream"], responses={**ERRORS, 200: {
         "description": "text/event-stream: `alert` events (an AlertEvent), `patients` events (changed "
                        "PatientSummary list) and heartbeat comments", "content": {"text/event-stream": {}}}})
-    async def stream(who: Who, request: Request) -> StreamingResponse:
-        """Server-Sent Events of my team's alert events and twin summaries."""
-        return StreamingResponse(_events(feed, who.team, request), media_type="text/event-stream",
+    async def stream(who: Who, request: Request,
+                     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> StreamingResponse:
+        """Server-Sent Events of my team's alert events and twin summaries (closed when the token is revoked)."""
+        token = creds.credentials if creds is not None else ""
+
+        def still_valid() -> bool:
+            return feed.tokens.principal(token) == who
+
+        return StreamingResponse(_events(feed, who.team, request, still_valid), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     # --- web page ---
@@ -434,7 +441,8 @@ def _sse(event: str, data: Any) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
-async def _events(feed: Feed, team: str, request: Request) -> AsyncIterator[bytes]:
+async def _events(feed: Feed, team: str, request: Request, still_valid: Callable[[], bool]
+                  ) -> AsyncIterator[bytes]:
     settings = feed.settings
     queue = feed.hub.subscribe(team)
     sent: dict[str, str] = {}
@@ -455,6 +463,8 @@ async def _events(feed: Feed, team: str, request: Request) -> AsyncIterator[byte
                 if changed:
                     yield _sse("patients", changed)
             if now >= next_beat:
+                if not still_valid():
+                    return  # revoked while connected: the stream ends, the reconnect gets 401
                 next_beat = now + settings.api_heartbeat_s
                 yield b": heartbeat\n\n"
             timeout = max(min(next_poll, next_beat) - time.monotonic(), 0.01)

@@ -204,3 +204,17 @@ def _run(services: Services, deployment: Deployment, api: ApiProcess, worker: Wo
                 break
         # Our patients still enrolled (one was discharged), never the other team's.
         assert shown == {PATIENTS[0], PATIENTS[2]}
+
+    # A token revoked while its stream is open: the stream ends at the next heartbeat, and the token is refused.
+    late = deployment.token("nurse-18", TEAM)
+    with httpx.stream("GET", f"{api.url}/api/stream", headers={"Authorization": f"Bearer {late}"},
+                      timeout=30) as resp:
+        assert resp.status_code == 200
+        lines = resp.iter_lines()
+        while next(lines) != ": heartbeat":
+            pass
+        deployment.run("token", "revoke", "--user", "nurse-18")
+        started = time.monotonic()
+        for _ in lines:
+            assert time.monotonic() - started < 10, "the stream outlived its revoked token"
+    call("GET", "/api/alerts", late, expect=401)
