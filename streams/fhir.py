@@ -401,9 +401,11 @@ def _value(holder: Mapping[str, Any], metric: Metric, what: str) -> float:
             f"{what}: {metric.value} must be in UCUM (system {UCUM}) code {' or '.join(accepted)}, got"
             f" system {str(system)[:40]!r} code {str(code)[:20]!r}"
         )
-    if code == "[degF]":
-        return (float(value) - 32.0) * 5.0 / 9.0
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer with hundreds of digits
+        raise FhirError(f"{what}: valueQuantity.value is out of any range") from None
+    return (number - 32.0) * 5.0 / 9.0 if code == "[degF]" else number
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,7 +423,7 @@ def _items(obs: Mapping[str, Any]) -> list[_Item]:
     status = obs.get("status")
     if status == "entered-in-error":
         raise FhirError("the Observation is entered-in-error: it was recorded by mistake and is not a measurement")
-    if status not in ACCEPTED_STATUS:
+    if not isinstance(status, str) or status not in ACCEPTED_STATUS:
         raise FhirError(f"status {str(status)[:20]!r} carries no usable result; expected one of"
                         f" {', '.join(sorted(ACCEPTED_STATUS))}")
     patient_id, device_id, at = _patient_id(obs), _device_id(obs), _effective_ms(obs)

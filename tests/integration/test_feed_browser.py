@@ -145,6 +145,17 @@ def test_alert_reaches_the_teams_page_live_and_is_acknowledged_there(services: S
                 mine.screenshot(path=str(SCREENSHOT), full_page=True)
                 print(f"screenshot: {SCREENSHOT}")
 
+                # Resolve from the page, with a reason: the alert leaves the page and the API's open list.
+                row = f".alert[data-alert-id='{alert_id}']"
+                mine.fill(f"{row} input.reason", "reviewed at the bedside")
+                mine.click(f"{row} button.resolve")
+                mine.wait_for_selector(row, state="detached", timeout=15_000)
+                assert all(a["alert_id"] != alert_id for a in api.call("GET", "/api/alerts", nurse, expect=200).json())
+                resolved = wait_until("the resolved event on the alerts topic", lambda: [
+                    e for e in _alert_events(services, topic, 3, 5)
+                    if e["alert_id"] == alert_id and e["kind"] == "resolved"], timeout=30)
+                assert resolved[0]["reason"] == "reviewed at the bedside" and resolved[0]["user"] == "nurse-a"
+
                 # The other team's page, open all along, never showed it (nor our patient).
                 assert theirs.evaluate("Object.keys(window.__twinmonSeen)") == []
                 assert theirs.query_selector_all(".alert") == []
