@@ -64,8 +64,19 @@ class ApiError(Exception):
         self.detail = detail or []
 
 
-def _error(status: int, message: str, detail: list[str] | None = None, headers: dict[str, str] | None = None
-           ) -> JSONResponse:
+FHIR_PREFIX = "/fhir/"
+_ISSUE_CODE = {401: "login", 404: "not-found", 409: "conflict", 413: "too-costly", 422: "invalid"}
+
+
+def _error(status: int, message: str, detail: list[str] | None = None, headers: dict[str, str] | None = None,
+           path: str = "") -> JSONResponse:
+    if path.startswith(FHIR_PREFIX):
+        # The FHIR endpoints answer errors as FHIR does: an OperationOutcome.
+        outcome = models.OperationOutcome(issue=[models.OutcomeIssue(
+            severity="error", code=_ISSUE_CODE.get(status, "exception"),
+            diagnostics="; ".join([message, *(detail or [])]))])
+        return JSONResponse(outcome.model_dump(), status_code=status, headers=headers,
+                            media_type="application/fhir+json")
     return JSONResponse(models.Error(error=message, detail=detail or []).model_dump(), status_code=status,
                         headers=headers)
 
@@ -95,7 +106,8 @@ class BodyLimit:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await _error(413, f"request body larger than {self.limit} bytes")(scope, receive, send)
+            await _error(413, f"request body larger than {self.limit} bytes",
+                         path=scope.get("path", ""))(scope, receive, send)
             return
         seen = 0
         started = False
@@ -119,7 +131,8 @@ class BodyLimit:
             await self.app(scope, counting, tracking)
         except _TooLarge:
             if not started:
-                await _error(413, f"request body larger than {self.limit} bytes")(scope, receive, send)
+                await _error(413, f"request body larger than {self.limit} bytes",
+                         path=scope.get("path", ""))(scope, receive, send)
 
 
 class _TooLarge(Exception):
@@ -260,24 +273,25 @@ def create_api(settings: Settings) -> FastAPI:
     Who = Annotated[Principal, Depends(principal)]
 
     @api.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return _error(exc.status, exc.message, exc.detail, headers)
+        return _error(exc.status, exc.message, exc.detail, headers, request.url.path)
 
     @api.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         if any(e.get("loc", ("",))[0] == "path" for e in exc.errors()):
-            return _error(404, "no such resource")  # a malformed id cannot name anything
-        return _error(422, "invalid request", _validation_lines(exc.errors()))
+            return _error(404, "no such resource", path=request.url.path)  # a malformed id names nothing
+        return _error(422, "invalid request", _validation_lines(exc.errors()), path=request.url.path)
 
     @api.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail) if exc.status_code != 404 else "not found")
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail) if exc.status_code != 404 else "not found",
+                      path=request.url.path)
 
     @api.exception_handler(Exception)
-    async def _crash(_: Request, exc: Exception) -> JSONResponse:
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
         log.error("request failed: %s", type(exc).__name__)
-        return _error(500, "internal error; the server log has the error type")
+        return _error(500, "internal error; the server log has the error type", path=request.url.path)
 
     @api.middleware("http")
     async def access_log(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
@@ -432,7 +446,7 @@ def create_api(settings: Settings) -> FastAPI:
 
     from feed.fhir_routes import add_fhir_routes
 
-    add_fhir_routes(api, feed, principal, ERRORS, lambda: int(time.time() * 1000), _not_found,
+    add_fhir_routes(api, feed, principal, lambda: int(time.time() * 1000), _not_found,
                     lambda message: ApiError(422, message))
     return api
 

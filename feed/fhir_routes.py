@@ -28,10 +28,14 @@ def searchset(resources: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def add_fhir_routes(api: FastAPI, feed: Any, principal: Callable[..., Awaitable[Principal]],
-                    errors: dict[int | str, dict[str, Any]], now_ms: Callable[[], int],
+def add_fhir_routes(api: FastAPI, feed: Any, principal: Callable[..., Awaitable[Principal]], now_ms: Callable[[], int],
                     not_found: Callable[[], Exception], invalid: Callable[[str], Exception]) -> None:
     who_dep = Annotated[Principal, Depends(principal)]
+    errors: dict[int | str, dict[str, Any]] = {
+        401: {"model": models.OperationOutcome, "description": "Missing or unknown bearer token"},
+        404: {"model": models.OperationOutcome, "description": "No such patient in your care team"},
+        422: {"model": models.OperationOutcome, "description": "Not a resource twinmon can take"},
+    }
     bundle_doc: dict[int | str, dict[str, Any]] = {
         **errors, 200: {"description": "A FHIR R4 Bundle (searchset)", "content": {FHIR_JSON: {}}}}
 
@@ -55,10 +59,11 @@ def add_fhir_routes(api: FastAPI, feed: Any, principal: Callable[..., Awaitable[
             flags = [alert_flag(patient, a, at) for a in (state.open.values() if state else ())]
         return FhirJSON(_without_nulls(searchset(flags)))
 
-    @api.post("/fhir/Observation", tags=["fhir"], status_code=202, response_model=models.Accepted,
-              responses={**errors, 413: {"model": models.Error, "description": "Request body too large"}})
+    @api.post("/fhir/Observation", tags=["fhir"], status_code=202, response_model=models.OperationOutcome,
+              response_class=FhirJSON,
+              responses={**errors, 413: {"model": models.OperationOutcome, "description": "Request body too large"}})
     async def fhir_ingest(who: who_dep, resource: Annotated[dict[str, Any], Body(
-            description="A FHIR R4 vital-sign Observation, or a Bundle of them")]) -> models.Accepted:
+            description="A FHIR R4 vital-sign Observation, or a Bundle of them")]) -> models.OperationOutcome:
         """Ingest vital-sign Observations into the vitals topic (a second input format); all or nothing."""
         try:
             messages = observations_to_wire(resource, now_ms())
@@ -74,7 +79,9 @@ def add_fhir_routes(api: FastAPI, feed: Any, principal: Callable[..., Awaitable[
                                             key=str(orjson.loads(m)["patient_id"]).encode()) for m in messages]
         for f in futures:
             await f
-        return models.Accepted(audit_id=None, detail=f"{len(messages)} readings sent to the workers")
+        return models.OperationOutcome(issue=[models.OutcomeIssue(
+            severity="information", code="informational",
+            diagnostics=f"{len(messages)} readings sent to the workers")])
 
 
 def api_path_id() -> Any:

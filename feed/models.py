@@ -14,10 +14,22 @@ class Error(BaseModel):
     detail: list[str] = Field(default_factory=list, description="One line per problem, where there are several")
 
 
+class OutcomeIssue(BaseModel):
+    severity: Literal["fatal", "error", "warning", "information"]
+    code: str = Field(description="FHIR issue type: login, not-found, invalid, too-costly, informational, ...")
+    diagnostics: str
+
+
+class OperationOutcome(BaseModel):
+    """FHIR R4 OperationOutcome: what the /fhir endpoints answer for errors and for an accepted ingest."""
+
+    resourceType: Literal["OperationOutcome"] = "OperationOutcome"
+    issue: list[OutcomeIssue]
+
+
 class Accepted(BaseModel):
     status: Literal["accepted"] = "accepted"
-    audit_id: str | None = Field(description="Id of the audit record written before the change was sent "
-                                             "(null for vitals, which are not audited)")
+    audit_id: str = Field(description="Id of the audit record written before the change was sent")
     detail: str
 
 

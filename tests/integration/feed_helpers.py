@@ -64,12 +64,14 @@ class ApiProcess:
         status = str(resp.status_code)
         assert status in op["responses"], f"{method} {template} answered {status}, not documented: {resp.text[:300]}"
         content = op["responses"][status].get("content", {})
-        if "application/json" in content:
-            assert resp.headers["content-type"].startswith("application/json")
+        media = next((m for m in ("application/json", "application/fhir+json") if "schema" in content.get(m, {})),
+                     None)
+        if media is not None:
+            assert resp.headers["content-type"].split(";")[0] == media, resp.headers["content-type"]
             doc = {**self.spec, "$id": SPEC_URI}
             registry: Registry[Any] = Registry().with_resource(SPEC_URI, Resource.from_contents(doc, DRAFT202012))
             ref = f"{SPEC_URI}#/" + _pointer("paths", template, method.lower(), "responses", status, "content",
-                                             "application/json", "schema")
+                                             media, "schema")
             Draft202012Validator({"$ref": ref}, registry=registry).validate(resp.json())
         self.checked.add((template, method.lower(), resp.status_code))
 

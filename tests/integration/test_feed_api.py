@@ -57,7 +57,8 @@ def _run(services: Services, deployment: Deployment, api: ApiProcess, worker: Wo
             if template.startswith("/api") or template.startswith("/fhir"):
                 for token in (None, "not-a-token"):
                     r = call(method.upper(), template, token, path=some, expect=401)
-                    assert r.json()["error"]
+                    doc = r.json()
+                    assert doc["issue"][0]["code"] == "login" if template.startswith("/fhir") else doc["error"]
 
     assert call("GET", "/api/me", other, expect=200).json() == {"user": "nurse-99", "team": OTHER}
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from fhirclient.models.bundle import Bundle
+from fhirclient.models.operationoutcome import OperationOutcome
 
 from tests.conftest import Deployment, Services
 from tests.integration.feed_helpers import ApiProcess, wait_until
@@ -37,6 +38,14 @@ def bundle_of(entries: list[dict[str, Any]]) -> dict[str, Any]:
     return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": e} for e in entries]}
 
 
+def outcome(r: Any) -> tuple[str, str]:
+    """The single issue of an OperationOutcome answer, after validating it as R4."""
+    doc = r.json()
+    OperationOutcome(doc, strict=True)
+    issue = doc["issue"][0]
+    return issue["severity"], issue["diagnostics"]
+
+
 def fhir_bundle(api: ApiProcess, template: str, token: str, **kw: Any) -> dict[str, Any]:
     r = api.call("GET", template, token, expect=200, **kw)
     assert r.headers["content-type"].startswith("application/fhir+json")
@@ -61,17 +70,21 @@ def test_fhir_ingest_views_and_scoping(services: Services, deployment: Deploymen
         obs = [observation(PATIENT, code, unit, value, now - 120_000 + i * 10_000)
                for i in range(13) for code, (unit, value) in LOINC.items()]
         r = api.call("POST", "/fhir/Observation", nurse, json=bundle_of(obs), expect=202)
-        assert r.json()["detail"] == f"{len(obs)} readings sent to the workers"
+        assert outcome(r) == ("information", f"{len(obs)} readings sent to the workers")
 
         # Bad FHIR: 422 with the library's message for people; another team's patient: 404; nothing produced.
         bad = observation(PATIENT, "8867-4", "/min", 80.0, now)
         bad["valueQuantity"]["code"] = "furlongs"
         r = api.call("POST", "/fhir/Observation", nurse, json=bad, expect=422)
-        assert r.json()["error"]
+        assert outcome(r)[0] == "error" and "furlongs" in outcome(r)[1]
         r = api.call("POST", "/fhir/Observation", nurse, json={"resourceType": "Patient"}, expect=422)
-        assert r.json()["error"]
-        api.call("POST", "/fhir/Observation", nurse, json=observation(THEIRS, "8867-4", "/min", 80.0, now),
-                 expect=404)
+        assert outcome(r)[0] == "error" and "Patient" in outcome(r)[1]
+        r = api.call("POST", "/fhir/Observation", nurse, content=b"{oops",
+                     headers={"Content-Type": "application/fhir+json"}, expect=422)
+        assert outcome(r)[0] == "error"
+        r = api.call("POST", "/fhir/Observation", nurse, json=observation(THEIRS, "8867-4", "/min", 80.0, now),
+                     expect=404)
+        assert outcome(r) == ("error", "no such patient in your care team")
         api.call("POST", "/fhir/Observation", nurse, json=observation("nobody-1", "8867-4", "/min", 80.0, now),
                  expect=404)
 
@@ -95,7 +108,7 @@ def test_fhir_ingest_views_and_scoping(services: Services, deployment: Deploymen
         assert flag["resourceType"] == "Flag" and flag["status"] == "active"
         assert flag["subject"]["reference"] == f"Patient/{PATIENT}"
         assert flags(other, PATIENT) == [] and flags(nurse, THEIRS) == []
-        api.call("GET", "/fhir/Flag", nurse, params={"patient": "../x"}, expect=422)
+        assert outcome(api.call("GET", "/fhir/Flag", nurse, params={"patient": "../x"}, expect=422))[0] == "error"
     finally:
         api.stop()
         worker.stop()
