@@ -83,6 +83,8 @@ def _run(services: Services, deployment: Deployment, api: ApiProcess, worker: Wo
     r = call("POST", "/api/patients", nurse, json={"patient_id": "p-1", "targets": {"spo2": [95, 80]}}, expect=422)
     assert any("spo2" in d for d in r.json()["detail"])
     call("POST", "/api/patients", nurse, json={"patient_id": "../../etc/passwd"}, expect=422)
+    r = call("POST", "/api/patients", nurse, json={"patient_id": "p-2", "care_team": OTHER}, expect=422)
+    assert any("care_team" in d for d in r.json()["detail"]), "the team comes from the token, never the body"
     call("POST", "/api/patients", nurse, json={"patient_id": "p-1", "conditions": ["x" * 100] * 1000},
          expect=413)
     r = httpx.get(f"{api.url}/api/patients/..%2F..%2Fetc%2Fpasswd", headers={"Authorization": f"Bearer {nurse}"})
