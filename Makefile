@@ -22,6 +22,7 @@ demo: venv
 ## The whole test suite, unit and integration, against real Kafka and Redis that it starts itself.
 test: venv
 	bash deploy/local/kafka.sh fetch
+	bash deploy/local/chromium.sh
 	$(BIN)/pytest tests
 
 ## Fault tests, long variants: more load, ten SIGKILLs, three Redis and two Kafka restarts (figures printed).
@@ -39,7 +40,7 @@ bench: venv
 	$(BIN)/python -m tests.bench.pipeline
 
 lint: venv
-	$(BIN)/ruff check streams twin_state alerts tests
+	$(BIN)/ruff check streams twin_state alerts feed tests
 	$(BIN)/mypy
 
 ## Known vulnerabilities in the installed packages: pip-audit (needs PyPI's JSON API or OSV), offline floor.

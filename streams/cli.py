@@ -19,7 +19,7 @@ from streams.cli_alerts import alert
 from streams.cli_common import load_settings as _settings
 from streams.cli_common import redis_call as _redis_call
 from streams.cli_common import run_kafka as _run_kafka
-from streams.cli_fhir import fhir  # branch fhir
+from streams.cli_fhir import fhir
 from streams.settings import Settings
 
 
@@ -564,7 +564,14 @@ def evaluate_physionet2012(stays: Path, outcomes: Path, json_out: Path, limit: i
 
 
 main.add_command(alert)
-main.add_command(fhir)  # branch fhir
+main.add_command(fhir)
+
+# --- care-team feed (package feed/, imported lazily by the commands) ---
+from streams.cli_feed import serve, token  # noqa: E402
+
+main.add_command(serve)
+main.add_command(token)
+# --- end care-team feed ---
 
 
 if __name__ == "__main__":  # pragma: no cover

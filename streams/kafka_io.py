@@ -33,6 +33,9 @@ def topic_plan(settings: Settings) -> list[NewTopic]:
         NewTopic(settings.topic_enrolments, settings.partitions, rf, topic_configs={"cleanup.policy": "compact"}),
         # The audit trail of acknowledgements and resolutions: kept, never compacted.
         NewTopic(settings.topic_alert_actions, settings.partitions, rf, topic_configs={"retention.ms": "-1"}),
+        # The feed's audit trail (who changed an enrolment or acted on an alert): append-only, kept forever.
+        NewTopic(settings.topic_audit, settings.partitions, rf,
+                 topic_configs={"retention.ms": "-1", "cleanup.policy": "delete"}),
     ]
 
 

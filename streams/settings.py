@@ -49,6 +49,16 @@ class Settings(BaseSettings):
         30.0, ge=6, description="A worker silent this long loses its partitions to the others in its group")
     # --- end faults ---
 
+    # --- care-team feed (`twinmon serve`, package feed/) ---
+    api_host: str = Field("127.0.0.1", description="Address the feed's HTTP API and web page bind")
+    api_port: int = Field(8080, ge=0, le=65535, description="Port of the feed's HTTP API and web page")
+    tokens_file: str = Field(".twinmon/tokens.json", description="Bearer tokens: SHA-256 hashes, user, team")
+    topic_audit: str = Field("audit", description="Append-only audit trail of enrolment changes and alert actions")
+    api_max_body_bytes: int = Field(64 * 1024, ge=1024, description="Largest request body the API accepts")
+    api_heartbeat_s: float = Field(15.0, gt=0, description="Seconds between SSE heartbeat comments")
+    api_twin_poll_s: float = Field(2.0, gt=0, description="Seconds between twin summary polls for the SSE stream")
+    # --- end care-team feed ---
+
     @model_validator(mode="after")
     def _security_is_complete(self) -> Settings:
         if self.kafka_security_protocol.startswith("SASL") and not (

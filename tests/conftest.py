@@ -12,8 +12,12 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.integration.feed_helpers import ApiProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL = ROOT / "deploy" / "local"
@@ -80,6 +84,22 @@ class Deployment:
         log = (self.tmp / f"{name}.log").open("ab")
         proc = subprocess.Popen([TWINMON, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT)
         return WorkerProcess(proc, f"http://127.0.0.1:{port}/metrics", self.tmp / f"{name}.log")
+
+    # --- care-team feed ---
+    def start_api(self, name: str = "api", **overrides: str) -> ApiProcess:
+        from tests.integration.feed_helpers import ApiProcess
+
+        port = free_port()
+        env = {**self.env, "TWINMON_API_PORT": str(port), "TWINMON_LOG_LEVEL": "info", **overrides}
+        log = (self.tmp / f"{name}.log").open("ab")
+        proc = subprocess.Popen([TWINMON, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        api = ApiProcess(proc, f"http://127.0.0.1:{port}", self.tmp / f"{name}.log")
+        api.wait_ready()
+        return api
+
+    def token(self, user: str, team: str) -> str:
+        return self.run("token", "issue", "--user", user, "--team", team).stdout.strip()
+    # --- end care-team feed ---
 
     @property
     def topic_vitals(self) -> str:
@@ -152,6 +172,8 @@ def new_deployment(bootstrap: str, redis_url: str, tmp_path: Path) -> Deployment
         "TWINMON_TOPIC_ALERTS": f"alerts-{tag}",
         "TWINMON_TOPIC_ENROLMENTS": f"enrolments-{tag}",
         "TWINMON_TOPIC_ALERT_ACTIONS": f"alert-actions-{tag}",
+        "TWINMON_TOPIC_AUDIT": f"audit-{tag}",
+        "TWINMON_TOKENS_FILE": str(tmp_path / "tokens.json"),
         "TWINMON_PARTITIONS": "4",
         "TWINMON_LOG_LEVEL": "warning",
     }

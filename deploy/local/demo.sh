@@ -43,6 +43,24 @@ source "$STATE/env"
 "$BIN/twinmon" topics create
 "$BIN/twinmon" worker >"$STATE/worker.log" 2>&1 &
 pids+=($!)
+# --- care-team feed: `twinmon serve` with a demo token of team demo-ward, issued into the demo's state dir ---
+API_PORT=${API_PORT:-8080}
+export TWINMON_TOKENS_FILE=$STATE/tokens.json TWINMON_API_PORT=$API_PORT
+echo "export TWINMON_TOKENS_FILE=$STATE/tokens.json TWINMON_API_PORT=$API_PORT" >>"$STATE/env"
+DEMO_TOKEN=$("$BIN/twinmon" token issue --user demo-nurse --team demo-ward 2>/dev/null)
+"$BIN/twinmon" serve >"$STATE/feed.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 120); do
+    curl -fsS "http://127.0.0.1:$API_PORT/readyz" >/dev/null 2>&1 && break
+    sleep 0.5
+done
+# The first 20 simulated patients are enrolled into demo-ward through the API (audited like any enrolment).
+for i in $(seq 0 $((PATIENTS < 20 ? PATIENTS - 1 : 19))); do
+    curl -fsS -o /dev/null -H "Authorization: Bearer $DEMO_TOKEN" -H "Content-Type: application/json" \
+        -d "{\"patient_id\": \"$(printf 'sim-%06d' "$i")\"}" "http://127.0.0.1:$API_PORT/api/patients" \
+        || echo "demo: could not enrol sim-$i through the feed (see $STATE/feed.log)" >&2
+done
+# --- end care-team feed ---
 "$BIN/twinmon" simulate --patients "$PATIENTS" --rate "${RATE:-1}" --duration "${DURATION:-1800}" \
     --speed "${SPEED:-1}" --deteriorating "${DETERIORATING:-0.1}" >"$STATE/simulator.log" 2>&1 &
 pids+=($!)
@@ -53,7 +71,8 @@ cat <<INFO
 
   metrics      http://127.0.0.1:$METRICS_PORT/metrics
   a twin       source $STATE/env && $BIN/twinmon twin sim-000001
-  logs         $STATE/worker.log, $STATE/simulator.log
+  feed         http://127.0.0.1:$API_PORT/  (team demo-ward, 20 patients; token: $DEMO_TOKEN)
+  logs         $STATE/worker.log, $STATE/simulator.log, $STATE/feed.log
   stop         Ctrl-C
 
 INFO

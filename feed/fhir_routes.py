@@ -1,0 +1,99 @@
+"""FHIR R4 endpoints of the feed, team-scoped like the rest: the resources themselves come from the pure
+``streams.fhir`` (vital-sign Observations, alert Flags, Observation ingest)."""
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Body, Depends, FastAPI, Query
+from fastapi.responses import JSONResponse
+
+from alerts import codec as alert_codec
+from feed import models
+from feed.tokens import Principal
+from streams.enrolment import ANCHORED_ID
+from streams.fhir import FhirError, alert_flag, observations_to_wire, vital_observations
+
+FHIR_JSON = "application/fhir+json"
+
+
+class FhirJSON(JSONResponse):
+    media_type = FHIR_JSON
+
+
+def searchset(resources: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle", "type": "searchset", "total": len(resources),
+        "entry": [{"resource": r, "search": {"mode": "match"}} for r in resources],
+    }
+
+
+def add_fhir_routes(api: FastAPI, feed: Any, principal: Callable[..., Awaitable[Principal]], now_ms: Callable[[], int],
+                    not_found: Callable[[], Exception], invalid: Callable[[str], Exception]) -> None:
+    who_dep = Annotated[Principal, Depends(principal)]
+    errors: dict[int | str, dict[str, Any]] = {
+        401: {"model": models.OperationOutcome, "description": "Missing or unknown bearer token"},
+        404: {"model": models.OperationOutcome, "description": "No such patient in your care team"},
+        422: {"model": models.OperationOutcome, "description": "Not a resource twinmon can take"},
+    }
+    bundle_doc: dict[int | str, dict[str, Any]] = {
+        **errors, 200: {"description": "A FHIR R4 Bundle (searchset)", "content": {FHIR_JSON: {}}}}
+
+    @api.get("/fhir/Patient/{patient_id}/Observation", tags=["fhir"], response_class=FhirJSON,
+             responses=bundle_doc)
+    async def fhir_observations(who: who_dep, patient_id: Annotated[str, api_path_id()]) -> FhirJSON:
+        """The patient's current vitals as R4 vital-signs Observations (LOINC, UCUM, filtered estimates)."""
+        await feed.require(who, patient_id)
+        twin = await feed.twins.get(patient_id)
+        found = vital_observations(patient_id, twin, now_ms()) if twin is not None else []
+        return FhirJSON(_without_nulls(searchset(found)))
+
+    @api.get("/fhir/Flag", tags=["fhir"], response_class=FhirJSON, responses=bundle_doc)
+    async def fhir_flags(who: who_dep, patient: Annotated[str, Query(pattern=ANCHORED_ID)]) -> FhirJSON:
+        """The patient's open alerts as R4 Flags (another team's patient matches nothing)."""
+        flags: list[dict[str, Any]] = []
+        if await feed.in_team(who.team, patient):
+            extra = await feed.twins.get_extra(patient)
+            state = alert_codec.unpack(extra) if extra else None
+            at = now_ms()
+            flags = [alert_flag(patient, a, at) for a in (state.open.values() if state else ())]
+        return FhirJSON(_without_nulls(searchset(flags)))
+
+    @api.post("/fhir/Observation", tags=["fhir"], status_code=202, response_model=models.OperationOutcome,
+              response_class=FhirJSON,
+              responses={**errors, 413: {"model": models.OperationOutcome, "description": "Request body too large"}})
+    async def fhir_ingest(who: who_dep, resource: Annotated[dict[str, Any], Body(
+            description="A FHIR R4 vital-sign Observation, or a Bundle of them")]) -> models.OperationOutcome:
+        """Ingest vital-sign Observations into the vitals topic (a second input format); all or nothing."""
+        try:
+            messages = observations_to_wire(resource, now_ms())
+        except FhirError as exc:
+            raise invalid(str(exc)) from None
+        if not messages:
+            raise invalid("no vital-sign Observation in the request")
+        patients = {str(orjson.loads(m)["patient_id"]) for m in messages}
+        for pid in patients:
+            if not await feed.in_team(who.team, pid):
+                raise not_found()
+        futures = [await feed.producer.send(feed.settings.topic_vitals, m,
+                                            key=str(orjson.loads(m)["patient_id"]).encode()) for m in messages]
+        for f in futures:
+            await f
+        return models.OperationOutcome(issue=[models.OutcomeIssue(
+            severity="information", code="informational",
+            diagnostics=f"{len(messages)} readings sent to the workers")])
+
+
+def api_path_id() -> Any:
+    from fastapi import Path
+
+    return Path(pattern=ANCHORED_ID, description="Patient id")
+
+
+def _without_nulls(doc: Any) -> Any:
+    """FHIR JSON has no nulls: an absent element is left out."""
+    if isinstance(doc, dict):
+        return {k: _without_nulls(v) for k, v in doc.items() if v is not None}
+    if isinstance(doc, list):
+        return [_without_nulls(v) for v in doc]
+    return doc

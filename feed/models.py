@@ -1,0 +1,181 @@
+"""The feed API's request and response bodies (pydantic): the OpenAPI document is generated from these."""
+
+from __future__ import annotations
+
+from typing import Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from streams.enrolment import ANCHORED_ID
+
+
+class Error(BaseModel):
+    error: str = Field(description="What went wrong, for a person")
+    detail: list[str] = Field(default_factory=list, description="One line per problem, where there are several")
+
+
+class OutcomeIssue(BaseModel):
+    severity: Literal["fatal", "error", "warning", "information"]
+    code: str = Field(description="FHIR issue type: login, not-found, invalid, too-costly, informational, ...")
+    diagnostics: str
+
+
+class OperationOutcome(BaseModel):
+    """FHIR R4 OperationOutcome: what the /fhir endpoints answer for errors and for an accepted ingest."""
+
+    resourceType: Literal["OperationOutcome"] = "OperationOutcome"
+    issue: list[OutcomeIssue]
+
+
+class Accepted(BaseModel):
+    status: Literal["accepted"] = "accepted"
+    audit_id: str = Field(description="Id of the audit record written before the change was sent")
+    detail: str
+
+
+class Me(BaseModel):
+    user: str
+    team: str
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, bool] = Field(default_factory=dict)
+
+
+class EnrolmentIn(BaseModel):
+    """A patient's profile; the care team is the caller's own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    patient_id: str = Field(pattern=ANCHORED_ID)
+    age_band: Literal["16-39", "40-64", "65-79", "80+"] | None = None
+    conditions: list[str] = Field(default_factory=list, max_length=20,
+                                  description="e.g. hypercapnic_respiratory_failure selects SpO2 scale 2")
+    targets: dict[str, tuple[float, float]] = Field(default_factory=dict,
+                                                    description="Clinician-set target ranges, e.g. spo2: [88, 92]")
+
+
+class ProfileUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    age_band: Literal["16-39", "40-64", "65-79", "80+"] | None = None
+    conditions: list[str] = Field(default_factory=list, max_length=20)
+    targets: dict[str, tuple[float, float]] = Field(default_factory=dict)
+
+
+class ResolveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=500, pattern=r"\S", description="Why it is resolved, in words")
+
+
+class Alert(BaseModel):
+    alert_id: str
+    patient_id: str
+    condition: Literal["clinical", "no_data", "signal_quality"]
+    level: Literal["low", "medium", "high"]
+    raised_at: int = Field(description="Epoch ms")
+    escalated_at: int
+    acknowledged_by: str | None
+    acknowledged_at: int | None
+
+
+class AlertEvent(BaseModel):
+    """An event of the ``alerts`` topic, as the worker published it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    event_id: str
+    alert_id: str
+    patient_id: str
+    kind: Literal["raised", "escalated", "acknowledged", "resolved"]
+    condition: str
+    level: str
+    at: int
+    reason: str
+    user: str | None = None
+    care_team: str | None = None
+
+
+class AuditRecord(BaseModel):
+    id: str
+    at: int = Field(description="Epoch ms when the API accepted the request")
+    user: str
+    team: str
+    action: Literal["enrol", "update", "discharge", "acknowledge", "resolve"]
+    patient_id: str
+    alert_id: str | None = None
+    reason: str = ""
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_offset: int | None = Field(description="Offset of the next page, or null at the end")
+
+
+class News2(BaseModel):
+    total: int
+    subscores: dict[str, int]
+    red_flag: bool
+    band: str
+    partial: bool
+    missing: list[str]
+
+
+class PatientSummary(BaseModel):
+    patient_id: str
+    news2: News2 | None
+    p_news2_5_60min: float | None = Field(description="Probability NEWS2 reaches 5 within 60 min")
+    p_news2_7_60min: float | None = Field(description="Probability NEWS2 reaches 7 within 60 min")
+    data_quality: float | None = Field(description="Share of valid readings, averaged over the vitals")
+    stale: list[str] = Field(description="Vitals with no recent reading")
+    last_reading_at: int | None
+    open_alerts: int
+    highest_alert: Literal["low", "medium", "high"] | None
+
+
+class ForecastPoint(BaseModel):
+    minutes: float
+    mean: float
+    low95: float
+    high95: float
+
+
+class Vital(BaseModel):
+    metric: str
+    unit: str
+    estimate: float
+    sd: float
+    low95: float
+    high95: float
+    trend_per_min: float
+    last_raw: float
+    last_raw_at: int
+    age_s: float
+    stale: bool
+    baseline: float | None = Field(description="The patient's usual level, once there is enough data")
+    data_quality: float | None
+    forecast: list[ForecastPoint] = Field(description="Damped-trend forecast (what risk assumes), 95% bands")
+
+
+class HistoryPoint(BaseModel):
+    at: int
+    metric: str
+    raw: float
+    estimate: float
+    sd: float
+    outcome: str
+
+
+class PatientDetail(BaseModel):
+    summary: PatientSummary
+    age_band: str | None
+    conditions: list[str]
+    targets: dict[str, tuple[float, float]]
+    vitals: list[Vital]
+    history: list[HistoryPoint]
+    alerts: list[Alert]
