@@ -30,6 +30,8 @@ T = TypeVar("T")
 
 OUTAGE_REPLIES = ("READONLY", "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
 """Error replies of a Redis that is up but cannot serve writes for now (failover, loading, cluster healing)."""
+AGENTS = ("vitals", "enrolments", "alert-actions", "sweep")
+"""The ``agent`` label values of ``twinmon_redis_retries_total`` (the worker's callers of ``RedisOutage.run``)."""
 
 
 def is_outage(exc: BaseException) -> bool:
@@ -78,6 +80,8 @@ class RedisOutage:
         self.retries = Counter("twinmon_redis_retries_total",
                                "Attempts repeated because Redis was unreachable, loading, read-only or slow",
                                ["agent"], registry=registry)
+        for agent in AGENTS:
+            self.retries.labels(agent)  # a series from the start, so that rate() sees the first retry
         self.down_since_gauge = Gauge(
             "twinmon_redis_unavailable_since_timestamp_seconds",
             "When the current Redis outage began (0 while Redis answers)", registry=registry)

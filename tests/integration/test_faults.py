@@ -106,7 +106,7 @@ def test_two_workers_one_sigkilled_the_survivor_takes_its_partitions(
     services: Services, deployment: Deployment
 ) -> None:
     rng = random.Random(SEED + 1)
-    load = Load.start(deployment, 40, 180, speed=180 / 40, seed=SEED % 1000 + 1)
+    load = Load.start(deployment, 40, 180, speed=180 / 25, seed=SEED % 1000 + 1)
     a = deployment.start_worker("a", **FAST)
     b = deployment.start_worker("b", **FAST)
     try:
@@ -142,7 +142,7 @@ def test_redis_restarted_under_load_the_worker_waits_and_resumes(
     redis_url, state = own_redis
     dep = new_deployment(services.bootstrap, redis_url, tmp_path)
     restarts = 3 if CHAOS else 1
-    load = Load.start(dep, 40, 240 if CHAOS else 120, speed=4, seed=SEED % 1000 + 2)
+    load = Load.start(dep, 40, 240 if CHAOS else 120, speed=6, seed=SEED % 1000 + 2)
     worker = dep.start_worker(**FAST)
     downtime: list[float] = []
     recovery: list[float] = []
@@ -243,7 +243,7 @@ def test_slow_redis_backpressure_lag_grows_memory_bounded_nothing_dropped(
         slowed.start()
         load = Load.start(dep, 200, 300 if CHAOS else 120, speed=0, seed=SEED % 1000 + 4)  # as fast as it can
         t0 = time.monotonic()
-        while time.monotonic() - t0 < (60 if CHAOS else 25):
+        while time.monotonic() - t0 < (60 if CHAOS else 15):
             assert worker.proc.poll() is None, worker.log.read_text()[-3000:]
             samples.append((worker.metric("twinmon_events_consumed_total") or 0.0,
                             worker.metric("twinmon_consumer_lag") or 0.0, rss_mb(worker)))
