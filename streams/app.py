@@ -44,8 +44,9 @@ class Worker:
     redis: Redis
 
 
-def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> Worker:
-    app = faust.App(
+def faust_app(settings: Settings) -> faust.App:
+    """The Faust application with twinmon's consumer and producer settings (also used by ``twinmon bench``)."""
+    return faust.App(
         settings.app_id,
         broker=[f"kafka://{hp.strip()}" for hp in settings.kafka_bootstrap.split(",")],
         store="memory://",
@@ -60,6 +61,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         datadir=settings.data_dir,
         broker_credentials=faust_credentials(settings),
     )
+
+
+def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> Worker:
+    app = faust_app(settings)
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
     metrics.topics(consumed=(settings.topic_vitals, settings.topic_enrolments, settings.topic_alert_actions),
                    produced=(settings.topic_alerts, settings.topic_dlq))
