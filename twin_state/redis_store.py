@@ -3,14 +3,17 @@
 Key ``{prefix}:twin:{<patient_id>}`` holds fields ``p`` (partition), ``o`` (offset), ``s`` (the twin,
 ``codec.pack``) and ``a`` (the patient's alert state, opaque here, written in the same atomic step).
 Key ``{prefix}:hist:{<patient_id>}`` is a list of MessagePack history points, newest last, trimmed to
-``history_length``. The braces are a Redis Cluster hash tag: both keys of one patient live on one slot, so
-the Lua script that writes them is valid on a cluster too. The newer-than check runs inside Redis, atomic
-with the write, even when two workers briefly both believe they own a partition during a rebalance; history
-points are appended only together with a twin write that passed the check, so a replayed batch adds none.
+``history_length``. The braces are a Redis Cluster hash tag: both keys of one patient live on one slot. A batch
+of twins is written by one Lua script call per ``SAVE_CHUNK`` twins; on a Redis Cluster (a ``RedisCluster``
+client) the store splits the batch per hash slot, since one call may only touch keys of one slot. The
+newer-than check runs inside Redis, atomic with the write, even when two workers briefly both believe they own
+a partition during a rebalance; history points are appended only together with a twin write that passed the
+check, so a replayed batch adds none.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 
 import msgpack
@@ -52,6 +55,8 @@ return written
 """
 SAVE_CHUNK = 500
 """Twins per script call: bounds how long one call holds Redis (a few milliseconds)."""
+CLUSTER_CONCURRENCY = 64
+"""On a Redis Cluster, script calls (one per hash slot) in flight at once."""
 
 
 # Writes the extra (alert) state only if the twin is still at the given position: a state computed from an
@@ -72,7 +77,7 @@ class RedisTwinStore:
         self._prefix = prefix
         self._history_length = history_length
         self._save = client.register_script(_SAVE_MANY_IF_NEWER)
-        self._cluster = isinstance(client, RedisCluster)
+        self._cluster = isinstance(client, RedisCluster)  # typed as Redis: the commands used are common to both
         self._save_extra = client.register_script(_SAVE_EXTRA_IF_CURRENT)
 
     def key(self, patient_id: str) -> str:
@@ -120,6 +125,14 @@ class RedisTwinStore:
                     args += (twin.partition, twin.offset, codec.pack(twin), extras.get(pid, b""), len(points),
                              *points)
                 calls.append((keys, args))
+        if self._cluster:
+            # One call per slot; a cluster pipeline does not take scripts, so the calls go out side by side,
+            # a bounded number at a time.
+            written = 0
+            for i in range(0, len(calls), CLUSTER_CONCURRENCY):
+                wave = calls[i : i + CLUSTER_CONCURRENCY]
+                written += sum(int(r) for r in await asyncio.gather(*(self._save(keys=k, args=a) for k, a in wave)))
+            return written
         if len(calls) == 1:
             return int(await self._save(keys=calls[0][0], args=calls[0][1]))
         async with self._redis.pipeline(transaction=False) as pipe:
