@@ -828,7 +828,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="twinmon bench", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--only", default=",".join(STAGES),
                         help=f"comma-separated stages to run, of {', '.join(STAGES)} (default all)")
-    parser.add_argument("--quick", action="store_true", help="smaller sizes: a run of two or three minutes")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes: a run of a few minutes")
     parser.add_argument("--patients", type=int, default=10_000)
     parser.add_argument("--events", type=int, default=200_000, help="throughput stage events (default 200000)")
     parser.add_argument("--partitions", type=int, default=8)
