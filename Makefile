@@ -33,11 +33,12 @@ chaos: venv
 test-unit: venv
 	$(BIN)/pytest tests/unit
 
-## Throughput of the whole path against the raw consume rate, on the local broker and Redis.
+## Throughput (vs raw consume and Faust alone), latency, memory, recovery, scale-out on the local broker and Redis.
+## BENCH_ARGS=--quick for a short run; BENCH_ARGS='--only latency' for one stage (twinmon bench --help).
 bench: venv
 	bash deploy/local/kafka.sh fetch
 	$(BIN)/python -m tests.bench.kalman
-	$(BIN)/python -m tests.bench.pipeline
+	$(BIN)/twinmon bench $(BENCH_ARGS)
 
 lint: venv
 	$(BIN)/ruff check streams twin_state alerts feed tests

@@ -47,8 +47,9 @@ class Worker:
     outage: RedisOutage
 
 
-def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> Worker:
-    app = faust.App(
+def faust_app(settings: Settings) -> faust.App:
+    """The Faust application with twinmon's consumer and producer settings (also used by ``twinmon bench``)."""
+    return faust.App(
         settings.app_id,
         broker=[f"kafka://{hp.strip()}" for hp in settings.kafka_bootstrap.split(",")],
         store="memory://",
@@ -62,15 +63,19 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         autodiscover=False,
         datadir=settings.data_dir,
         broker_credentials=faust_credentials(settings),
-        # faults: a SIGKILLed worker's partitions move to the others after this long.
+        # A SIGKILLed worker's partitions move to the others after this long.
         broker_session_timeout=settings.kafka_session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout_s / 3),
     )
+
+
+def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> Worker:
+    app = faust_app(settings)
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
     metrics.topics(consumed=(settings.topic_vitals, settings.topic_enrolments, settings.topic_alert_actions),
                    produced=(settings.topic_alerts, settings.topic_dlq))
     redis = redis_client(settings)
-    # faults: wait out Redis outages instead of exiting (streams/outage.py).
+    # Wait out Redis outages instead of exiting (streams/outage.py).
     outage = RedisOutage(metrics.registry, Backoff(settings.redis_retry_initial_ms / 1000.0,
                                                    settings.redis_retry_max_ms / 1000.0))
     profiles = RedisProfileStore(redis, settings.redis_prefix)

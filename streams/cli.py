@@ -574,6 +574,17 @@ main.add_command(token)
 # --- end care-team feed ---
 
 
+# --- twinmon bench ---
+@main.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.argument("bench_args", nargs=-1, type=click.UNPROCESSED)
+def bench(bench_args: tuple[str, ...]) -> None:
+    """Throughput, latency, memory, recovery and scale-out on real Kafka and Redis (--help for options)."""
+    from streams.bench import main as bench_main
+
+    sys.exit(bench_main(list(bench_args)))
+# --- end twinmon bench ---
+
+
 if __name__ == "__main__":  # pragma: no cover
     logging.basicConfig(level=logging.INFO)
     main()

@@ -40,14 +40,14 @@ class Settings(BaseSettings):
     data_dir: str = Field(".twinmon/worker", description="Faust's working directory for this worker")
     log_level: str = "info"
 
-    # --- faults: riding out Redis outages and dead workers (streams/outage.py, docs/runbook.md) ---
+    # --- riding out Redis outages and dead workers (streams/outage.py, docs/runbook.md) ---
     redis_retry_initial_ms: int = Field(100, ge=1, description="First wait before retrying while Redis is down")
     redis_retry_max_ms: int = Field(10_000, ge=1, description="Longest wait between retries while Redis is down")
     redis_socket_timeout_s: float = Field(
         30.0, gt=0, description="A Redis call unanswered this long counts as an outage and is retried")
     kafka_session_timeout_s: float = Field(
         30.0, ge=6, description="A worker silent this long loses its partitions to the others in its group")
-    # --- end faults ---
+    # --- end outages ---
 
     # --- care-team feed (`twinmon serve`, package feed/) ---
     api_host: str = Field("127.0.0.1", description="Address the feed's HTTP API and web page bind")

