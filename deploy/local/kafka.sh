@@ -35,7 +35,7 @@
 #   KAFKA_CLIENT_PASSWORD   its password (required)
 #   KAFKA_ACL_TOPIC_PREFIXES  comma-separated topic name prefixes the client
 #                           user may create, describe, read and write
-#                           (default: vitals,alerts,enrolments,alert-actions)
+#                           (default: vitals,alerts,enrolments,alert-actions,audit)
 #   KAFKA_ACL_GROUP_PREFIX  consumer group prefix it may use (default twinmon)
 # STATE_DIR/admin.properties (mode 600) is a client config for the admin user,
 # e.g. kafka.sh run org.apache.kafka.tools.AclCommand --command-config it.
@@ -435,7 +435,7 @@ acl_add() {
 # Adding an ACL that exists already is a no-op, so restarts repeat this.
 grant_client_acls() {
     local state=$1 port=$2 prefix prefixes topics=()
-    local topic_prefixes=${KAFKA_ACL_TOPIC_PREFIXES:-vitals,alerts,enrolments,alert-actions}
+    local topic_prefixes=${KAFKA_ACL_TOPIC_PREFIXES:-vitals,alerts,enrolments,alert-actions,audit}
     local group_prefix=${KAFKA_ACL_GROUP_PREFIX:-twinmon}
     IFS=, read -r -a prefixes <<<"$topic_prefixes"
     for prefix in "${prefixes[@]}"; do

@@ -94,6 +94,7 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
             "TWINMON_TOPIC_ALERTS": f"{TAG}-alerts",
             "TWINMON_TOPIC_ENROLMENTS": f"{TAG}-enrolments",
             "TWINMON_TOPIC_ALERT_ACTIONS": f"{TAG}-alert-actions",
+            "TWINMON_TOPIC_AUDIT": f"{TAG}-audit",
             "TWINMON_PARTITIONS": "2",
             "TWINMON_LOG_LEVEL": "info",  # chattier logs: more places a secret could leak into
         }
