@@ -48,6 +48,8 @@ API_PORT=${API_PORT:-8080}
 export TWINMON_TOKENS_FILE=$STATE/tokens.json TWINMON_API_PORT=$API_PORT
 echo "export TWINMON_TOKENS_FILE=$STATE/tokens.json TWINMON_API_PORT=$API_PORT" >>"$STATE/env"
 DEMO_TOKEN=$("$BIN/twinmon" token issue --user demo-nurse --team demo-ward 2>/dev/null)
+# Kept in a file only the user can read, never printed: the page asks for it once per browser tab.
+(umask 077 && printf '%s\n' "$DEMO_TOKEN" >"$STATE/demo-token")
 "$BIN/twinmon" serve >"$STATE/feed.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 120); do
@@ -71,7 +73,7 @@ cat <<INFO
 
   metrics      http://127.0.0.1:$METRICS_PORT/metrics
   a twin       source $STATE/env && $BIN/twinmon twin sim-000001
-  feed         http://127.0.0.1:$API_PORT/  (team demo-ward, 20 patients; token: $DEMO_TOKEN)
+  feed         http://127.0.0.1:$API_PORT/  (team demo-ward, 20 patients; token: cat $STATE/demo-token)
   logs         $STATE/worker.log, $STATE/simulator.log, $STATE/feed.log
   stop         Ctrl-C
 
