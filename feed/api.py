@@ -110,12 +110,12 @@ class BodyLimit:
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
             await too_large(scope, receive, send)
             return
-        if declared is not None or b"transfer-encoding" not in headers:
+        if b"transfer-encoding" not in headers:  # then the server holds the body to its Content-Length
             await self.app(scope, receive, send)
             return
-        # A body of unknown length is read whole (up to the limit) before the app sees it: counted while the app
-        # read it, an oversized body would fail inside the app (a 400 from FastAPI's body parser), or after the
-        # answer where a route never reads its body (a traceback in the log).
+        # A chunked body (whatever Content-Length says) is read whole, up to the limit, before the app sees it.
+        # Counted while the app read it, an oversized body would fail inside the app (a 400 from FastAPI's body
+        # parser), or after the answer where a route never reads its body (a traceback in the log).
         chunks: list[bytes] = []
         seen = 0
         while True:

@@ -19,15 +19,17 @@ httpx client (per-request examples cost too much here); a failing batch is shrun
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
+import socket
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, unquote_to_bytes
+from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 import httpx
 import pytest
@@ -344,15 +346,15 @@ def send(client: httpx.Client, url: str, req: Req) -> Answer:
     return Answer(resp.status_code, ctype, text)
 
 
-def _decoded_id(req: Req) -> bytes | None:
-    """The patient id the server sees in the path (percent-decoded), for templates that have one."""
-    if "{patient_id}" not in req.op.template:
-        return None
-    prefix, _, suffix = req.op.template.partition("{patient_id}")
-    path = req.target.split("?", 1)[0]
-    if not path.startswith(prefix) or not path.endswith(suffix):
-        return None
-    return unquote_to_bytes(path[len(prefix):len(path) - len(suffix)])
+def routed(req: Req, ops: list[Operation]) -> tuple[Operation | None, str | None]:
+    """The operation the server routes the request to and its patient id (%2F is decoded before routing)."""
+    path = unquote_to_bytes(req.target.split("?", 1)[0]).decode("utf-8", "replace")
+    for op in ops:
+        pattern = "^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(op.template)) + "$"
+        found = re.match(pattern, path)
+        if found and (op.method == req.method or (req.method == "HEAD" and op.method == "GET")):
+            return op, found.groupdict().get("patient_id")
+    return None, None
 
 
 def _json(body: bytes | None) -> Any:
@@ -372,17 +374,16 @@ def _finite(doc: Any) -> bool:
     return True
 
 
-def plausible_2xx(req: Req, accepted: set[str]) -> str:
+def plausible_2xx(req: Req, accepted: set[str], ops: list[Operation]) -> str:
     """Why a 2xx is implausible for this request, or "" if one is fine."""
-    op = req.op
-    if req.method != op.method and not (req.method == "HEAD" and op.method == "GET"):
-        return "an undocumented method"
+    op, pid = routed(req, ops)
+    if op is None:
+        return "no documented operation for this method and path"
     if op.template in PUBLIC:
         return ""
     if req.auth != "valid":
         return "no valid token"
-    pid = _decoded_id(req)
-    if pid is not None and pid.decode("utf-8", "replace") not in accepted:
+    if pid is not None and pid not in accepted:
         return "a patient id team A never enrolled"
     if op.template.startswith("/api/alerts/"):
         return "no alert id is known to the fuzz"
@@ -401,7 +402,7 @@ def plausible_2xx(req: Req, accepted: set[str]) -> str:
     return ""
 
 
-def check(req: Req, ans: Answer, accepted: set[str], limit: int) -> None:
+def check(req: Req, ans: Answer, accepted: set[str], limit: int, ops: list[Operation]) -> None:
     where = f"{req}\n-> {ans.status} {ans.content_type} {ans.text[:500]!r} {ans.error}"
     assert not ans.error, f"no HTTP answer: {where}"
     assert ans.status < 500, f"server error: {where}"
@@ -409,9 +410,10 @@ def check(req: Req, ans: Answer, accepted: set[str], limit: int) -> None:
     if req.body is not None and len(req.body) > limit and not req.chunked:
         assert ans.status == 413, f"an oversized body not refused with 413: {where}"
     if 200 <= ans.status < 300:
-        why = plausible_2xx(req, accepted)
+        why = plausible_2xx(req, accepted, ops)
         assert not why, f"2xx for {why}: {where}"
-        if req.op.template == "/api/patients" and req.method == "POST":
+        op, _ = routed(req, ops)
+        if op is not None and op.template == "/api/patients" and op.method == "POST":
             doc = _json(req.body)
             accepted.add(doc["patient_id"])
     elif 400 <= ans.status < 500 and req.method != "HEAD":
@@ -472,7 +474,7 @@ def _fuzz(api: ApiProcess, token_a: str, token_b: str, limit: int) -> None:
                 by_op[f"{req.op.method} {req.op.template}"] += 1
                 by_kind[f"{req.kind}{'/chunked' if req.chunked else ''}->{ans.status}"] += 1
                 said.setdefault(ans.status, f"{req.method} {req.target[:60]} ({req.kind}): {ans.text[:160]}")
-                check(req, ans, accepted, limit)
+                check(req, ans, accepted, limit, ops)
 
         fuzz()
     took = time.monotonic() - began
@@ -483,6 +485,9 @@ def _fuzz(api: ApiProcess, token_a: str, token_b: str, limit: int) -> None:
     print("an answer per status:\n  " + "\n  ".join(f"{k}: {v}" for k, v in sorted(said.items())))
     assert sent >= EXAMPLES * BATCH
 
+    raw_statuses = crafted(api.url, token_a, limit)
+    print(f"crafted raw-socket cases: {raw_statuses}")
+
     assert api.proc.poll() is None, "the API process died"
     assert httpx.get(f"{api.url}/readyz", timeout=10).status_code == 200
     headers = {"Authorization": f"Bearer {token_b}"}
@@ -492,3 +497,59 @@ def _fuzz(api: ApiProcess, token_a: str, token_b: str, limit: int) -> None:
     mine = {p["patient_id"] for p in httpx.get(f"{api.url}/api/patients", headers={
         "Authorization": f"Bearer {token_a}"}, timeout=10).json()}
     assert mine <= accepted, f"team A lists patients it never had accepted: {sorted(mine - accepted)[:5]}"
+
+
+# --- crafted requests no HTTP client library sends: written to the socket as they are -----------------------
+
+def raw_cases(token: str, limit: int) -> list[tuple[str, bytes]]:
+    """(what, bytes); a name ending "(legal)" is one uvicorn may serve (HTTP allows it, or h11 is lenient)."""
+    auth = f"Authorization: Bearer {token}\r\n".encode()
+    big = b"x" * (limit + 1)
+    return [
+        ("literal ../ in the target", b"GET /api/patients/../../../etc/passwd HTTP/1.1\r\n" + auth + b"\r\n"),
+        ("NUL in the target", b"GET /api/patients/fz-0001\x00.json HTTP/1.1\r\n" + auth + b"\r\n"),
+        ("a 100 KB request line", b"GET /api/patients/" + b"a" * 100_000 + b" HTTP/1.1\r\n" + auth + b"\r\n"),
+        ("a 1 MB header", b"GET /api/me HTTP/1.1\r\nX-Pad: " + b"p" * 1_000_000 + b"\r\n" + auth + b"\r\n"),
+        ("Content-Length: abc", b"POST /api/patients HTTP/1.1\r\n" + auth + b"Content-Length: abc\r\n\r\n{}"),
+        ("Content-Length: -1", b"POST /api/patients HTTP/1.1\r\n" + auth + b"Content-Length: -1\r\n\r\n{}"),
+        ("a 20-digit Content-Length", b"POST /api/patients HTTP/1.1\r\n" + auth
+         + b"Content-Length: 99999999999999999999\r\n\r\n{}"),
+        ("Content-Length and chunked", b"POST /api/patients HTTP/1.1\r\n" + auth
+         + b"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"),
+        ("Content-Length: 2 on a chunked body over the limit", b"POST /api/patients HTTP/1.1\r\n" + auth
+         + b"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n" + f"{len(big):x}".encode() + b"\r\n" + big
+         + b"\r\n0\r\n\r\n"),
+        ("malformed chunk size", b"POST /api/patients HTTP/1.1\r\n" + auth
+         + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"),
+        ("chunked over the limit", b"POST /fhir/Observation HTTP/1.1\r\n" + auth
+         + b"Transfer-Encoding: chunked\r\n\r\n" + f"{len(big):x}".encode() + b"\r\n" + big + b"\r\n0\r\n\r\n"),
+        ("non-ASCII bytes in the token", b"GET /api/me HTTP/1.1\r\nAuthorization: Bearer \xff\xfe\xc0\r\n\r\n"),
+        ("a control byte in the method", b"G\x01T /api/me HTTP/1.1\r\n" + auth + b"\r\n"),
+        ("HTTP/1.0 with no Host (legal)", b"GET /api/patients HTTP/1.0\r\n" + auth + b"\r\n"),
+        ("HTTP/9.9 (legal)", b"GET /api/me HTTP/9.9\r\n" + auth + b"\r\n"),
+        ("an absolute-form target (legal)", b"GET http://evil.example/api/me HTTP/1.1\r\n" + auth + b"\r\n"),
+    ]
+
+
+def crafted(url: str, token: str, limit: int) -> dict[str, int]:
+    """Each case on its own connection; the answer must be a 4xx without a traceback, JSON when the app gave it."""
+    address = urlsplit(url)
+    statuses = {}
+    for name, head in raw_cases(token, limit):
+        message = head if b"\r\nHost:" in head or b"HTTP/1.0" in head else head.replace(
+            b"\r\n", f"\r\nHost: {address.netloc}\r\nConnection: close\r\n".encode(), 1)
+        with socket.create_connection((address.hostname or "", address.port or 80), timeout=10) as sock:
+            with contextlib.suppress(OSError):  # the server may answer and close before taking all of it
+                sock.sendall(message)
+            answer = b""
+            with contextlib.suppress(OSError):
+                while chunk := sock.recv(65536):
+                    answer += chunk
+        status_line, _, rest = answer.partition(b"\r\n")
+        status = int(status_line.split()[1]) if status_line.startswith(b"HTTP/1.1 ") else 0
+        assert 400 <= status < 500 or (name.endswith("(legal)") and 0 < status < 500), f"{name}: {answer[:600]!r}"
+        assert not TRACEBACK.search(answer.decode("latin-1")), f"{name}: a traceback: {answer[:2000]!r}"
+        if status >= 400 and b"content-type: application/json" in rest.lower():
+            assert json.loads(rest.partition(b"\r\n\r\n")[2])["error"], f"{name}: {answer[:600]!r}"
+        statuses[name] = status
+    return statuses
