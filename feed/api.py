@@ -94,7 +94,7 @@ def _validation_lines(errors: Any) -> list[str]:
 
 
 class BodyLimit:
-    """Refuses request bodies over ``limit`` bytes with 413, by header or while reading a chunked body."""
+    """Refuses request bodies over ``limit`` bytes with 413, by header or, for a chunked body, by reading it."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -104,39 +104,37 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        too_large = _error(413, f"request body larger than {self.limit} bytes", path=scope.get("path", ""))
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await _error(413, f"request body larger than {self.limit} bytes",
-                         path=scope.get("path", ""))(scope, receive, send)
+            await too_large(scope, receive, send)
             return
+        if b"transfer-encoding" not in headers:  # then the server holds the body to its Content-Length
+            await self.app(scope, receive, send)
+            return
+        # A chunked body (whatever Content-Length says) is read whole, up to the limit, before the app sees it.
+        # Counted while the app read it, an oversized body would fail inside the app (a 400 from FastAPI's body
+        # parser), or after the answer where a route never reads its body (a traceback in the log).
+        chunks: list[bytes] = []
         seen = 0
-        started = False
-
-        async def counting() -> Message:
-            nonlocal seen
+        while True:
             msg = await receive()
-            if msg["type"] == "http.request":
-                seen += len(msg.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge
-            return msg
+            if msg["type"] != "http.request":
+                return  # the client went away before its body was complete: nobody to answer
+            chunks.append(msg.get("body", b""))
+            seen += len(chunks[-1])
+            if seen > self.limit:
+                await too_large(scope, receive, send)
+                return
+            if not msg.get("more_body", False):
+                break
+        pending: list[Message] = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
 
-        async def tracking(msg: Message) -> None:
-            nonlocal started
-            if msg["type"] == "http.response.start":
-                started = True
-            await send(msg)
+        async def replay() -> Message:
+            return pending.pop() if pending else await receive()
 
-        try:
-            await self.app(scope, counting, tracking)
-        except _TooLarge:
-            if not started:
-                await _error(413, f"request body larger than {self.limit} bytes",
-                         path=scope.get("path", ""))(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, replay, send)
 
 
 class Feed:
@@ -285,8 +283,11 @@ def create_api(settings: Settings) -> FastAPI:
 
     @api.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail) if exc.status_code != 404 else "not found",
-                      path=request.url.path)
+        message = str(exc.detail) if exc.status_code != 404 else "not found"
+        if exc.status_code == 400 and message == "There was an error parsing the body":
+            # FastAPI's words for a body json.loads could not take (not UTF-8, or nested too deeply).
+            message = "the request body is not readable JSON (it must be UTF-8 and not nested too deeply)"
+        return _error(exc.status_code, message, path=request.url.path)
 
     @api.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
