@@ -23,7 +23,7 @@ from alerts.policy import AlertEvent, UnknownAlert
 from streams.actions import decode_action
 from streams.enrolment import decode_enrolment
 from streams.metrics import Metrics
-from streams.outage import Backoff, RedisOutage
+from streams.outage import Backoff, KafkaWatch, RedisOutage, combined_status
 from streams.processor import BatchProcessor, BatchResult, RawMessage
 from streams.schema import Reason, Rejected
 from streams.security import faust_credentials, redis_client
@@ -34,6 +34,8 @@ log = logging.getLogger("twinmon.worker")
 EXIT_CRASHED = 70  # EX_SOFTWARE
 SWEEP_MAX_LAG = 1000
 CENSUS_INTERVAL_S = 10.0
+KAFKA_PROBE_INTERVAL_S = 3.0
+KAFKA_PROBE_TIMEOUT_S = 2.5
 
 
 @dataclass(slots=True)
@@ -45,6 +47,11 @@ class Worker:
     metrics: Metrics
     redis: Redis
     outage: RedisOutage
+    kafka: KafkaWatch
+
+    def status(self) -> str:
+        """The health endpoint's line: "ok", or what the worker is waiting for."""
+        return combined_status(self.outage.status, self.kafka.status)()
 
 
 def faust_app(settings: Settings) -> faust.App:
@@ -198,6 +205,15 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         if sum(lag_by_partition.values()) < SWEEP_MAX_LAG:
             await _or_exit("sweep", outage.run("sweep", lambda: processor.sweep(int(time.time() * 1000))))
 
+    kafka = KafkaWatch(metrics.registry)
+
+    @app.timer(interval=KAFKA_PROBE_INTERVAL_S)  # type: ignore[untyped-decorator]  # faust's timer is untyped
+    async def probe_kafka() -> None:
+        # Faust's producer wraps an aiokafka producer; its client asks any known broker for cluster metadata.
+        producer = getattr(app.producer, "_producer", None)  # faust exposes no public handle on it
+        if producer is not None:
+            await kafka.probe(producer.client.fetch_all_metadata, KAFKA_PROBE_TIMEOUT_S)
+
     @app.timer(interval=2.0)  # type: ignore[untyped-decorator]  # faust's timer decorator is untyped
     async def report_lag() -> None:
         metrics.worker_up.set(1)
@@ -219,7 +235,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         # Metrics only: open alerts, monitored and stale patients per care team, from the twins in memory.
         await metrics.census(processor.residents(), int(time.time() * 1000), processor.no_data_after_ms)
 
-    return Worker(app=app, processor=processor, metrics=metrics, redis=redis, outage=outage)
+    return Worker(app=app, processor=processor, metrics=metrics, redis=redis, outage=outage, kafka=kafka)
 
 
 async def _or_exit(what: str, work: Any) -> None:

@@ -93,7 +93,7 @@ def worker(metrics_port: int | None) -> None:
     # -- end secure transport
     built = create_app(settings)
     if settings.metrics_port:
-        serve(settings.metrics_host, settings.metrics_port, built.metrics.registry, built.outage.status)
+        serve(settings.metrics_host, settings.metrics_port, built.metrics.registry, built.status)
         click.echo(f"metrics: http://{settings.metrics_host}:{settings.metrics_port}/metrics "
                    "(health: /healthz, /readyz)", err=True)
     # No patient data in logs: the Kafka client's DEBUG output carries message keys and values.

@@ -130,3 +130,58 @@ class RedisOutage:
                 continue
             self._recovered(agent, n)
             return result
+
+
+class KafkaWatch:
+    """Whether the worker can reach a Kafka broker: a metadata request every few seconds (``probe``).
+
+    Faust and aiokafka reconnect by themselves and nothing is lost while the broker is away (offsets are committed
+    only after a batch is stored); this only makes an outage visible: ``twinmon_kafka_up``, the time it began, and
+    the readiness endpoint's text. Read by the health endpoint's thread (plain attribute reads)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.down_since: float | None = None
+        self.last_error: str | None = None
+        self.up = Gauge("twinmon_kafka_up", "1 while a Kafka broker answers the worker's metadata probe, 0 while "
+                        "none does", registry=registry)
+        self.up.set(1)
+        self.down_since_gauge = Gauge(
+            "twinmon_kafka_unavailable_since_timestamp_seconds",
+            "When the current Kafka outage began (0 while a broker answers)", registry=registry)
+
+    def status(self) -> str:
+        if self.down_since is None:
+            return "ok"
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.down_since))
+        return f"kafka unavailable since {since} ({self.last_error}); the client reconnects by itself"
+
+    async def probe(self, fetch_metadata: Callable[[], Awaitable[object]], timeout_s: float) -> bool:
+        """One metadata request; True when a broker answered within ``timeout_s``. Any failure is an outage:
+        a definitive refusal (credentials, ACLs) was already refused at start-up (``streams.connect_check``)."""
+        try:
+            await asyncio.wait_for(fetch_metadata(), timeout_s)
+        except Exception as exc:  # aiokafka raises KafkaError subclasses, OSError or a timeout here
+            self.last_error = type(exc).__name__
+            if self.down_since is None:
+                self.down_since = time.time()
+                self.down_since_gauge.set(self.down_since)
+                self.up.set(0)
+                log.warning("kafka unavailable (%s); the client keeps reconnecting", self.last_error)
+            return False
+        if self.down_since is not None:
+            log.warning("kafka is back after %.1f s", time.time() - self.down_since)
+            self.down_since = None
+            self.last_error = None
+            self.down_since_gauge.set(0)
+            self.up.set(1)
+        return True
+
+
+def combined_status(*statuses: Callable[[], str]) -> Callable[[], str]:
+    """The health endpoint's one line: "ok", or every dependency that is not, joined by "; "."""
+
+    def status() -> str:
+        problems = [text for s in statuses if (text := s()) != "ok"]
+        return "; ".join(problems) if problems else "ok"
+
+    return status

@@ -40,6 +40,14 @@ FAST = {
 SEED = int(os.environ.get("TWINMON_FAULTS_SEED", str(int(time.time()))))
 
 
+def wait_metric(worker: WorkerProcess, name: str, value: float, timeout_s: float) -> bool:
+    """Poll the worker's metrics page until ``name`` equals ``value``; whether it did within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while worker.metric(name) != value and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return worker.metric(name) == value
+
+
 def figures(test: str, **values: object) -> None:
     print(f"\n[faults] {test}: " + ", ".join(f"{k}={v}" for k, v in values.items()), flush=True)
 
@@ -152,10 +160,7 @@ def test_redis_restarted_under_load_the_worker_waits_and_resumes(
             time.sleep(2)
             local("redis.sh", "stop", state)  # TERM: Redis fsyncs its AOF and exits
             stopped = time.monotonic()
-            deadline = stopped + 30
-            while worker.metric("twinmon_redis_up") != 0 and time.monotonic() < deadline:
-                time.sleep(0.2)
-            assert worker.metric("twinmon_redis_up") == 0, "the worker never noticed Redis was gone"
+            assert wait_metric(worker, "twinmon_redis_up", 0, 30), "the worker never noticed Redis was gone"
             code, body = health(worker, "/readyz")
             assert code == 503 and body.startswith("redis unavailable since "), (code, body)
             assert health(worker, "/healthz")[0] == 200
@@ -164,9 +169,7 @@ def test_redis_restarted_under_load_the_worker_waits_and_resumes(
             local("redis.sh", "start", state)
             downtime.append(time.monotonic() - stopped)
             back = time.monotonic()
-            while worker.metric("twinmon_redis_up") != 1 and time.monotonic() - back < 60:
-                time.sleep(0.2)
-            assert worker.metric("twinmon_redis_up") == 1
+            assert wait_metric(worker, "twinmon_redis_up", 1, 60)
             recovery.append(time.monotonic() - back)
         load.wait()
         caught_up = wait_until_twins_equal_replay(dep, redis_url, load, [worker])
@@ -201,13 +204,19 @@ def test_kafka_broker_restarted_under_load_producer_and_worker_resume(
             time.sleep(3)
             stopped = time.monotonic()
             local("kafka.sh", "stop", state)
-            time.sleep(2)
+            # The worker's metadata probe (every 3 s, 2.5 s timeout) notices, and says so in metrics and readiness.
+            assert wait_metric(worker, "twinmon_kafka_up", 0, 30), "the worker never noticed the broker was gone"
+            code, body = health(worker, "/readyz")
+            assert code == 503 and body.startswith("kafka unavailable since "), (code, body)
+            assert health(worker, "/healthz")[0] == 200
             assert local("kafka.sh", "start", state) == bootstrap
             downtime.append(time.monotonic() - stopped)
             assert worker.proc.poll() is None, worker.log.read_text()[-3000:]
+            assert wait_metric(worker, "twinmon_kafka_up", 1, 60)
         load.wait(timeout=300)  # the producer (twinmon simulate) rode the restart and sent everything
         caught_up = wait_until_twins_equal_replay(dep, services.redis_url, load, [worker])
         alerts, duplicates = check_alert_events(dep, bootstrap, load)
+        assert health(worker, "/readyz") == (200, "ok\n")
     finally:
         load.stop()
         worker.stop()

@@ -26,7 +26,7 @@ from prometheus_client.metrics_core import Metric
 
 from alerts.policy import Condition, Level, OpenAlert, PatientAlerts
 from streams.metrics import MAX_CARE_TEAMS, Metrics
-from streams.outage import Backoff, RedisOutage
+from streams.outage import Backoff, KafkaWatch, RedisOutage
 from streams.settings import Settings
 from twin_state import kalman
 from twin_state.profile import Profile, Status
@@ -121,6 +121,7 @@ def rules() -> list[dict[str, Any]]:
 def exported_names() -> set[str]:
     registry = Metrics(CollectorRegistry()).registry
     RedisOutage(registry, Backoff())  # the worker's Redis outage metrics (streams/outage.py)
+    KafkaWatch(registry)  # and its Kafka probe's
     return sample_names(registry.collect())
 
 

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from redis import exceptions as rx
 
 from streams.health import health_app
-from streams.outage import Backoff, RedisOutage, is_outage
+from streams.outage import Backoff, KafkaWatch, RedisOutage, combined_status, is_outage
 from streams.processor import BatchProcessor, RawMessage
 from tests.unit.test_processor import NOW, Recorder, deteriorating
 from twin_state.history import HistoryPoint
@@ -184,3 +184,40 @@ async def test_retrying_through_failures_applies_every_batch_exactly_once() -> N
     # A retried batch republishes its events with the same ids; de-duplicated by id they are the clean run's.
     assert {e.event_id: e for e in events.events} == {e.event_id: e for e in clean_events.events}
     assert len(events.events) > len(clean_events.events)
+
+
+def _gauge(registry: CollectorRegistry, name: str) -> float | None:
+    return registry.get_sample_value(name)
+
+
+async def test_kafka_watch_reports_an_outage_once_and_its_end() -> None:
+    registry = CollectorRegistry()
+    watch = KafkaWatch(registry)
+    assert watch.status() == "ok" and _gauge(registry, "twinmon_kafka_up") == 1
+
+    async def refused() -> object:
+        raise ConnectionRefusedError("connect call failed")
+
+    async def silent() -> object:
+        await asyncio.sleep(10)
+        return None
+
+    async def answered() -> object:
+        return object()
+
+    assert not await watch.probe(refused, 1.0)
+    began = _gauge(registry, "twinmon_kafka_unavailable_since_timestamp_seconds")
+    assert _gauge(registry, "twinmon_kafka_up") == 0 and began
+    assert watch.status().startswith("kafka unavailable since ") and "ConnectionRefusedError" in watch.status()
+    assert not await watch.probe(silent, 0.05)  # a broker that never answers is an outage too
+    assert _gauge(registry, "twinmon_kafka_unavailable_since_timestamp_seconds") == began  # the same outage
+    assert "TimeoutError" in watch.status()
+    assert await watch.probe(answered, 1.0)
+    assert watch.status() == "ok" and _gauge(registry, "twinmon_kafka_up") == 1
+    assert _gauge(registry, "twinmon_kafka_unavailable_since_timestamp_seconds") == 0
+
+
+def test_health_line_names_every_dependency_that_is_down() -> None:
+    assert combined_status(lambda: "ok", lambda: "ok")() == "ok"
+    assert combined_status(lambda: "redis down", lambda: "ok")() == "redis down"
+    assert combined_status(lambda: "redis down", lambda: "kafka down")() == "redis down; kafka down"
