@@ -250,7 +250,9 @@ def test_slow_redis_backpressure_lag_grows_memory_bounded_nothing_dropped(
         worker.wait_for("twinmon_redis_up", 1)  # serving, before any load
         baseline = rss_mb(worker)
         slowed.start()
-        load = Load.start(dep, 200, 300 if CHAOS else 120, speed=0, seed=SEED % 1000 + 4)  # as fast as it can
+        # As fast as it can, and big enough that a backlog remains after the slow spell, so the rate measured
+        # after it is the worker's, not the producer's (with 120 s of data a run caught up inside the window).
+        load = Load.start(dep, 200, 600 if CHAOS else 300, speed=0, seed=SEED % 1000 + 4)
         t0 = time.monotonic()
         while time.monotonic() - t0 < (60 if CHAOS else 15):
             assert worker.proc.poll() is None, worker.log.read_text()[-3000:]
@@ -263,7 +265,8 @@ def test_slow_redis_backpressure_lag_grows_memory_bounded_nothing_dropped(
         time.sleep(0.5)  # the last pause ends
         fast_t0, fast_n0 = time.monotonic(), worker.metric("twinmon_events_consumed_total") or 0.0
         time.sleep(3)
-        fast_rate = ((worker.metric("twinmon_events_consumed_total") or 0.0) - fast_n0) / (time.monotonic() - fast_t0)
+        fast_n1 = worker.metric("twinmon_events_consumed_total") or 0.0
+        fast_rate = (fast_n1 - fast_n0) / (time.monotonic() - fast_t0)
         load.wait()
         caught_up = wait_until_twins_equal_replay(dep, redis_url, load, [worker], timeout=240)
         peak_rss = max([s[2] for s in samples] + [rss_mb(worker)])
@@ -276,6 +279,7 @@ def test_slow_redis_backpressure_lag_grows_memory_bounded_nothing_dropped(
             consumed_per_s_while_slow=round(slow_rate), consumed_per_s_after=round(fast_rate),
             rss_baseline_mb=round(baseline), rss_peak_mb=round(peak_rss), catch_up_s=round(caught_up, 1))
     assert max_lag > 1000, "the lag metric never showed the backlog"
+    assert fast_n1 < len(load.messages), "no backlog left after the slow spell: the fast rate is not the worker's"
     assert slow_rate < fast_rate, "consumption did not slow down while Redis was slow"
     # Faust buffers a bounded number of messages; the backlog stays in Kafka, not in the worker's memory.
     assert peak_rss < baseline + 300, (baseline, peak_rss)
