@@ -648,8 +648,8 @@ def stage_memory_recovery(args: argparse.Namespace, services: Services, tmp: Pat
     prefix = env["TWINMON_REDIS_PREFIX"]
     templates_n = min(1000, args.twins)
     copies = max(1, args.twins // templates_n)
-    say(f"memory: {templates_n:,} template twins after 1 min of data, {copies} copies each")
-    templates, following = template_twins(templates_n, 1.0)
+    say(f"memory: {templates_n:,} template twins after 10 min of data (every wearable vital), {copies} copies each")
+    templates, following = template_twins(templates_n, 10.0)
     before = redis_used(services.redis_url)
     ids = asyncio.run(seed_twins(services, prefix, templates, copies))
     after = redis_used(services.redis_url)

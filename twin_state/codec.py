@@ -4,21 +4,29 @@ Both carry ``FORMAT``; a reader refuses a format it does not know with an error 
 stored as IEEE doubles (MessagePack) or shortest round-trip text (JSON), so a decoded twin is bit-identical
 to the one that was encoded.
 
-The packed layout, version 2 (a MessagePack array)::
+The packed layout, version 3 (a MessagePack array; ``PACKED``)::
 
-    [2, patient_id, partition, offset,
-     [[metric, level, trend, p00, p01, p11, updated_at, accepted, last_raw, last_raw_at, last_device,
-       run, run_mean, baseline, baseline_var, baseline_minutes, streak], ...],
-     [[metric, value, measured_at, device], ...],                    # manual observations
-     [[metric, valid, total, seen_at], ...],                         # data-quality share
-     [[device, seq, measured_at], ...],
+    [3, patient_id, partition, offset, t0,
+     [[metric, level, trend, p00, p01, p11, t0 - updated_at, accepted, last_raw, updated_at - last_raw_at,
+       last_device, run, run_mean, baseline, baseline_var, baseline_minutes, streak], ...],
+     [[metric, value, t0 - measured_at, device], ...],               # manual observations
+     [[metric, valid, total or nil if equal to valid, t0 - seen_at], ...],   # data-quality share
+     [[device, seq, t0 - measured_at], ...],
      [applied, reinitialised, implausible, innovation, late, duplicate]]
 
-Metrics are stored by name, not by position in the enum, so adding a vital never corrupts stored twins.
+Smaller than version 2 with the same fields: 1,359 -> 835 bytes on average for a simulated patient after ten
+minutes of data (seven vitals, three devices), 1,018 -> 616 after one minute; packing costs ~3 us more.
+Metrics are stored as fixed small codes (``METRIC_CODES``, never renumbered, so adding a vital never corrupts
+stored twins); a vital's ``last_device`` as its index in the devices list (the device id itself if it is not
+there); times as offsets from ``t0``, the twin's newest time, which fit in 1-5 bytes instead of 9; a raw
+reading or run mean that is a whole number as an integer; a quality total equal to the valid count as nil.
+Every double decodes to itself: a decoded twin is bit-identical to the one that was encoded. Version 2 blobs
+(metric names, absolute times, device ids per vital) are still read, so stored twins survive an upgrade.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import msgpack
@@ -29,25 +37,58 @@ from twin_state.kalman import LevelTrend
 from twin_state.twin import Counts, DeviceState, Observation, Quality, Twin, VitalState
 
 FORMAT = 2
+"""Version of the readable form (``to_dict``/``from_dict``)."""
+PACKED = 3
+"""Version of the packed form (``pack``); ``unpack`` also reads version 2."""
 _METRICS = {m.value: m for m in Metric}
+METRIC_CODES: dict[Metric, int] = {
+    Metric.HEART_RATE: 0, Metric.SPO2: 1, Metric.RESP_RATE: 2, Metric.TEMPERATURE: 3, Metric.BP_SYSTOLIC: 4,
+    Metric.BP_DIASTOLIC: 5, Metric.ACTIVITY: 6, Metric.CONSCIOUSNESS: 7, Metric.O2_FLOW: 8,
+}
+"""Stored codes of the metrics. Append new metrics with new codes; never change or reuse one."""
+_BY_CODE = {code: m for m, code in METRIC_CODES.items()}
+
+
+def _newest(twin: Twin) -> int:
+    times = [v.updated_at for v in twin.vitals.values()]
+    times += [d.measured_at for d in twin.devices.values()]
+    return max(times) if times else 0
+
+
+def _whole(x: float) -> float | int:
+    """A double that is a whole number (a raw reading of 96, a run mean of 0) as an int: 1-3 bytes, not 9.
+    ``float()`` of it is the same double again; -0.0 and values beyond 2**53 stay doubles."""
+    if x.is_integer() and abs(x) < 2**53 and (x != 0.0 or math.copysign(1.0, x) > 0):
+        return int(x)
+    return x
+
+
+def _unless_valid(q: Quality) -> float | None:
+    """A vital's total reading count, or nil when it equals the valid count (every reading was valid)."""
+    return None if q.total == q.valid and q.total != 0.0 else q.total
 
 
 def pack(twin: Twin) -> bytes:
+    t0 = _newest(twin)
+    code = METRIC_CODES.__getitem__
+    device_index = {d: i for i, d in enumerate(twin.devices)}
     blob: bytes = msgpack.packb(
         [
-            FORMAT,
+            PACKED,
             twin.patient_id,
             twin.partition,
             twin.offset,
+            t0,
             [
-                [m.value, v.filter.level, v.filter.trend, v.filter.p00, v.filter.p01, v.filter.p11, v.updated_at,
-                 v.accepted, v.last_raw, v.last_raw_at, v.last_device, v.run, v.run_mean, v.baseline,
+                [code(m), v.filter.level, v.filter.trend, v.filter.p00, v.filter.p01, v.filter.p11,
+                 t0 - v.updated_at, v.accepted, _whole(v.last_raw), v.updated_at - v.last_raw_at,
+                 device_index.get(v.last_device, v.last_device), v.run, _whole(v.run_mean), v.baseline,
                  v.baseline_var, v.baseline_minutes, v.streak]
                 for m, v in twin.vitals.items()
             ],
-            [[m.value, o.value, o.measured_at, o.device_id] for m, o in twin.observations.items()],
-            [[m.value, q.valid, q.total, q.seen_at] for m, q in twin.quality.items()],
-            [[d, s.seq, s.measured_at] for d, s in twin.devices.items()],
+            [[code(m), o.value, t0 - o.measured_at, o.device_id] for m, o in twin.observations.items()],
+            [[code(m), q.valid, _unless_valid(q), t0 - q.seen_at] for m, q in twin.quality.items()],
+            [[d, s.seq, t0 - s.measured_at] for d, s in twin.devices.items()],
             _counts(twin.counts),
         ],
         use_bin_type=True,
@@ -62,27 +103,51 @@ def unpack(blob: bytes) -> Twin:
         raise CorruptTwin(f"stored twin is not MessagePack: {type(exc).__name__}") from exc
     if not isinstance(data, list) or not data:
         raise CorruptTwin("stored twin is not a versioned record")
-    if data[0] != FORMAT:
-        raise CorruptTwin(f"stored twin has format {data[0]!r}; this twinmon reads format {FORMAT}")
+    if data[0] not in (PACKED, 2):
+        raise CorruptTwin(f"stored twin has format {data[0]!r}; this twinmon reads formats 2 and {PACKED}")
     try:
-        _, pid, partition, offset, vitals, observations, quality, devices, counts = data
-        metric = _METRICS.__getitem__  # a dict look-up rather than Metric(name): 32 -> 31 us per twin
-        return Twin(
-            patient_id=pid,
-            partition=partition,
-            offset=offset,
-            vitals={
-                metric(v[0]): VitalState(LevelTrend(v[1], v[2], v[3], v[4], v[5]), *v[6:]) for v in vitals
-            },
-            observations={metric(o[0]): Observation(o[1], o[2], o[3]) for o in observations},
-            quality={metric(q[0]): Quality(q[1], q[2], q[3]) for q in quality},
-            devices={d[0]: DeviceState(d[1], d[2]) for d in devices},
-            counts=Counts(*counts),
-        )
+        return _unpack_v3(data) if data[0] == PACKED else _unpack_v2(data)
     except KeyError as exc:
         raise CorruptTwin(f"stored twin does not decode: unknown metric {exc}") from exc
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, IndexError) as exc:
         raise CorruptTwin(f"stored twin does not decode: {type(exc).__name__}: {exc}") from exc
+
+
+def _unpack_v3(data: list[Any]) -> Twin:
+    _, pid, partition, offset, t0, vitals, observations, quality, devices, counts = data
+    metric = _BY_CODE.__getitem__
+    names = [d[0] for d in devices]
+    return Twin(
+        patient_id=pid,
+        partition=partition,
+        offset=offset,
+        vitals={
+            metric(v[0]): VitalState(
+                LevelTrend(v[1], v[2], v[3], v[4], v[5]), t0 - v[6], v[7], float(v[8]), t0 - v[6] - v[9],
+                names[v[10]] if isinstance(v[10], int) else v[10], v[11], float(v[12]), *v[13:],
+            )
+            for v in vitals
+        },
+        observations={metric(o[0]): Observation(o[1], t0 - o[2], o[3]) for o in observations},
+        quality={metric(q[0]): Quality(q[1], q[1] if q[2] is None else q[2], t0 - q[3]) for q in quality},
+        devices={d[0]: DeviceState(d[1], t0 - d[2]) for d in devices},
+        counts=Counts(*counts),
+    )
+
+
+def _unpack_v2(data: list[Any]) -> Twin:
+    _, pid, partition, offset, vitals, observations, quality, devices, counts = data
+    metric = _METRICS.__getitem__  # a dict look-up rather than Metric(name): 32 -> 31 us per twin
+    return Twin(
+        patient_id=pid,
+        partition=partition,
+        offset=offset,
+        vitals={metric(v[0]): VitalState(LevelTrend(v[1], v[2], v[3], v[4], v[5]), *v[6:]) for v in vitals},
+        observations={metric(o[0]): Observation(o[1], o[2], o[3]) for o in observations},
+        quality={metric(q[0]): Quality(q[1], q[2], q[3]) for q in quality},
+        devices={d[0]: DeviceState(d[1], d[2]) for d in devices},
+        counts=Counts(*counts),
+    )
 
 
 def _counts(c: Counts) -> list[int]:
