@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from alerts.codec import event_to_wire
 from alerts.policy import AlertEvent, UnknownAlert
+from streams import fastdrain
 from streams.actions import decode_action
 from streams.enrolment import decode_enrolment
 from streams.metrics import Metrics
@@ -56,8 +57,9 @@ class Worker:
 
 def faust_app(settings: Settings) -> faust.App:
     """The Faust application with twinmon's consumer and producer settings (also used by ``twinmon bench``)."""
-    return faust.App(
+    return fastdrain.App(
         settings.app_id,
+        fast_drain=settings.fast_drain,
         broker=[f"kafka://{hp.strip()}" for hp in settings.kafka_bootstrap.split(",")],
         store="memory://",
         web_enabled=False,
@@ -79,6 +81,8 @@ def faust_app(settings: Settings) -> faust.App:
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> Worker:
     app = faust_app(settings)
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
+    if isinstance(app, fastdrain.App):
+        metrics.deliveries(lambda: app.deliveries, fastdrain.PATHS)
     metrics.topics(consumed=(settings.topic_vitals, settings.topic_enrolments, settings.topic_alert_actions),
                    produced=(settings.topic_alerts, settings.topic_dlq))
     redis = redis_client(settings)

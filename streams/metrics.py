@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter as Tally
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as pkg_version
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from alerts.policy import AlertEvent, Condition, Kind, Level, PatientAlerts
 from streams.schema import Reason
@@ -167,6 +169,11 @@ class Metrics:
                 self.alerts_open.labels(condition.value, level.name.lower()).set(0)
         self._teams: set[str] = set()
 
+    def deliveries(self, source: Callable[[], Mapping[str, int]], paths: Sequence[str]) -> None:
+        """``twinmon_kafka_deliveries_total{path}``: how fetched messages reached the streams (streams.fastdrain),
+        read from ``source`` at scrape time; the consumer counts in a plain dict, not a metric, per message."""
+        self.registry.register(_Deliveries(source, tuple(paths)))
+
     def topics(self, consumed: Iterable[str], produced: Iterable[str]) -> None:
         """Create the per-topic series at 0, so a topic that never had a message still shows (as 0)."""
         for topic in consumed:
@@ -255,3 +262,20 @@ def _cap(teams: dict[str, list[float]], most: int) -> dict[str, list[float]]:
         other = [a + b for a, b in zip(other, teams[t], strict=True)]
     kept[OTHER] = other
     return kept
+
+
+class _Deliveries(Collector):
+    def __init__(self, source: Callable[[], Mapping[str, int]], paths: tuple[str, ...]) -> None:
+        self._source, self._paths = source, paths
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        counts = self._source()
+        family = CounterMetricFamily(
+            "twinmon_kafka_deliveries",
+            "Fetched messages handed to the streams, by path: direct (in place), waited (in place, then waited "
+            "for room in the stream's buffer: backpressure), stock (faust-streaming's own path, during rebalances)",
+            labels=["path"],
+        )
+        for path in self._paths:
+            family.add_metric([path], counts.get(path, 0))
+        yield family

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     replication_factor: int = Field(1, ge=1)
     batch_max: int = Field(2000, ge=1, description="Most events handed to the twin core at once")
     batch_within_ms: int = Field(50, ge=1, description="Longest wait to fill a batch")
+    fast_drain: bool = Field(True, description="Hand fetched messages to the streams without two tasks each "
+                             "(streams/fastdrain.py); false = faust-streaming's stock consumer")
     metrics_host: str = Field("127.0.0.1", description="Address the Prometheus endpoint binds")
     metrics_port: int = Field(9464, ge=0, le=65535, description="Port of the Prometheus endpoint (0 = off)")
     data_dir: str = Field(".twinmon/worker", description="Faust's working directory for this worker")

@@ -73,6 +73,17 @@ def own_kafka(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     yield from _own("kafka.sh", tmp_path)
 
 
+def slow_redis(redis_url: str, stop: threading.Event) -> None:
+    """CLIENT PAUSE cycles until ``stop``: Redis serves nobody for 400 ms of every 500 ms, a real Redis made slow."""
+    admin = Redis.from_url(redis_url)
+    try:
+        while not stop.is_set():
+            admin.client_pause(400, all=True)
+            time.sleep(0.5)
+    finally:
+        admin.close()
+
+
 def wait_consuming(worker: WorkerProcess, timeout: float = 90) -> float:
     """Seconds until the worker has applied a first batch."""
     started = time.monotonic()
@@ -233,19 +244,8 @@ def test_slow_redis_backpressure_lag_grows_memory_bounded_nothing_dropped(
     dep = new_deployment(services.bootstrap, redis_url, tmp_path)
     worker = dep.start_worker(**FAST)
     stop = threading.Event()
-
-    def slow_redis() -> None:
-        # CLIENT PAUSE cycles: Redis serves nobody for 400 ms of every 500 ms, a real Redis made slow.
-        admin = Redis.from_url(redis_url)
-        try:
-            while not stop.is_set():
-                admin.client_pause(400, all=True)
-                time.sleep(0.5)
-        finally:
-            admin.close()
-
     samples: list[tuple[float, float, float]] = []  # (consumed, lag, rss MB)
-    slowed = threading.Thread(target=slow_redis, daemon=True)
+    slowed = threading.Thread(target=slow_redis, args=(redis_url, stop), daemon=True)
     try:
         worker.wait_for("twinmon_redis_up", 1)  # serving, before any load
         baseline = rss_mb(worker)
@@ -283,3 +283,56 @@ def test_slow_redis_backpressure_lag_grows_memory_bounded_nothing_dropped(
     assert slow_rate < fast_rate, "consumption did not slow down while Redis was slow"
     # Faust buffers a bounded number of messages; the backlog stays in Kafka, not in the worker's memory.
     assert peak_rss < baseline + 300, (baseline, peak_rss)
+
+
+def test_rebalances_while_backpressured_nothing_lost_nothing_applied_twice(
+    services: Services, own_redis: tuple[str, Path], tmp_path: Path
+) -> None:
+    """The case streams/fastdrain.py must get right: deliveries waiting for room in a full stream buffer (Redis
+    slow, the agent behind) when a rebalance suspends the flow. Workers join and leave the group while the first
+    one is backpressured; afterwards the twins equal the replay and every alert event is there once by id."""
+    redis_url, _ = own_redis
+    dep = new_deployment(services.bootstrap, redis_url, tmp_path)
+    a = dep.start_worker("a", **FAST)
+    stop = threading.Event()
+    slowed = threading.Thread(target=slow_redis, args=(redis_url, stop), daemon=True)
+    joins = 4 if CHAOS else 2
+    load = None
+    others: list[WorkerProcess] = []
+    try:
+        a.wait_for("twinmon_redis_up", 1)
+        slowed.start()
+        load = Load.start(dep, 200, 180, speed=0, seed=SEED % 1000 + 5)
+        wait_consuming(a)
+        waited = 0.0
+        for i in range(joins):
+            # Wait until more of a's deliveries have waited for room: it is backpressured when the group changes.
+            deadline = time.monotonic() + 60
+            while (now := a.metric("twinmon_kafka_deliveries_total", {"path": "waited"}) or 0.0) <= waited:
+                assert time.monotonic() < deadline, "the worker never waited for room in its stream buffer"
+                time.sleep(0.2)
+            waited = now
+            b = dep.start_worker(f"b{i}", **FAST)
+            others.append(b)
+            wait_consuming(b)
+            time.sleep(1.0)
+            b.stop()  # leaves the group: a second rebalance
+            assert b.proc.returncode == 0, b.log.read_text()[-3000:]
+            assert a.proc.poll() is None, a.log.read_text()[-3000:]
+        stop.set()
+        slowed.join(5)
+        load.wait()
+        caught_up = wait_until_twins_equal_replay(dep, redis_url, load, [a], timeout=240)
+        alerts, duplicates = check_alert_events(dep, services.bootstrap, load)
+        paths = {p: a.metric("twinmon_kafka_deliveries_total", {"path": p}) for p in ("direct", "waited", "stock")}
+    finally:
+        stop.set()
+        if load is not None:
+            load.stop()
+        for w in [a, *others]:
+            w.stop()
+    assert a.proc.returncode == 0, a.log.read_text()[-3000:]
+    figures("rebalances while backpressured", events=len(load.messages), joins_and_leaves=joins,
+            catch_up_s=round(caught_up, 1), alert_events=alerts, republished_copies=duplicates,
+            deliveries=paths, last_waited=waited)
+    assert (paths["waited"] or 0) > 0, "no delivery ever waited for room: the test did not exercise backpressure"
