@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     replication_factor: int = Field(1, ge=1)
     batch_max: int = Field(2000, ge=1, description="Most events handed to the twin core at once")
     batch_within_ms: int = Field(50, ge=1, description="Longest wait to fill a batch")
+    stream_buffer: int = Field(65536, ge=1, description="Fetched messages a worker buffers per stream before "
+                               "the fetcher waits (Faust's stream_buffer_maxsize)")
     fast_drain: bool = Field(True, description="Hand fetched messages to the streams without two tasks each "
                              "(streams/fastdrain.py); false = faust-streaming's stock consumer")
     metrics_host: str = Field("127.0.0.1", description="Address the Prometheus endpoint binds")

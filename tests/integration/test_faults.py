@@ -293,7 +293,9 @@ def test_rebalances_while_backpressured_nothing_lost_nothing_applied_twice(
     one is backpressured; afterwards the twins equal the replay and every alert event is there once by id."""
     redis_url, _ = own_redis
     dep = new_deployment(services.bootstrap, redis_url, tmp_path)
-    a = dep.start_worker("a", **FAST)
+    # A small stream buffer, so that the fetcher fills it and waits within seconds of the load starting.
+    small = {**FAST, "TWINMON_STREAM_BUFFER": "256"}
+    a = dep.start_worker("a", **small)
     stop = threading.Event()
     slowed = threading.Thread(target=slow_redis, args=(redis_url, stop), daemon=True)
     joins = 4 if CHAOS else 2
@@ -312,7 +314,7 @@ def test_rebalances_while_backpressured_nothing_lost_nothing_applied_twice(
                 assert time.monotonic() < deadline, "the worker never waited for room in its stream buffer"
                 time.sleep(0.2)
             waited = now
-            b = dep.start_worker(f"b{i}", **FAST)
+            b = dep.start_worker(f"b{i}", **small)
             others.append(b)
             wait_consuming(b)
             time.sleep(1.0)
