@@ -25,6 +25,10 @@
 #                          twinmon, as TWINMON_REDIS_PREFIX)
 #   REDIS_ACL_COMMANDS     the client user's commands (default: what twinmon
 #                          uses, see DEFAULT_ACL_COMMANDS below)
+#   REDIS_FEED_PASSWORD    if set, a second user for the care-team feed
+#                          (twinmon serve), REDIS_FEED_USER (default
+#                          twinmon-feed), same key prefix, the commands in
+#                          DEFAULT_FEED_ACL_COMMANDS (REDIS_FEED_ACL_COMMANDS)
 #
 # Only the URL goes to stdout; everything else goes to stderr so callers
 # can do URL=$(redis.sh start DIR).
@@ -169,6 +173,10 @@ SECURE_CERT_DIR=
 # pipelines, SCAN for the patient list, PING. (redis-py also tries CLIENT
 # SETINFO on connect; it ignores a refusal, and Redis 7.0 has no such command.)
 DEFAULT_ACL_COMMANDS="+evalsha +eval +script|load +script|exists +hget +hmget +hset +rpush +ltrim +lrange +sadd +srem +smembers +scan +multi +exec +discard +ping"
+# The feed reads twins, profiles, history and its indexes, and writes only the
+# audit and alert-history indexes (one Lua script: HSETNX, ZADD, ZCARD, ZRANGE,
+# ZREMRANGEBYRANK, HDEL; scripts' commands are checked against the ACL too).
+DEFAULT_FEED_ACL_COMMANDS="+evalsha +eval +script|load +script|exists +hget +hmget +lrange +smembers +sismember +hsetnx +hdel +zadd +zcard +zrange +zremrangebyrank +zrevrangebyscore +scan +ping"
 
 check_password() {
     local name=$1 value=${!1:-}
@@ -182,16 +190,20 @@ sha256() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
 # users.acl holds only SHA-256 hashes of the passwords; the default
 # (passwordless) user is off.
 write_secure_config() {
-    local state=$1 port=$2 cert=$SECURE_CERT_DIR user prefix
+    local state=$1 port=$2 cert=$SECURE_CERT_DIR user prefix feed_user
     user=${REDIS_CLIENT_USER:-twinmon}
+    feed_user=${REDIS_FEED_USER:-twinmon-feed}
     prefix=${REDIS_KEY_PREFIX:-twinmon}
     [[ -s $cert/ca.pem && -s $cert/server.pem && -s $cert/server.key ]] \
         || die "$cert has no ca.pem/server.pem/server.key (make them with certs.sh $cert)"
     [[ $user =~ ^[A-Za-z0-9._-]+$ && $user != admin && $user != default ]] \
         || die "bad REDIS_CLIENT_USER '$user'"
+    [[ $feed_user =~ ^[A-Za-z0-9._-]+$ && $feed_user != admin && $feed_user != default && $feed_user != "$user" ]] \
+        || die "bad REDIS_FEED_USER '$feed_user'"
     [[ $prefix =~ ^[A-Za-z0-9._-]+$ ]] || die "bad REDIS_KEY_PREFIX '$prefix'"
     check_password REDIS_ADMIN_PASSWORD
     check_password REDIS_CLIENT_PASSWORD
+    [[ -z ${REDIS_FEED_PASSWORD:-} ]] || check_password REDIS_FEED_PASSWORD
     (
         umask 077
         cat >"$state/users.acl" <<EOF
@@ -199,6 +211,9 @@ user default off resetkeys resetchannels -@all
 user admin on #$(sha256 "$REDIS_ADMIN_PASSWORD") ~* &* +@all
 user $user on #$(sha256 "$REDIS_CLIENT_PASSWORD") resetchannels ~$prefix:* -@all ${REDIS_ACL_COMMANDS:-$DEFAULT_ACL_COMMANDS}
 EOF
+        if [[ -n ${REDIS_FEED_PASSWORD:-} ]]; then
+            echo "user $feed_user on #$(sha256 "$REDIS_FEED_PASSWORD") resetchannels ~$prefix:* -@all ${REDIS_FEED_ACL_COMMANDS:-$DEFAULT_FEED_ACL_COMMANDS}" >>"$state/users.acl"
+        fi
         cat >"$state/redis.conf" <<EOF
 # Written by deploy/local/redis.sh start-secure on every start.
 port 0

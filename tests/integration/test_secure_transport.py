@@ -15,14 +15,14 @@ import secrets
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from pydantic import SecretStr
-from redis.exceptions import AuthenticationError, NoPermissionError
+from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
 
 from streams.kafka_io import produce_all
 from streams.schema import encode
@@ -61,7 +61,7 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
     root = tmp_path_factory.mktemp("secure")
     certs, kafka_state, redis_state = root / "certs", root / "kafka", root / "redis"
     passwords = {name: secrets.token_urlsafe(18) for name in ("kafka_admin", "kafka_client", "redis_admin",
-                                                               "redis_client")}
+                                                               "redis_client", "redis_feed")}
     env = {
         **os.environ,
         "KAFKA_ADMIN_PASSWORD": passwords["kafka_admin"],
@@ -70,6 +70,7 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
         "KAFKA_ACL_GROUP_PREFIX": TAG,
         "REDIS_ADMIN_PASSWORD": passwords["redis_admin"],
         "REDIS_CLIENT_PASSWORD": passwords["redis_client"],
+        "REDIS_FEED_PASSWORD": passwords["redis_feed"],  # the care-team feed's own user (twinmon-feed)
         "REDIS_KEY_PREFIX": TAG,
     }
     _script("certs.sh", str(certs), env=env)
@@ -284,6 +285,35 @@ def test_redis_acl_user_is_least_privilege(secure: Secure) -> None:
     asyncio.run(go())
 
 
+def test_the_feeds_redis_user_reads_but_cannot_write_twins_profiles_or_history(secure: Secure) -> None:
+    worker_url = secure.env["TWINMON_REDIS_URL"]
+    feed_url = worker_url.replace(f"twinmon:{secure.passwords['redis_client']}@",
+                                  f"twinmon-feed:{secure.passwords['redis_feed']}@")
+    settings = _settings({**secure.env, "TWINMON_REDIS_URL": feed_url})
+
+    async def go() -> None:
+        client = redis_client(settings)
+        try:
+            assert await client.ping()
+            assert await client.hget(f"{TAG}:twin:{{nobody}}", "s") is None  # reads its prefix
+            for denied in (
+                lambda: client.hset(f"{TAG}:twin:{{x}}", "s", "1"),  # twins, profiles: the worker's to write
+                lambda: client.rpush(f"{TAG}:hist:{{x}}", "1"),
+                lambda: client.sadd(f"{TAG}:team:ward-9", "x"),
+                lambda: client.hget("other:probe", "f"),
+                # Its Lua permission does not widen it: a script's commands are checked against the same ACL.
+                lambda: client.eval("return redis.call('HSET', KEYS[1], 's', '1')", 1, f"{TAG}:twin:{{x}}"),
+                lambda: client.flushall(),
+            ):
+                with pytest.raises((NoPermissionError, ResponseError)) as refused:
+                    await denied()
+                assert any(w in str(refused.value).lower() for w in ("permission", "can't run this command"))
+        finally:
+            await client.aclose()
+
+    asyncio.run(go())
+
+
 def test_kafka_acls_keep_the_client_user_to_its_topics_and_groups(secure: Secure) -> None:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -328,3 +358,54 @@ def test_kafka_acls_keep_the_client_user_to_its_topics_and_groups(secure: Secure
                 await consumer.stop()
 
     asyncio.run(go())
+
+
+def test_feed_over_sasl_ssl_and_redis_tls_with_acl_users(secure: Secure, deployment: Deployment) -> None:
+    """``twinmon serve`` (API, audit and alert indexers, live alert consumer) as least-privilege users (Kafka:
+    the application's; Redis: the feed's own ``twinmon-feed``, which cannot write twins):
+    enrolment through the audit and enrolment topics, alerts listed from Redis, an acknowledgement through the
+    audit and alert-actions topics back to the stored alert, the audit trail read back."""
+    from tests.integration.feed_helpers import wait_until
+
+    settings = _settings(secure.env)
+    deployment.run("topics", "create")
+    nurse = deployment.token("nurse-5", "ward-9")
+    worker = deployment.start_worker("feed-worker")
+    # The feed as its own, narrower ACL user (redis.sh's DEFAULT_FEED_ACL_COMMANDS, docs/configuration.md).
+    feed_url = secure.env["TWINMON_REDIS_URL"].replace(f"twinmon:{secure.passwords['redis_client']}@",
+                                                       f"twinmon-feed:{secure.passwords['redis_feed']}@")
+    assert feed_url != secure.env["TWINMON_REDIS_URL"]
+    api = deployment.start_api(TWINMON_REDIS_URL=feed_url)
+    pid = "feed-000001"  # enrolled through the API; not one of the other tests' patients
+    try:
+        call = api.call
+        assert call("GET", "/readyz", None, expect=200).json()["checks"] == {"redis": True, "kafka": True,
+                                                                             "live_alerts": True}
+        call("POST", "/api/patients", nurse, json={"patient_id": pid}, expect=202)
+        wait_until("the enrolment applied", lambda: [p["patient_id"] for p in call(
+            "GET", "/api/patients", nurse, expect=200).json()] == [pid], timeout=60)
+        start = int(time.time() * 1000) - 3 * 3_600_000
+        readings = [(pid.encode(), encode(replace(r, patient_id=pid)))
+                    for _, r in simulate(2, 3 * 3600.0, 0.25, 41, start, 1.0) if r.patient_id == "sim-000001"]
+        asyncio.run(produce_all(settings, settings.topic_vitals, readings))
+        alerts = wait_until("an open alert", lambda: call("GET", "/api/alerts", nurse, expect=200).json(),
+                            timeout=120)
+        aid = {"alert_id": alerts[0]["alert_id"]}
+        call("POST", "/api/alerts/{alert_id}/acknowledge", nurse, path=aid, expect=202)
+        wait_until("the acknowledgement stored", lambda: any(
+            a["alert_id"] == aid["alert_id"] and a["acknowledged_by"] == "nurse-5"
+            for a in call("GET", "/api/alerts", nurse, expect=200).json()), timeout=60)
+        detail = call("GET", "/api/patients/{patient_id}", nurse, path={"patient_id": pid}, expect=200).json()
+        assert {v["metric"] for v in detail["vitals"]} >= {"heart_rate", "spo2"}
+        audit = wait_until("both changes in the audit trail", lambda: [
+            e for e in call("GET", "/api/audit", nurse, expect=200).json()["items"]
+            if e["action"] in ("enrol", "acknowledge")], timeout=60)
+        assert {e["action"] for e in audit} == {"enrol", "acknowledge"}
+        assert all(e["user"] == "nurse-5" for e in audit)
+    finally:
+        api.stop()
+        worker.stop()
+    everything = api.log.read_text(errors="replace") + worker.log.read_text(errors="replace")
+    assert "NOPERM" not in everything and "NoPermission" not in everything, everything[-3000:]
+    for secret in [*secure.passwords.values(), nurse]:
+        assert secret not in everything
