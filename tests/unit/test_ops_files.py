@@ -292,6 +292,29 @@ def test_compose_prometheus_scrapes_every_worker_replica_with_the_rules() -> Non
         DEPLOY / "Dockerfile").read_text()
 
 
+def test_the_image_holds_every_package_the_project_installs() -> None:
+    # The image once lacked feed/, so `twinmon serve` could not start in it.
+    import tomllib
+
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert "feed" in packages
+    for package in packages:
+        assert f"COPY {package} ./{package}\n" in dockerfile, package
+
+
+def test_compose_runs_the_feed_reachable_with_its_tokens_on_a_volume() -> None:
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    feed = compose["services"]["feed"]
+    assert feed["command"] == ["serve"]
+    env = feed["environment"]
+    assert env["TWINMON_API_HOST"] == "0.0.0.0"  # noqa: S104 - published port
+    assert f"{Settings().api_port}:{Settings().api_port}" in feed["ports"]
+    volume, mount = feed["volumes"][0].split(":")
+    assert volume in compose["volumes"] and env["TWINMON_TOKENS_FILE"].startswith(mount + "/")
+    assert {k for k in env if k.startswith("TWINMON_")} <= {f"TWINMON_{n.upper()}" for n in Settings.model_fields}
+
+
 # --- Kubernetes -------------------------------------------------------------------------------------------------
 
 
@@ -380,6 +403,36 @@ def test_k8s_worker_has_probes_resources_config_and_secrets_that_exist() -> None
     assert service["spec"]["selector"].items() <= redis["spec"]["template"]["metadata"]["labels"].items()
     assert redis["spec"]["volumeClaimTemplates"]
     assert "@twinmon-redis:6379/" in secret["stringData"]["redis-url"]
+
+
+def test_k8s_feed_has_probes_its_own_redis_url_tokens_and_a_service() -> None:
+    docs = all_k8s()
+    find = {(d["kind"], d["metadata"]["name"]): d for _, d in docs}
+    feed, service = find[("Deployment", "twinmon-feed")], find[("Service", "twinmon-feed")]
+    secret, config = find[("Secret", "twinmon")], find[("ConfigMap", "twinmon")]
+    pod = feed["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    assert container["args"] == ["serve"] and feed["spec"]["replicas"] >= 2
+    assert [p["containerPort"] for p in container["ports"] if p["name"] == "http"] == [Settings().api_port]
+    assert "TWINMON_API_PORT" not in config["data"] or int(config["data"]["TWINMON_API_PORT"]) == Settings().api_port
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    known = {f"TWINMON_{name.upper()}" for name in Settings.model_fields}
+    env = {e["name"]: e for e in container["env"]}
+    assert set(env) <= known
+    assert env["TWINMON_API_HOST"]["value"] == "0.0.0.0"  # noqa: S104 - behind the Service
+    assert env["TWINMON_REDIS_URL"]["valueFrom"]["secretKeyRef"]["key"] == "feed-redis-url"
+    for e in env.values():
+        if "valueFrom" in e:
+            assert e["valueFrom"]["secretKeyRef"]["key"] in secret["stringData"], e
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    tokens = next(v for v in pod["spec"]["volumes"] if v["name"] == "tokens")
+    (item,) = tokens["secret"]["items"]
+    assert item["key"] in secret["stringData"] and json.loads(secret["stringData"][item["key"]])["tokens"] == []
+    assert env["TWINMON_TOKENS_FILE"]["value"] == f"{mounts['tokens']}/{item['path']}"
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
 
 
 # --- the metrics page -------------------------------------------------------------------------------------------
