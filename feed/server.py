@@ -9,6 +9,7 @@ import uvicorn
 
 from feed.api import create_api
 from streams.kafka_io import producer, start_producer
+from streams.logsafety import limit_repeats
 from streams.security import redis_client
 from streams.settings import Settings
 
@@ -27,6 +28,7 @@ async def preflight(settings: Settings) -> None:
 
 def serve(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    limit_repeats()
     config = uvicorn.Config(create_api(settings), host=settings.api_host, port=settings.api_port,
                             access_log=False, log_level=settings.log_level.lower(), proxy_headers=False,
                             server_header=False, timeout_graceful_shutdown=5)

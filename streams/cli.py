@@ -97,9 +97,10 @@ def worker(metrics_port: int | None) -> None:
         click.echo(f"metrics: http://{settings.metrics_host}:{settings.metrics_port}/metrics "
                    "(health: /healthz, /readyz)", err=True)
     # No patient data in logs: the Kafka client's DEBUG output carries message keys and values.
-    from streams.logsafety import hold_payload_loggers
+    from streams.logsafety import hold_payload_loggers, limit_repeats
 
     hold_payload_loggers(settings.log_level)
+    limit_repeats()
     faust.Worker(built.app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
 
 

@@ -25,6 +25,9 @@ def load_settings() -> Settings:
 def run_kafka(coro: Any, settings: Settings) -> Any:
     from aiokafka.errors import KafkaConnectionError, KafkaError
 
+    from streams.logsafety import limit_repeats
+
+    limit_repeats()  # a broker restart during `twinmon simulate` logged 30,000 identical lines in 14 s
     try:
         return asyncio.run(coro)
     except KafkaConnectionError:
