@@ -33,6 +33,7 @@ from alerts.policy import PatientAlerts
 from feed import models, views
 from feed.background import Hub, alert_history_indexer, audit_indexer, live_alerts
 from feed.index import FeedIndex
+from feed.shared import SharedByTeam
 from feed.tokens import Principal, TokenBook
 from streams.actions import AlertActionV1
 from streams.enrolment import ANCHORED_ID, EnrolmentV1, profile_to_wire
@@ -148,6 +149,9 @@ class Feed:
         self.profiles = RedisProfileStore(self.redis, settings.redis_prefix)
         self.index = FeedIndex(self.redis, settings.redis_prefix)
         self.hub = Hub()
+        # The live streams' summaries, computed once per team however many pages the team has open.
+        self.live_summaries: SharedByTeam[list[models.PatientSummary]] = SharedByTeam(
+            lambda team: self.summaries(team, int(time.time() * 1000)), settings.api_twin_poll_s / 2)
         self._producer: AIOKafkaProducer | None = None  # made in start(): aiokafka needs the running loop
         self.producer_started = False
         self.tasks: list[asyncio.Task[None]] = []
@@ -470,7 +474,7 @@ async def _events(feed: Feed, team: str, request: Request, still_valid: Callable
             if now >= next_poll:
                 next_poll = now + settings.api_twin_poll_s
                 changed = []
-                for s in await feed.summaries(team, int(time.time() * 1000)):
+                for s in await feed.live_summaries.get(team):
                     blob = s.model_dump_json()
                     if sent.get(s.patient_id) != blob:
                         sent[s.patient_id] = blob
