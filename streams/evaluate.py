@@ -80,6 +80,7 @@ Every key is optional; what is not given keeps the default. Unknown sections or 
     horizons_min = [30.0, 60.0]
     manual_max_age_min = 720.0
     single_three = "low-medium"                # NEWS2 band: low-medium|medium
+    slow_persistence_min = 0.0                 # slow trend's persistence in forecasts; 0 = not used
     [risk.stale_after_ms]                      # merged into the defaults; vital name -> ms
     heart_rate = 300000
 
@@ -806,6 +807,8 @@ def _risk(table: Mapping[str, object], base: RiskSettings, where: str) -> RiskSe
             changes[key] = tuple(_number(v, f"{at}[{i}]") for i, v in enumerate(value))
         elif key == "manual_max_age_min":
             changes[key] = _number(value, at)
+        elif key == "slow_persistence_min":
+            changes[key] = _number(value, at, lo_open=False)
         elif key == "single_three":
             allowed = (RiskBand.LOW_MEDIUM.value, RiskBand.MEDIUM.value)
             if value not in allowed:
@@ -888,7 +891,7 @@ def settings_json(e: Evaluation) -> dict[str, Any]:
         },
         "risk": {
             "horizons_min": list(r.horizons_min), "manual_max_age_min": r.manual_max_age_min,
-            "single_three": r.single_three.value,
+            "single_three": r.single_three.value, "slow_persistence_min": r.slow_persistence_min,
             "stale_after_ms": {m.value: ms for m, ms in r.stale_after_ms.items()},
         },
         "technical": {"no_data_after_ms": t.no_data_after_ms, "quality_floor": t.quality_floor,

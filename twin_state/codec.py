@@ -4,17 +4,20 @@ Both carry ``FORMAT``; a reader refuses a format it does not know with an error 
 stored as IEEE doubles (MessagePack) or shortest round-trip text (JSON), so a decoded twin is bit-identical
 to the one that was encoded.
 
-The packed layout, version 2 (a MessagePack array)::
+The packed layout, version 3 (a MessagePack array)::
 
-    [2, patient_id, partition, offset,
+    [3, patient_id, partition, offset,
      [[metric, level, trend, p00, p01, p11, updated_at, accepted, last_raw, last_raw_at, last_device,
-       run, run_mean, baseline, baseline_var, baseline_minutes, streak], ...],
+       run, run_mean, baseline, baseline_var, baseline_minutes, streak,
+       slow_level, slow_trend, slow_p00, slow_p01, slow_p11], ...],     # slow_*: nil when there is none
      [[metric, value, measured_at, device], ...],                    # manual observations
      [[metric, valid, total, seen_at], ...],                         # data-quality share
      [[device, seq, measured_at], ...],
      [applied, reinitialised, implausible, innovation, late, duplicate]]
 
 Metrics are stored by name, not by position in the enum, so adding a vital never corrupts stored twins.
+Version 2 (the same without the five slow-trend fields) is still read: its twins start their slow trend at
+their next reading.
 """
 
 from __future__ import annotations
@@ -28,7 +31,10 @@ from twin_state.errors import CorruptTwin
 from twin_state.kalman import LevelTrend
 from twin_state.twin import Counts, DeviceState, Observation, Quality, Twin, VitalState
 
-FORMAT = 2
+FORMAT = 3
+READABLE = frozenset({2, FORMAT})
+_SLOW_FIELDS = 17
+"""Index of the first slow-trend field in a packed vital."""
 _METRICS = {m.value: m for m in Metric}
 
 
@@ -42,7 +48,7 @@ def pack(twin: Twin) -> bytes:
             [
                 [m.value, v.filter.level, v.filter.trend, v.filter.p00, v.filter.p01, v.filter.p11, v.updated_at,
                  v.accepted, v.last_raw, v.last_raw_at, v.last_device, v.run, v.run_mean, v.baseline,
-                 v.baseline_var, v.baseline_minutes, v.streak]
+                 v.baseline_var, v.baseline_minutes, v.streak, *_slow_fields(v.slow)]
                 for m, v in twin.vitals.items()
             ],
             [[m.value, o.value, o.measured_at, o.device_id] for m, o in twin.observations.items()],
@@ -62,8 +68,8 @@ def unpack(blob: bytes) -> Twin:
         raise CorruptTwin(f"stored twin is not MessagePack: {type(exc).__name__}") from exc
     if not isinstance(data, list) or not data:
         raise CorruptTwin("stored twin is not a versioned record")
-    if data[0] != FORMAT:
-        raise CorruptTwin(f"stored twin has format {data[0]!r}; this twinmon reads format {FORMAT}")
+    if data[0] not in READABLE:
+        raise CorruptTwin(f"stored twin has format {data[0]!r}; this twinmon reads formats {_readable()}")
     try:
         _, pid, partition, offset, vitals, observations, quality, devices, counts = data
         metric = _METRICS.__getitem__  # a dict look-up rather than Metric(name): 32 -> 31 us per twin
@@ -72,7 +78,7 @@ def unpack(blob: bytes) -> Twin:
             partition=partition,
             offset=offset,
             vitals={
-                metric(v[0]): VitalState(LevelTrend(v[1], v[2], v[3], v[4], v[5]), *v[6:]) for v in vitals
+                metric(v[0]): _vital(v) for v in vitals
             },
             observations={metric(o[0]): Observation(o[1], o[2], o[3]) for o in observations},
             quality={metric(q[0]): Quality(q[1], q[2], q[3]) for q in quality},
@@ -81,8 +87,30 @@ def unpack(blob: bytes) -> Twin:
         )
     except KeyError as exc:
         raise CorruptTwin(f"stored twin does not decode: unknown metric {exc}") from exc
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, IndexError) as exc:
         raise CorruptTwin(f"stored twin does not decode: {type(exc).__name__}: {exc}") from exc
+
+
+def _vital(v: list[Any]) -> VitalState:
+    return VitalState(LevelTrend(v[1], v[2], v[3], v[4], v[5]), updated_at=v[6], accepted=v[7], last_raw=v[8],
+                      last_raw_at=v[9], last_device=v[10], run=v[11], run_mean=v[12], baseline=v[13],
+                      baseline_var=v[14], baseline_minutes=v[15], streak=v[16], slow=_slow(v[_SLOW_FIELDS:]))
+
+
+def _readable() -> str:
+    return " and ".join(map(str, sorted(READABLE)))
+
+
+def _slow_fields(slow: LevelTrend | None) -> list[float | None]:
+    return [None] * 5 if slow is None else [slow.level, slow.trend, slow.p00, slow.p01, slow.p11]
+
+
+def _slow(fields: list[Any]) -> LevelTrend | None:
+    if not fields or fields[0] is None:
+        return None
+    if len(fields) != 5:
+        raise ValueError(f"slow trend has {len(fields)} fields, not 5")
+    return LevelTrend(*fields)
 
 
 def _counts(c: Counts) -> list[int]:
@@ -108,6 +136,7 @@ def to_dict(twin: Twin) -> dict[str, Any]:
                 "last_device": v.last_device,
                 "run": [v.run, v.run_mean, v.streak],
                 "baseline": [v.baseline, v.baseline_var, v.baseline_minutes],
+                "slow": None if v.slow is None else _slow_fields(v.slow),
             }
             for m, v in sorted(twin.vitals.items())
         },
@@ -123,8 +152,8 @@ def to_dict(twin: Twin) -> dict[str, Any]:
 
 def from_dict(data: dict[str, Any]) -> Twin:
     try:
-        if data["format"] != FORMAT:
-            raise CorruptTwin(f"twin has format {data['format']!r}; this twinmon reads format {FORMAT}")
+        if data["format"] not in READABLE:
+            raise CorruptTwin(f"twin has format {data['format']!r}; this twinmon reads formats {_readable()}")
         return Twin(
             patient_id=str(data["patient_id"]),
             partition=int(data["partition"]),
@@ -136,6 +165,7 @@ def from_dict(data: dict[str, Any]) -> Twin:
                     last_raw_at=v["last_raw_at"], last_device=v["last_device"],
                     run=v["run"][0], run_mean=v["run"][1], streak=v["run"][2],
                     baseline=v["baseline"][0], baseline_var=v["baseline"][1], baseline_minutes=v["baseline"][2],
+                    slow=_slow(v.get("slow") or []),
                 )
                 for name, v in data["vitals"].items()
             },

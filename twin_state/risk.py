@@ -4,8 +4,9 @@ NEWS2 now scores each vital's filtered estimate projected to ``now`` (a stale vi
 guessed) and the latest manual observations within ``manual_max_age_min``. It is never personalised: a high
 NEWS2 is reported as the chart says.
 
-Predicted risk uses each vital's forecast distribution (normal, from the Kalman filter, damped trend)
-at a third, two thirds and all of the horizon. For each parameter the probability of each subscore is the
+Predicted risk uses each vital's forecast distribution (normal, from the Kalman filter, damped trend, and the
+slow trend when ``RiskSettings.slow_persistence_min`` asks for it: ``forecast.damped_moments``) at a third,
+two thirds and all of the horizon. For each parameter the probability of each subscore is the
 normal mass over the subscore's interval of real values (the rounding rule of ``news2`` widens each charted
 band by half a chart unit); parameters are taken as independent, so the distribution of the aggregate is
 the convolution of theirs. The probability of reaching a threshold within the horizon is the largest of
@@ -31,9 +32,10 @@ from twin_state.catalogue import (
     BASELINE_MATURE_MIN,
     CATALOGUE,
     FORECAST_DIFFUSION,
-    TREND_PERSISTENCE_MIN,
+    SLOW_PERSISTENCE_MIN,
     Metric,
 )
+from twin_state.forecast import damped_moments, slow_now
 from twin_state.news2 import (
     Inputs,
     Param,
@@ -85,6 +87,9 @@ class RiskSettings:
     """How long a nurse's ACVPU or oxygen entry counts for NEWS2."""
     single_three: RiskBand = RiskBand.LOW_MEDIUM
     stale_after_ms: Mapping[Metric, int] = field(default_factory=lambda: dict(DEFAULT_STALE_AFTER_MS))
+    slow_persistence_min: float = SLOW_PERSISTENCE_MIN
+    """How long each vital's slow trend is expected to persist in the forecast (``forecast.damped_moments``);
+    0 leaves it out."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,18 +205,17 @@ def risk(twin: Twin, profile: Profile | None, now_ms: int, settings: RiskSetting
         spec = CATALOGUE[metric]
         since = max(now_ms - vital.updated_at, 0) / MS_PER_MIN
         prepared.append((param, table, kalman.predict(vital.filter, since, spec.process_noise, spec.level_noise),
-                         FORECAST_DIFFUSION[metric]))
+                         slow_now(metric, vital, since), FORECAST_DIFFUSION[metric]))
     fixed = consciousness.index(1.0) + oxygen.index(1.0)
     p3: dict[Param, float] = dict.fromkeys(tables, 0.0)
     at: dict[float, tuple[float, float]] = {}
     for t in sorted({x for h in settings.horizons_min for x in (h / 3.0, 2.0 * h / 3.0, h)}):
-        phi = TREND_PERSISTENCE_MIN * -math.expm1(-t / TREND_PERSISTENCE_MIN)
         # Distribution of the aggregate, with everything from 7 up in the last bin: only >= 5 and >= 7 matter.
         total = [0.0] * 8
         total[min(fixed, 7)] = 1.0
-        for param, table, s, diffusion in prepared:
-            var = s.p00 + 2.0 * phi * s.p01 + phi * phi * s.p11 + diffusion * t
-            d = _distribution(table, s.level + phi * s.trend, math.sqrt(max(var, 0.0)))
+        for param, table, s, slow, diffusion in prepared:
+            mean, var = damped_moments(s, slow, t, diffusion, settings.slow_persistence_min)
+            d = _distribution(table, mean, math.sqrt(max(var, 0.0)))
             d0, d1, d2, d3 = d
             if d3 > p3[param]:
                 p3[param] = d3
