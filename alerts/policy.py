@@ -76,6 +76,8 @@ class PolicySettings:
     predicted_high: float = 0.7
     """P(NEWS2 reaches 7 within ``predicted_horizon_min``) at or above which the patient is at HIGH."""
     predicted_horizon_min: float = 60.0
+    drift_medium: float = 0.0
+    """Joint drift score (``twin_state.risk.Risk.drift``) at or above which the patient is at MEDIUM; 0 = not used."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +138,8 @@ def clinical_level(risk: Risk, settings: PolicySettings) -> Level:
     predicted = Level.NONE
     if risk.p(7, h) >= settings.predicted_high:
         predicted = Level.HIGH
-    elif risk.p(5, h) >= settings.predicted_medium:
+    elif risk.p(5, h) >= settings.predicted_medium or (
+            settings.drift_medium > 0 and risk.drift is not None and risk.drift >= settings.drift_medium):
         predicted = Level.MEDIUM
     return max(now, predicted)
 

@@ -71,6 +71,7 @@ Every key is optional; what is not given keeps the default. Unknown sections or 
     predicted_medium = 0.6                     # P(NEWS2 >= 5 within the horizon) for MEDIUM
     predicted_high = 0.6                       # P(NEWS2 >= 7 within the horizon) for HIGH
     predicted_horizon_min = 60.0               # must be one of risk.horizons_min
+    drift_medium = 0.0                         # joint drift score of the slow trends for MEDIUM; 0 = not used
     [policy.escalate_after_ms]                 # merged into the defaults; positive ms
     high = 300000
     medium = 900000
@@ -791,6 +792,8 @@ def _policy(table: Mapping[str, object], base: PolicySettings, where: str) -> Po
             changes[key] = _level(value, at)
         elif key in ("predicted_medium", "predicted_high"):
             changes[key] = _number(value, at, 0.0, 1.0)
+        elif key == "drift_medium":
+            changes[key] = _number(value, at, lo_open=False)
         else:  # predicted_horizon_min
             changes[key] = _number(value, at)
     return replace(base, **changes)
@@ -888,6 +891,7 @@ def settings_json(e: Evaluation) -> dict[str, Any]:
             "escalate_after_ms": {lv.name.lower(): ms for lv, ms in sorted(p.escalate_after_ms.items())},
             "single_three": p.single_three.name.lower(), "predicted_medium": p.predicted_medium,
             "predicted_high": p.predicted_high, "predicted_horizon_min": p.predicted_horizon_min,
+            "drift_medium": p.drift_medium,
         },
         "risk": {
             "horizons_min": list(r.horizons_min), "manual_max_age_min": r.manual_max_age_min,

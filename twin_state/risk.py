@@ -12,6 +12,13 @@ band by half a chart unit); parameters are taken as independent, so the distribu
 the convolution of theirs. The probability of reaching a threshold within the horizon is the largest of
 the three (a lower bound for "at any time within it").
 
+Joint drift (``Risk.drift``): each fresh scored vital's slow trend (``VitalState.slow``) in units of its own
+standard error, signed so that the direction in which NEWS2 charts deterioration counts as positive (``DRIFT_SIGN``:
+pulse, breathing and temperature up, saturation and systolic pressure down), summed and divided by the square root
+of their number: a standard normal score when nothing drifts, large when several vitals drift the way a
+deteriorating patient does at once. None with fewer than ``DRIFT_MIN_VITALS`` vitals. It needs no threshold to be
+near: it is what lets an alert come before the levels have moved far enough to score.
+
 Personalisation, for predicted risk only:
 
 * a clinician-set target range (e.g. SpO2 88-92 % in COPD) scores 0 inside it;
@@ -78,6 +85,8 @@ _SPO2_SCALE2_AIR = [(-_INF, 83.5, 3), (83.5, 85.5, 2), (85.5, 87.5, 1), (87.5, _
 _SPO2_SCALE2_O2 = [(-_INF, 83.5, 3), (83.5, 85.5, 2), (85.5, 87.5, 1), (87.5, 92.5, 0), (92.5, 94.5, 1),
                    (94.5, 96.5, 2), (96.5, _INF, 3)]
 _CHART = {Param.RR: rr_score, Param.SBP: sbp_score, Param.PULSE: pulse_score, Param.TEMP: temp_score}
+DRIFT_SIGN: dict[Param, float] = {Param.PULSE: 1.0, Param.RR: 1.0, Param.TEMP: 1.0, Param.SPO2: -1.0, Param.SBP: -1.0}
+DRIFT_MIN_VITALS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +108,8 @@ class Risk:
     """(threshold 5 or 7, horizon minutes) -> probability of the aggregate reaching it within the horizon."""
     p_param_3: Mapping[Param, float]
     """Probability that each filtered parameter scores 3 within the longest horizon."""
+    drift: float | None = None
+    """Joint drift score of the slow trends (module docstring); None with too few vitals."""
 
     def p(self, threshold: int, horizon_min: float) -> float:
         return self.p_reach[(threshold, horizon_min)]
@@ -240,5 +251,14 @@ def risk(twin: Twin, profile: Profile | None, now_ms: int, settings: RiskSetting
         # The score now counts too: a NEWS2 that is 7 now has reached 7 within any horizon.
         p_reach[(5, horizon)] = 1.0 if current.total >= 5 else min(best5, 1.0)
         p_reach[(7, horizon)] = 1.0 if current.total >= 7 else min(best7, 1.0)
-    return Risk(current, p_reach, p3)
+    return Risk(current, p_reach, p3, drift_score([(param, slow) for param, _, _, slow, _ in prepared]))
+
+
+def drift_score(slows: Sequence[tuple[Param, kalman.LevelTrend | None]]) -> float | None:
+    """The joint drift score of the given vitals' slow filters (see the module docstring)."""
+    zs = [DRIFT_SIGN[param] * slow.trend / math.sqrt(slow.p11)
+          for param, slow in slows if slow is not None and slow.p11 > 0.0]
+    if len(zs) < DRIFT_MIN_VITALS:
+        return None
+    return sum(zs) / math.sqrt(len(zs))
 

@@ -9,6 +9,7 @@ import random
 import msgpack
 import pytest
 
+from alerts.policy import Level, PolicySettings, clinical_level
 from streams.evaluate import ConfigError, parse_config
 from streams.feasibility import KS, REQUIRED_Z, episode
 from streams.simulator import _make_patient
@@ -16,6 +17,8 @@ from twin_state import codec, kalman
 from twin_state.catalogue import SLOW, SLOW_CORRELATION_MIN, TREND_PERSISTENCE_MIN, Metric
 from twin_state.errors import CorruptTwin
 from twin_state.forecast import Scenario, damped_moments, forecast_vital
+from twin_state.news2 import Inputs, Param, score
+from twin_state.risk import Risk, drift_score, risk
 from twin_state.twin import Position, Reading, Twin, new_twin, slow_step, step
 
 T0 = 1_763_942_400_000
@@ -138,3 +141,58 @@ def test_feasibility_measures_the_deteriorations_own_movement_from_the_onset() -
     assert ep.drift_at[KS[-1]] == pytest.approx(ep.drift_at[KS[0]] * ratio, rel=1e-6)
     assert ep.drift[KS[-1]] == pytest.approx(ep.drift_at[KS[-1]] / 2, rel=0.05)
     assert pytest.approx(3.64, abs=0.01) == REQUIRED_Z
+
+
+def flat(trend: float, sd: float) -> kalman.LevelTrend:
+    return kalman.LevelTrend(0.0, trend, 1.0, 0.0, sd * sd)
+
+
+def test_drift_score_counts_the_direction_news2_charts_as_worse_and_needs_three_vitals() -> None:
+    worse = [(Param.PULSE, flat(0.2, 0.1)), (Param.RR, flat(0.02, 0.01)), (Param.SPO2, flat(-0.02, 0.01))]
+    assert drift_score(worse) == pytest.approx(6.0 / math.sqrt(3))
+    better = [(Param.PULSE, flat(-0.2, 0.1)), (Param.RR, flat(-0.02, 0.01)), (Param.SPO2, flat(0.02, 0.01))]
+    assert drift_score(better) == pytest.approx(-6.0 / math.sqrt(3))
+    assert drift_score(worse[:2]) is None
+    assert drift_score([*worse[:2], (Param.SBP, None)]) is None  # a vital without a slow trend does not count
+    sbp_down = [*worse, (Param.SBP, flat(-0.2, 0.1)), (Param.TEMP, flat(0.002, 0.001))]
+    assert drift_score(sbp_down) == pytest.approx(10.0 / math.sqrt(5))
+
+
+def with_drift(drift: float | None) -> Risk:
+    return Risk(score(Inputs(rr=16, spo2=97, sbp=120, pulse=70, temp=37.0)), {(5, 60.0): 0.0, (7, 60.0): 0.0}, {},
+                drift)
+
+
+def test_the_drift_rule_raises_medium_at_its_threshold_and_only_when_set() -> None:
+    on = PolicySettings(drift_medium=3.0)
+    assert clinical_level(with_drift(3.0), on) is Level.MEDIUM
+    assert clinical_level(with_drift(2.99), on) is Level.NONE
+    assert clinical_level(with_drift(None), on) is Level.NONE
+    assert clinical_level(with_drift(50.0), PolicySettings(drift_medium=0.0)) is Level.NONE
+    # It never lowers what NEWS2 says now.
+    high_now = Risk(score(Inputs(rr=26, spo2=91, sbp=120, pulse=70, temp=37.0)), {(5, 60.0): 1.0, (7, 60.0): 1.0},
+                    {}, 5.0)
+    assert clinical_level(high_now, on) is Level.HIGH
+
+
+def test_drift_medium_is_a_policy_setting_with_a_checked_range() -> None:
+    _, e = parse_config({"policy": {"drift_medium": 3.5}}, "a.toml")
+    assert e.policy.drift_medium == 3.5
+    with pytest.raises(ConfigError, match="drift_medium"):
+        parse_config({"policy": {"drift_medium": -1.0}}, "a.toml")
+
+
+def test_risk_reports_the_drift_of_a_twin_whose_vitals_drift_together() -> None:
+    twin = new_twin("p-1")
+    drifting = {Metric.HEART_RATE: (75.0, 0.3), Metric.RESP_RATE: (15.0, 0.08), Metric.SPO2: (97.0, -0.06),
+                Metric.TEMPERATURE: (36.8, 0.015)}
+    rng = random.Random(3)
+    i = 0
+    for minute in range(90):
+        for metric, (start, slope) in drifting.items():
+            noise = {Metric.HEART_RATE: 2.0, Metric.RESP_RATE: 1.0, Metric.SPO2: 0.8, Metric.TEMPERATURE: 0.08}[metric]
+            value = round(start + slope * minute + rng.gauss(0, noise), 1)
+            twin, _ = step(twin, Reading("p-1", "d", metric, value, T0 + minute * 60_000, i, 1.0), Position(0, i))
+            i += 1
+    r = risk(twin, None, T0 + 89 * 60_000)
+    assert r.drift is not None and r.drift > 5.0
