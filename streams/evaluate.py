@@ -71,7 +71,7 @@ Every key is optional; what is not given keeps the default. Unknown sections or 
     predicted_medium = 0.6                     # P(NEWS2 >= 5 within the horizon) for MEDIUM
     predicted_high = 0.6                       # P(NEWS2 >= 7 within the horizon) for HIGH
     predicted_horizon_min = 60.0               # must be one of risk.horizons_min
-    drift_medium = 0.0                         # joint drift score of the slow trends for MEDIUM; 0 = not used
+    drift_medium = 3.5                         # joint drift score of the slow trends for MEDIUM; 0 = not used
     [policy.escalate_after_ms]                 # merged into the defaults; positive ms
     high = 300000
     medium = 900000
