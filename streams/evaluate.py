@@ -71,6 +71,7 @@ Every key is optional; what is not given keeps the default. Unknown sections or 
     predicted_medium = 0.6                     # P(NEWS2 >= 5 within the horizon) for MEDIUM
     predicted_high = 0.6                       # P(NEWS2 >= 7 within the horizon) for HIGH
     predicted_horizon_min = 60.0               # must be one of risk.horizons_min
+    drift_medium = 3.5                         # joint drift score of the slow trends for MEDIUM; 0 = not used
     [policy.escalate_after_ms]                 # merged into the defaults; positive ms
     high = 300000
     medium = 900000
@@ -80,6 +81,7 @@ Every key is optional; what is not given keeps the default. Unknown sections or 
     horizons_min = [30.0, 60.0]
     manual_max_age_min = 720.0
     single_three = "low-medium"                # NEWS2 band: low-medium|medium
+    slow_persistence_min = 0.0                 # slow trend's persistence in forecasts; 0 = not used
     [risk.stale_after_ms]                      # merged into the defaults; vital name -> ms
     heart_rate = 300000
 
@@ -790,6 +792,8 @@ def _policy(table: Mapping[str, object], base: PolicySettings, where: str) -> Po
             changes[key] = _level(value, at)
         elif key in ("predicted_medium", "predicted_high"):
             changes[key] = _number(value, at, 0.0, 1.0)
+        elif key == "drift_medium":
+            changes[key] = _number(value, at, lo_open=False)
         else:  # predicted_horizon_min
             changes[key] = _number(value, at)
     return replace(base, **changes)
@@ -806,6 +810,8 @@ def _risk(table: Mapping[str, object], base: RiskSettings, where: str) -> RiskSe
             changes[key] = tuple(_number(v, f"{at}[{i}]") for i, v in enumerate(value))
         elif key == "manual_max_age_min":
             changes[key] = _number(value, at)
+        elif key == "slow_persistence_min":
+            changes[key] = _number(value, at, lo_open=False)
         elif key == "single_three":
             allowed = (RiskBand.LOW_MEDIUM.value, RiskBand.MEDIUM.value)
             if value not in allowed:
@@ -885,10 +891,11 @@ def settings_json(e: Evaluation) -> dict[str, Any]:
             "escalate_after_ms": {lv.name.lower(): ms for lv, ms in sorted(p.escalate_after_ms.items())},
             "single_three": p.single_three.name.lower(), "predicted_medium": p.predicted_medium,
             "predicted_high": p.predicted_high, "predicted_horizon_min": p.predicted_horizon_min,
+            "drift_medium": p.drift_medium,
         },
         "risk": {
             "horizons_min": list(r.horizons_min), "manual_max_age_min": r.manual_max_age_min,
-            "single_three": r.single_three.value,
+            "single_three": r.single_three.value, "slow_persistence_min": r.slow_persistence_min,
             "stale_after_ms": {m.value: ms for m, ms in r.stale_after_ms.items()},
         },
         "technical": {"no_data_after_ms": t.no_data_after_ms, "quality_floor": t.quality_floor,

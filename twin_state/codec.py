@@ -8,20 +8,24 @@ The packed layout, version 3 (a MessagePack array; ``PACKED``)::
 
     [3, patient_id, partition, offset, t0,
      [[metric, level, trend, p00, p01, p11, t0 - updated_at, accepted, last_raw, updated_at - last_raw_at,
-       last_device, run, run_mean, baseline, baseline_var, baseline_minutes, streak], ...],
+       last_device, run, run_mean, baseline, baseline_var, baseline_minutes, streak,
+       slow_level, slow_trend, slow_p00, slow_p01, slow_p11], ...],  # slow_*: absent when there is none
      [[metric, value, t0 - measured_at, device], ...],               # manual observations
      [[metric, valid, total or nil if equal to valid, t0 - seen_at], ...],   # data-quality share
      [[device, seq, t0 - measured_at], ...],
      [applied, reinitialised, implausible, innovation, late, duplicate]]
 
 Smaller than version 2 with the same fields: 1,359 -> 835 bytes on average for a simulated patient after ten
-minutes of data (seven vitals, three devices), 1,018 -> 616 after one minute; packing costs ~3 us more.
+minutes of data (seven vitals, three devices), 1,018 -> 616 after one minute; packing costs ~3 us more. (The
+slow trends that version 3 adds take it to ~1,060 bytes.)
 Metrics are stored as fixed small codes (``METRIC_CODES``, never renumbered, so adding a vital never corrupts
 stored twins); a vital's ``last_device`` as its index in the devices list (the device id itself if it is not
 there); times as offsets from ``t0``, the twin's newest time, which fit in 1-5 bytes instead of 9; a raw
 reading or run mean that is a whole number as an integer; a quality total equal to the valid count as nil.
-Every double decodes to itself: a decoded twin is bit-identical to the one that was encoded. Version 2 blobs
-(metric names, absolute times, device ids per vital) are still read, so stored twins survive an upgrade.
+The slow trend of a scored vital (``VitalState.slow``) follows its row's 17 fields, or is absent. Every double
+decodes to itself: a decoded twin is bit-identical to the one that was encoded. Version 2 blobs (metric names,
+absolute times, device ids per vital, no slow trend) are still read, so stored twins survive an upgrade; their
+slow trends start at their next reading.
 """
 
 from __future__ import annotations
@@ -36,8 +40,9 @@ from twin_state.errors import CorruptTwin
 from twin_state.kalman import LevelTrend
 from twin_state.twin import Counts, DeviceState, Observation, Quality, Twin, VitalState
 
-FORMAT = 2
-"""Version of the readable form (``to_dict``/``from_dict``)."""
+FORMAT = 3
+"""Version of the readable form (``to_dict``/``from_dict``); version 2 (no slow trends) is still read."""
+READABLE = frozenset({2, FORMAT})
 PACKED = 3
 """Version of the packed form (``pack``); ``unpack`` also reads version 2."""
 _METRICS = {m.value: m for m in Metric}
@@ -83,7 +88,7 @@ def pack(twin: Twin) -> bytes:
                 [code(m), v.filter.level, v.filter.trend, v.filter.p00, v.filter.p01, v.filter.p11,
                  t0 - v.updated_at, v.accepted, _whole(v.last_raw), v.updated_at - v.last_raw_at,
                  device_index.get(v.last_device, v.last_device), v.run, _whole(v.run_mean), v.baseline,
-                 v.baseline_var, v.baseline_minutes, v.streak]
+                 v.baseline_var, v.baseline_minutes, v.streak, *_slow_fields(v.slow)]
                 for m, v in twin.vitals.items()
             ],
             [[code(m), o.value, t0 - o.measured_at, o.device_id] for m, o in twin.observations.items()],
@@ -124,7 +129,8 @@ def _unpack_v3(data: list[Any]) -> Twin:
         vitals={
             metric(v[0]): VitalState(
                 LevelTrend(v[1], v[2], v[3], v[4], v[5]), t0 - v[6], v[7], float(v[8]), t0 - v[6] - v[9],
-                names[v[10]] if isinstance(v[10], int) else v[10], v[11], float(v[12]), *v[13:],
+                names[v[10]] if isinstance(v[10], int) else v[10], v[11], float(v[12]), v[13], v[14], v[15],
+                v[16], _slow(v[17:]),
             )
             for v in vitals
         },
@@ -142,12 +148,24 @@ def _unpack_v2(data: list[Any]) -> Twin:
         patient_id=pid,
         partition=partition,
         offset=offset,
-        vitals={metric(v[0]): VitalState(LevelTrend(v[1], v[2], v[3], v[4], v[5]), *v[6:]) for v in vitals},
+        vitals={metric(v[0]): VitalState(LevelTrend(v[1], v[2], v[3], v[4], v[5]), *v[6:17]) for v in vitals},
         observations={metric(o[0]): Observation(o[1], o[2], o[3]) for o in observations},
         quality={metric(q[0]): Quality(q[1], q[2], q[3]) for q in quality},
         devices={d[0]: DeviceState(d[1], d[2]) for d in devices},
         counts=Counts(*counts),
     )
+
+
+def _slow_fields(slow: LevelTrend | None) -> list[float]:
+    return [] if slow is None else [slow.level, slow.trend, slow.p00, slow.p01, slow.p11]
+
+
+def _slow(fields: list[Any]) -> LevelTrend | None:
+    if not fields or fields[0] is None:  # absent (packed), or null (readable form)
+        return None
+    if len(fields) != 5:
+        raise ValueError(f"slow trend has {len(fields)} fields, not 5")
+    return LevelTrend(*fields)
 
 
 def _counts(c: Counts) -> list[int]:
@@ -173,6 +191,7 @@ def to_dict(twin: Twin) -> dict[str, Any]:
                 "last_device": v.last_device,
                 "run": [v.run, v.run_mean, v.streak],
                 "baseline": [v.baseline, v.baseline_var, v.baseline_minutes],
+                "slow": _slow_fields(v.slow) or None,
             }
             for m, v in sorted(twin.vitals.items())
         },
@@ -188,8 +207,8 @@ def to_dict(twin: Twin) -> dict[str, Any]:
 
 def from_dict(data: dict[str, Any]) -> Twin:
     try:
-        if data["format"] != FORMAT:
-            raise CorruptTwin(f"twin has format {data['format']!r}; this twinmon reads format {FORMAT}")
+        if data["format"] not in READABLE:
+            raise CorruptTwin(f"twin has format {data['format']!r}; this twinmon reads formats 2 and {FORMAT}")
         return Twin(
             patient_id=str(data["patient_id"]),
             partition=int(data["partition"]),
@@ -201,6 +220,7 @@ def from_dict(data: dict[str, Any]) -> Twin:
                     last_raw_at=v["last_raw_at"], last_device=v["last_device"],
                     run=v["run"][0], run_mean=v["run"][1], streak=v["run"][2],
                     baseline=v["baseline"][0], baseline_var=v["baseline"][1], baseline_minutes=v["baseline"][2],
+                    slow=_slow(v.get("slow") or []),
                 )
                 for name, v in data["vitals"].items()
             },

@@ -4,12 +4,20 @@ NEWS2 now scores each vital's filtered estimate projected to ``now`` (a stale vi
 guessed) and the latest manual observations within ``manual_max_age_min``. It is never personalised: a high
 NEWS2 is reported as the chart says.
 
-Predicted risk uses each vital's forecast distribution (normal, from the Kalman filter, damped trend)
-at a third, two thirds and all of the horizon. For each parameter the probability of each subscore is the
+Predicted risk uses each vital's forecast distribution (normal, from the Kalman filter, damped trend, and the
+slow trend when ``RiskSettings.slow_persistence_min`` asks for it: ``forecast.damped_moments``) at a third,
+two thirds and all of the horizon. For each parameter the probability of each subscore is the
 normal mass over the subscore's interval of real values (the rounding rule of ``news2`` widens each charted
 band by half a chart unit); parameters are taken as independent, so the distribution of the aggregate is
 the convolution of theirs. The probability of reaching a threshold within the horizon is the largest of
 the three (a lower bound for "at any time within it").
+
+Joint drift (``Risk.drift``): each fresh scored vital's slow trend (``VitalState.slow``) in units of its own
+standard error, signed so that the direction in which NEWS2 charts deterioration counts as positive (``DRIFT_SIGN``:
+pulse, breathing and temperature up, saturation and systolic pressure down), summed and divided by the square root
+of their number: a standard normal score when nothing drifts, large when several vitals drift the way a
+deteriorating patient does at once. None with fewer than ``DRIFT_MIN_VITALS`` vitals. It needs no threshold to be
+near: it is what lets an alert come before the levels have moved far enough to score.
 
 Personalisation, for predicted risk only:
 
@@ -31,9 +39,10 @@ from twin_state.catalogue import (
     BASELINE_MATURE_MIN,
     CATALOGUE,
     FORECAST_DIFFUSION,
-    TREND_PERSISTENCE_MIN,
+    SLOW_PERSISTENCE_MIN,
     Metric,
 )
+from twin_state.forecast import damped_moments, slow_now
 from twin_state.news2 import (
     Inputs,
     Param,
@@ -76,6 +85,8 @@ _SPO2_SCALE2_AIR = [(-_INF, 83.5, 3), (83.5, 85.5, 2), (85.5, 87.5, 1), (87.5, _
 _SPO2_SCALE2_O2 = [(-_INF, 83.5, 3), (83.5, 85.5, 2), (85.5, 87.5, 1), (87.5, 92.5, 0), (92.5, 94.5, 1),
                    (94.5, 96.5, 2), (96.5, _INF, 3)]
 _CHART = {Param.RR: rr_score, Param.SBP: sbp_score, Param.PULSE: pulse_score, Param.TEMP: temp_score}
+DRIFT_SIGN: dict[Param, float] = {Param.PULSE: 1.0, Param.RR: 1.0, Param.TEMP: 1.0, Param.SPO2: -1.0, Param.SBP: -1.0}
+DRIFT_MIN_VITALS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +96,9 @@ class RiskSettings:
     """How long a nurse's ACVPU or oxygen entry counts for NEWS2."""
     single_three: RiskBand = RiskBand.LOW_MEDIUM
     stale_after_ms: Mapping[Metric, int] = field(default_factory=lambda: dict(DEFAULT_STALE_AFTER_MS))
+    slow_persistence_min: float = SLOW_PERSISTENCE_MIN
+    """How long each vital's slow trend is expected to persist in the forecast (``forecast.damped_moments``);
+    0 leaves it out."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +108,8 @@ class Risk:
     """(threshold 5 or 7, horizon minutes) -> probability of the aggregate reaching it within the horizon."""
     p_param_3: Mapping[Param, float]
     """Probability that each filtered parameter scores 3 within the longest horizon."""
+    drift: float | None = None
+    """Joint drift score of the slow trends (module docstring); None with too few vitals."""
 
     def p(self, threshold: int, horizon_min: float) -> float:
         return self.p_reach[(threshold, horizon_min)]
@@ -200,18 +216,17 @@ def risk(twin: Twin, profile: Profile | None, now_ms: int, settings: RiskSetting
         spec = CATALOGUE[metric]
         since = max(now_ms - vital.updated_at, 0) / MS_PER_MIN
         prepared.append((param, table, kalman.predict(vital.filter, since, spec.process_noise, spec.level_noise),
-                         FORECAST_DIFFUSION[metric]))
+                         slow_now(metric, vital, since), FORECAST_DIFFUSION[metric]))
     fixed = consciousness.index(1.0) + oxygen.index(1.0)
     p3: dict[Param, float] = dict.fromkeys(tables, 0.0)
     at: dict[float, tuple[float, float]] = {}
     for t in sorted({x for h in settings.horizons_min for x in (h / 3.0, 2.0 * h / 3.0, h)}):
-        phi = TREND_PERSISTENCE_MIN * -math.expm1(-t / TREND_PERSISTENCE_MIN)
         # Distribution of the aggregate, with everything from 7 up in the last bin: only >= 5 and >= 7 matter.
         total = [0.0] * 8
         total[min(fixed, 7)] = 1.0
-        for param, table, s, diffusion in prepared:
-            var = s.p00 + 2.0 * phi * s.p01 + phi * phi * s.p11 + diffusion * t
-            d = _distribution(table, s.level + phi * s.trend, math.sqrt(max(var, 0.0)))
+        for param, table, s, slow, diffusion in prepared:
+            mean, var = damped_moments(s, slow, t, diffusion, settings.slow_persistence_min)
+            d = _distribution(table, mean, math.sqrt(max(var, 0.0)))
             d0, d1, d2, d3 = d
             if d3 > p3[param]:
                 p3[param] = d3
@@ -236,5 +251,14 @@ def risk(twin: Twin, profile: Profile | None, now_ms: int, settings: RiskSetting
         # The score now counts too: a NEWS2 that is 7 now has reached 7 within any horizon.
         p_reach[(5, horizon)] = 1.0 if current.total >= 5 else min(best5, 1.0)
         p_reach[(7, horizon)] = 1.0 if current.total >= 7 else min(best7, 1.0)
-    return Risk(current, p_reach, p3)
+    return Risk(current, p_reach, p3, drift_score([(param, slow) for param, _, _, slow, _ in prepared]))
+
+
+def drift_score(slows: Sequence[tuple[Param, kalman.LevelTrend | None]]) -> float | None:
+    """The joint drift score of the given vitals' slow filters (see the module docstring)."""
+    zs = [DRIFT_SIGN[param] * slow.trend / math.sqrt(slow.p11)
+          for param, slow in slows if slow is not None and slow.p11 > 0.0]
+    if len(zs) < DRIFT_MIN_VITALS:
+        return None
+    return sum(zs) / math.sqrt(len(zs))
 

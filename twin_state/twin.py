@@ -37,6 +37,8 @@ from twin_state.catalogue import (
     NIS_GATE,
     OBSERVATIONS,
     QUALITY_TAU_MIN,
+    SLOW,
+    SLOW_CORRELATION_MIN,
     SUSTAINED_RUN,
     Metric,
     VitalSpec,
@@ -112,6 +114,9 @@ class VitalState:
     """How much data the baseline rests on."""
     streak: int = 0
     """Consecutive readings rejected by the innovation test, consistent or not."""
+    slow: kalman.LevelTrend | None = None
+    """The slow trend (``catalogue.SLOW``): hours-long drift, with minute-scale physiology counted as noise. None
+    for vitals NEWS2 does not score, and for a twin stored before it existed until its next reading."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,7 +274,8 @@ def _filter(twin: Twin, reading: Reading) -> tuple[Outcome, VitalState | None]:
     t = reading.measured_at
     if current is None:
         filt = kalman.start(z, r, spec.initial_trend_var)
-        return Outcome.APPLIED, VitalState(filt, t, 1, z, t, reading.device_id, baseline=z)
+        return Outcome.APPLIED, VitalState(filt, t, 1, z, t, reading.device_id, baseline=z,
+                                           slow=slow_step(reading.metric, None, 0.0, z, r))
     if t < current.updated_at:
         return Outcome.LATE, None
 
@@ -289,13 +295,30 @@ def _filter(twin: Twin, reading: Reading) -> tuple[Outcome, VitalState | None]:
         # reading for a while has been refused, so restart from the latest consistent ones. The baseline,
         # which is about days, not this moment, is kept.
         filt = kalman.start(run_mean, r, spec.initial_trend_var)
-        return Outcome.REINITIALISED, _accepted(current, filt, dt, t, z, reading.device_id)
+        return Outcome.REINITIALISED, _accepted(current, filt, dt, t, z, reading.device_id,
+                                                slow_step(reading.metric, current.slow, dt, z, r))
     filt = kalman.update(predicted, z, r)
-    return Outcome.APPLIED, _accepted(current, filt, dt, t, z, reading.device_id)
+    return Outcome.APPLIED, _accepted(current, filt, dt, t, z, reading.device_id,
+                                      slow_step(reading.metric, current.slow, dt, z, r))
+
+
+def slow_step(metric: Metric, slow: kalman.LevelTrend | None, dt: float, z: float, r: float
+              ) -> kalman.LevelTrend | None:
+    """Fold an accepted reading ``z`` (sensor variance ``r``, ``dt`` minutes after the vital's previous one) into
+    the slow filter. The physiological part of the reading's variance grows as readings crowd together
+    (``natural x SLOW_CORRELATION_MIN / dt``), so a device reading every 2 s tells it no more than one every 30 s."""
+    spec = SLOW.get(metric)
+    if spec is None:
+        return None
+    r_slow = r + spec.natural * SLOW_CORRELATION_MIN / max(dt, SLOW_CORRELATION_MIN / 100.0)
+    if slow is None:
+        return kalman.start(z, r + spec.natural, spec.initial_trend_var)
+    return kalman.step(slow, dt, z, spec.q, r_slow)
 
 
 def _accepted(
-    current: VitalState, filt: kalman.LevelTrend, dt: float, t: int, z: float, device: str
+    current: VitalState, filt: kalman.LevelTrend, dt: float, t: int, z: float, device: str,
+    slow: kalman.LevelTrend | None,
 ) -> VitalState:
     a = -math.expm1(-dt / BASELINE_TAU_MIN)
     dev = filt.level - current.baseline
@@ -311,4 +334,5 @@ def _accepted(
         baseline=current.baseline + a * dev,
         baseline_var=(1.0 - a) * (current.baseline_var + a * dev * dev),
         baseline_minutes=current.baseline_minutes + dt,
+        slow=slow,
     )
