@@ -124,7 +124,8 @@ def test_every_dashboard_query_returns_data_from_a_real_worker_and_every_rule_ev
     for pid, team in TEAMS.items():
         deployment.run("enrol", pid, "--team", team)
     messages = load()
-    produce(services.bootstrap, deployment.topic_vitals, messages)
+    half = len(messages) // 2
+    produce(services.bootstrap, deployment.topic_vitals, messages[:half])
 
     started = time.monotonic()
     worker = deployment.start_worker()
@@ -132,6 +133,11 @@ def test_every_dashboard_query_returns_data_from_a_real_worker_and_every_rule_ev
     prometheus.scrape(f"worker-{uuid.uuid4().hex[:8]}", instance, {"env": ENV})
     selector = f'{{env="{ENV}", instance="{instance}"}}'
     try:
+        # The rest of the load only once Prometheus has scraped the worker: rates need the counters to rise
+        # between two scrapes, and the worker can finish a whole backlog before the first one.
+        wait_until("Prometheus scraping the worker", lambda: bool(prometheus.query(
+            f"twinmon_events_consumed_total{selector}")), worker)
+        produce(services.bootstrap, deployment.topic_vitals, messages[half:])
         worker.wait_for("twinmon_events_consumed_total", len(messages) + len(TEAMS))
         worker.wait_for("twinmon_alerts_total", 1)
         acknowledge_one_alert(deployment)

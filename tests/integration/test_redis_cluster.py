@@ -34,7 +34,8 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     state: Path = tmp_path_factory.mktemp("redis-cluster")
-    port = free_port()
+    # A cluster node also listens on port + 10000 (the cluster bus), so its port must be 55535 or less.
+    port = next(p for p in iter(free_port, None) if p <= 55535)
     proc = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
          "--cluster-config-file", str(state / "nodes.conf"), "--dir", str(state), "--save", "",
