@@ -202,15 +202,21 @@ class Feed:
                               for pid in ids])
 
     # --- writes: audit first (acks=all), then the change ---
-    async def audited(self, who: Principal, action: str, patient_id: str, topic: str, value: bytes,
-                      alert_id: str | None = None, reason: str = "") -> str:
+    async def audit_record(self, who: Principal, action: str, patient_id: str, alert_id: str | None = None,
+                           reason: str = "") -> str:
+        """Append one record to the audit topic and wait for the broker's acknowledgement; its id."""
         record = models.AuditRecord(id=uuid.uuid4().hex, at=int(time.time() * 1000), user=who.user, team=who.team,
                                     action=action, patient_id=patient_id, alert_id=alert_id,
                                     reason=reason)
         await (await self.producer.send(self.settings.topic_audit, record.model_dump_json().encode(),
                                         key=who.team.encode()))
-        await (await self.producer.send(topic, value, key=patient_id.encode()))
         return record.id
+
+    async def audited(self, who: Principal, action: str, patient_id: str, topic: str, value: bytes,
+                      alert_id: str | None = None, reason: str = "") -> str:
+        record_id = await self.audit_record(who, action, patient_id, alert_id, reason)
+        await (await self.producer.send(topic, value, key=patient_id.encode()))
+        return record_id
 
     async def enrol(self, who: Principal, action: str, patient_id: str, status: Status, age_band: str | None,
                     conditions: list[str], targets: dict[str, tuple[float, float]]) -> str:
@@ -422,7 +428,8 @@ def create_api(settings: Settings) -> FastAPI:
                     since: Annotated[int | None, Query(ge=0, description="Epoch ms, inclusive")] = None,
                     until: Annotated[int | None, Query(ge=0, description="Epoch ms, inclusive")] = None,
                     ) -> models.Page[models.AuditRecord]:
-        """My team's audit trail (enrolment changes, acknowledgements, resolutions), newest first."""
+        """My team's audit trail (enrolment changes, acknowledgements, resolutions, readings entered through FHIR),
+        newest first."""
         items, more = await feed.index.audit(who.team, since, until, offset, limit)
         return models.Page[models.AuditRecord](items=[models.AuditRecord.model_validate(i) for i in items],
                                                next_offset=offset + limit if more else None)

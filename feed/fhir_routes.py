@@ -1,6 +1,7 @@
 """FHIR R4 endpoints of the feed, team-scoped like the rest: the resources themselves come from the pure
 ``streams.fhir`` (vital-sign Observations, alert Flags, Observation ingest)."""
 
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
@@ -71,10 +72,13 @@ def add_fhir_routes(api: FastAPI, feed: Any, principal: Callable[..., Awaitable[
             raise invalid(str(exc)) from None
         if not messages:
             raise invalid("no vital-sign Observation in the request")
-        patients = {str(orjson.loads(m)["patient_id"]) for m in messages}
-        for pid in patients:
+        by_patient = Counter(str(orjson.loads(m)["patient_id"]) for m in messages)
+        for pid in by_patient:
             if not await feed.in_team(who.team, pid):
                 raise not_found()
+        # Who entered which patient's readings is audited first, as every other change a person makes.
+        for pid, n in sorted(by_patient.items()):
+            await feed.audit_record(who, "observe", pid, reason=f"{n} readings (FHIR Observation)")
         futures = [await feed.producer.send(feed.settings.topic_vitals, m,
                                             key=str(orjson.loads(m)["patient_id"]).encode()) for m in messages]
         for f in futures:

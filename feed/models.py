@@ -103,7 +103,8 @@ class AuditRecord(BaseModel):
     at: int = Field(description="Epoch ms when the API accepted the request")
     user: str
     team: str
-    action: Literal["enrol", "update", "discharge", "acknowledge", "resolve"]
+    action: Literal["enrol", "update", "discharge", "acknowledge", "resolve", "observe"]
+    """``observe``: readings entered through ``POST /fhir/Observation`` (reason says how many)."""
     patient_id: str
     alert_id: str | None = None
     reason: str = ""

@@ -71,6 +71,12 @@ def test_fhir_ingest_views_and_scoping(services: Services, deployment: Deploymen
                for i in range(13) for code, (unit, value) in LOINC.items()]
         r = api.call("POST", "/fhir/Observation", nurse, json=bundle_of(obs), expect=202)
         assert outcome(r) == ("information", f"{len(obs)} readings sent to the workers")
+        # Who entered them is in the team's audit trail (and not in the other team's).
+        entered = wait_until("the ingest audited", lambda: [
+            e for e in api.call("GET", "/api/audit", nurse, expect=200).json()["items"] if e["action"] == "observe"])
+        assert [(e["user"], e["patient_id"], e["reason"]) for e in entered] == [
+            ("nurse-f", PATIENT, f"{len(obs)} readings (FHIR Observation)")]
+        assert all(e["action"] != "observe" for e in api.call("GET", "/api/audit", other, expect=200).json()["items"])
 
         # Bad FHIR: 422 with the library's message for people; another team's patient: 404; nothing produced.
         bad = observation(PATIENT, "8867-4", "/min", 80.0, now)
@@ -87,6 +93,9 @@ def test_fhir_ingest_views_and_scoping(services: Services, deployment: Deploymen
         assert outcome(r) == ("error", "no such patient in your care team")
         api.call("POST", "/fhir/Observation", nurse, json=observation("nobody-1", "8867-4", "/min", 80.0, now),
                  expect=404)
+        # Refused requests left no audit record.
+        assert len([e for e in api.call("GET", "/api/audit", nurse, expect=200).json()["items"]
+                    if e["action"] == "observe"]) == 1
 
         # The twin, read back as FHIR R4 vital-signs Observations.
         def codes() -> set[str]:
