@@ -285,6 +285,8 @@ def twin_show(patient_id: str, as_json: bool) -> None:
     """Estimates now with 95% bands, trends, baselines, data quality and staleness."""
     from twin_state import codec
     from twin_state.catalogue import ACVPU, BASELINE_MATURE_MIN, Metric
+    from twin_state.news2 import describe
+    from twin_state.risk import news2_now
     from twin_state.view import vital_views
 
     settings = _settings()
@@ -315,6 +317,7 @@ def twin_show(patient_id: str, as_json: bool) -> None:
     for metric, obs in found.observations.items():
         shown = ACVPU[int(obs.value)] if metric is Metric.CONSCIOUSNESS else f"{obs.value:g} L/min"
         click.echo(f"{metric.value:14} {shown:>9}   entered {(now - obs.measured_at) / 60000:.0f} min ago")
+    click.echo(describe(news2_now(found, profile, now)))
     c = found.counts
     click.echo(f"readings applied={c.applied} reinitialised={c.reinitialised} rejected: implausible={c.implausible} "
                f"innovation={c.innovation} late={c.late} duplicate={c.duplicate}")

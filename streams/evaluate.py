@@ -79,7 +79,8 @@ Every key is optional; what is not given keeps the default. Unknown sections or 
 
     [risk]                                     # twin_state.risk.RiskSettings
     horizons_min = [30.0, 60.0]
-    manual_max_age_min = 720.0
+    manual_max_age_min = 720.0                 # a nurse's oxygen entry counts this long
+    acvpu_max_age_min = 240.0                  # a nurse's "A" counts this long (C, V, P, U until replaced)
     single_three = "low-medium"                # NEWS2 band: low-medium|medium
     slow_persistence_min = 0.0                 # slow trend's persistence in forecasts; 0 = not used
     [risk.stale_after_ms]                      # merged into the defaults; vital name -> ms
@@ -111,7 +112,7 @@ from typing import Any
 
 import orjson
 
-from alerts.policy import AlertEvent, Condition, Kind, Level, PolicySettings, TechnicalSettings
+from alerts.policy import AlertEvent, Condition, Kind, Level, PolicySettings, TechnicalSettings, reason_head
 from streams.processor import BatchProcessor, Evaluation, RawMessage
 from streams.schema import Rejected, decode, encode
 from streams.simulator import BASE_RATE, cohort_truth, simulate_with_truth
@@ -639,13 +640,13 @@ def _ramp_summary(ramps_s: Sequence[float]) -> list[float] | None:
 
 def _is_new(e: AlertEvent) -> bool:
     """A notification of something new or worse: raised, or escalated for worsening."""
-    return e.kind is Kind.RAISED or (e.kind is Kind.ESCALATED and e.reason == WORSENED)
+    return e.kind is Kind.RAISED or (e.kind is Kind.ESCALATED and reason_head(e.reason) == WORSENED)
 
 
 def _event_kinds(events: Iterable[AlertEvent]) -> Counter[str]:
     kinds: Counter[str] = Counter()
     for e in events:
-        reason = f" ({e.reason})" if e.kind is Kind.ESCALATED else ""
+        reason = f" ({reason_head(e.reason)})" if e.kind is Kind.ESCALATED else ""
         kinds[f"{e.kind.value} {e.condition.value} {e.level.name.lower()}{reason}"] += 1
     return kinds
 
@@ -808,7 +809,7 @@ def _risk(table: Mapping[str, object], base: RiskSettings, where: str) -> RiskSe
             if not isinstance(value, list) or not value:
                 raise ConfigError(f"{at} must be a non-empty list of minutes")
             changes[key] = tuple(_number(v, f"{at}[{i}]") for i, v in enumerate(value))
-        elif key == "manual_max_age_min":
+        elif key in ("manual_max_age_min", "acvpu_max_age_min"):
             changes[key] = _number(value, at)
         elif key == "slow_persistence_min":
             changes[key] = _number(value, at, lo_open=False)
@@ -895,6 +896,7 @@ def settings_json(e: Evaluation) -> dict[str, Any]:
         },
         "risk": {
             "horizons_min": list(r.horizons_min), "manual_max_age_min": r.manual_max_age_min,
+            "acvpu_max_age_min": r.acvpu_max_age_min,
             "single_three": r.single_three.value, "slow_persistence_min": r.slow_persistence_min,
             "stale_after_ms": {m.value: ms for m, ms in r.stale_after_ms.items()},
         },

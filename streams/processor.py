@@ -36,6 +36,7 @@ from alerts.policy import (
     UnknownAlert,
     acknowledge,
     clinical_level,
+    clinical_reason,
     decide,
     resolve,
     technical_levels,
@@ -289,11 +290,13 @@ class BatchProcessor:
     def _evaluate(self, pid: str, twin: Twin, t: int, result: BatchResult) -> bytes:
         """Risk and the alert policy for one patient at event time ``t``; the packed alert state after it."""
         cfg = self._eval
+        r = risk(twin, self._profiles.get(pid), t, cfg.risk)
         levels: dict[Condition, Level] = {
-            Condition.CLINICAL: clinical_level(risk(twin, self._profiles.get(pid), t, cfg.risk), cfg.policy),
+            Condition.CLINICAL: clinical_level(r, cfg.policy),
             **technical_levels(twin, t, cfg.technical),
         }
-        state, events = decide(self._alerts[pid], levels, t, cfg.policy)
+        reasons = {Condition.CLINICAL: clinical_reason(r, cfg.policy)} if levels[Condition.CLINICAL] else None
+        state, events = decide(self._alerts[pid], levels, t, cfg.policy, reasons)
         self._alerts[pid] = state
         result.alert_events.extend(events)
         return alert_codec.pack(state)
