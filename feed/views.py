@@ -107,4 +107,5 @@ def detail(patient_id: str, twin: Twin | None, profile: Profile | None, alerts: 
         history=[models.HistoryPoint(at=int(t), metric=str(m), raw=float(raw), estimate=float(est), sd=float(sd),
                                      outcome=str(o)) for t, m, raw, est, sd, o in history],
         alerts=open_alerts([alerts]) if alerts else [],
+        policy_id=alerts.policy_id if alerts else None,
     )

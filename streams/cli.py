@@ -91,7 +91,15 @@ def worker(metrics_port: int | None) -> None:
     if problems := asyncio.run(definitive_refusals(settings)):
         raise click.ClickException("; ".join(problems))
     # -- end secure transport
-    built = create_app(settings)
+    from alerts.config import ConfigError
+
+    try:
+        built = create_app(settings)
+    except ConfigError as exc:
+        raise click.ClickException(f"bad policy file (TWINMON_POLICY_FILE): {exc}") from None
+    # The policy's id and name are configuration, not patient data.
+    click.echo(f"policy: {built.processor.policy_id} ({built.policy_name}) from "
+               f"{settings.policy_file or 'the code defaults'}", err=True)
     if settings.metrics_port:
         serve(settings.metrics_host, settings.metrics_port, built.metrics.registry, built.status)
         click.echo(f"metrics: http://{settings.metrics_host}:{settings.metrics_port}/metrics "
@@ -278,6 +286,19 @@ def _load_twin(settings: Settings, patient_id: str) -> tuple[Any, Any]:
     return found, profile
 
 
+def _policy_of(settings: Settings, patient_id: str) -> str | None:
+    """Id of the policy whose thresholds evaluate the patient, from the alert state stored beside the twin."""
+    from alerts import codec as alert_codec
+    from twin_state.redis_store import RedisTwinStore
+
+    async def fetch(client: Any) -> bytes | None:
+        records = await RedisTwinStore(client, settings.redis_prefix).load_records([patient_id])
+        return records[patient_id][1] if patient_id in records else None
+
+    extra = _redis_call(settings, fetch)
+    return alert_codec.unpack(extra).policy_id if extra else None
+
+
 @twin.command("show")
 @click.argument("patient_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the stored twin as JSON.")
@@ -315,6 +336,7 @@ def twin_show(patient_id: str, as_json: bool) -> None:
     for metric, obs in found.observations.items():
         shown = ACVPU[int(obs.value)] if metric is Metric.CONSCIOUSNESS else f"{obs.value:g} L/min"
         click.echo(f"{metric.value:14} {shown:>9}   entered {(now - obs.measured_at) / 60000:.0f} min ago")
+    click.echo(f"policy {_policy_of(settings, patient_id) or '(not yet evaluated by a worker that keeps it)'}")
     c = found.counts
     click.echo(f"readings applied={c.applied} reinitialised={c.reinitialised} rejected: implausible={c.implausible} "
                f"innovation={c.innovation} late={c.late} duplicate={c.duplicate}")
@@ -494,15 +516,15 @@ def evaluate(ctx: click.Context, patients: int, hours: float, seed: int, deterio
     """
     if ctx.invoked_subcommand is not None:
         return
+    from alerts.config import ConfigError, Evaluation, load_config
     from streams import evaluate as ev
-    from streams.processor import Evaluation
     from streams.simulator import BASE_RATE
 
     if compare is not None and config is not None:
         raise click.UsageError("--config and --compare do not go together (each compared file is a config)")
     try:
-        configs = [ev.load_config(p) for p in (compare or ((config,) if config else ()))]
-    except ev.ConfigError as exc:
+        configs = [load_config(p) for p in (compare or ((config,) if config else ()))]
+    except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
 
     def run(evaluation: Evaluation) -> dict[str, Any]:
@@ -525,6 +547,7 @@ def evaluate(ctx: click.Context, patients: int, hours: float, seed: int, deterio
         result = run(configs[0][1] if configs else Evaluation())
         paths = ev.write_report(result, out)
         click.echo(ev.figures_table(result))
+        click.echo(f"policy {result['policy_id']}")
         for name, t in (result.get("targets") or {}).items():
             click.echo(f"target {name}: {t['target']}, twinmon {t['value']}: {'met' if t['met'] else 'MISSED'}")
     click.echo(f"wrote {', '.join(str(p) for p in paths)}", err=True)
