@@ -92,8 +92,10 @@ def load_policy(settings: Settings) -> tuple[str, Evaluation]:
     return load_config(settings.policy_file)
 
 
-def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> Worker:
-    name, evaluation = load_policy(settings)
+def create_app(settings: Settings, registry: CollectorRegistry | None = None, *,
+               policy: tuple[str, Evaluation] | None = None) -> Worker:
+    """``policy``: the policy file's name and settings, if already loaded (``load_policy``)."""
+    name, evaluation = policy if policy is not None else load_policy(settings)
     pid = policy_id(evaluation)
     app = faust_app(settings)
     metrics = Metrics(registry if registry is not None else CollectorRegistry())

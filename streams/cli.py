@@ -78,12 +78,17 @@ def worker(metrics_port: int | None) -> None:
     """Consume vitals, update twins in Redis, dead-letter bad input. Runs until SIGTERM or Ctrl-C."""
     import faust
 
-    from streams.app import create_app
+    from alerts.config import ConfigError
+    from streams.app import create_app, load_policy
     from streams.health import serve
 
     settings = _settings()
     if metrics_port is not None:
         settings = settings.model_copy(update={"metrics_port": metrics_port})
+    try:
+        policy = load_policy(settings)
+    except ConfigError as exc:
+        raise click.ClickException(f"bad policy file (TWINMON_POLICY_FILE): {exc}") from None
     # -- secure transport: a wrong password, an untrusted certificate or a missing ACL is said at once, not
     # retried forever; an unreachable broker or Redis is left to the worker's own retries.
     from streams.connect_check import definitive_refusals
@@ -91,12 +96,7 @@ def worker(metrics_port: int | None) -> None:
     if problems := asyncio.run(definitive_refusals(settings)):
         raise click.ClickException("; ".join(problems))
     # -- end secure transport
-    from alerts.config import ConfigError
-
-    try:
-        built = create_app(settings)
-    except ConfigError as exc:
-        raise click.ClickException(f"bad policy file (TWINMON_POLICY_FILE): {exc}") from None
+    built = create_app(settings, policy=policy)
     # The policy's id and name are configuration, not patient data.
     click.echo(f"policy: {built.processor.policy_id} ({built.policy_name}) from "
                f"{settings.policy_file or 'the code defaults'}", err=True)
