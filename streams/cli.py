@@ -492,7 +492,7 @@ def progress(metrics_url: str, interval: float, count: int) -> None:
               help="Run a recorded file of vitals events (JSON lines, e.g. from `twinmon simulate --out`) "
                    "instead of a simulated cohort; no truth, so alert burden only.")
 @click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="TOML overriding policy, risk, technical or evaluation settings (keys: streams/evaluate.py).")
+              help="A policy file (TOML, read as TWINMON_POLICY_FILE is; keys: docs/policy.md).")
 @click.option("--compare", nargs=2, type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               metavar="A.toml B.toml", help="Virtual trial: the same cohort under two configurations, side by side.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("evaluation"),
@@ -511,8 +511,8 @@ def evaluate(ctx: click.Context, patients: int, hours: float, seed: int, deterio
     twinmon evaluate --recorded FILE          a recorded cohort (alert burden only)
     twinmon evaluate physionet2012 --stays DIR --outcomes FILE --json OUT
 
-    Runs the worker's own processing (twin, risk, alert policy) with no Kafka or Redis. Definitions and the
-    configuration keys are in streams/evaluate.py.
+    Runs the worker's own processing (twin, risk, alert policy) with no Kafka or Redis. Definitions are in
+    streams/evaluate.py; each config is a policy file, read as the worker reads TWINMON_POLICY_FILE (docs/policy.md).
     """
     if ctx.invoked_subcommand is not None:
         return
