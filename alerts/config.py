@@ -229,6 +229,11 @@ def load_config(path: Path | str) -> tuple[str, Evaluation]:
     return parse_config(doc, str(p))
 
 
+def load_policy(path: Path | str | None) -> tuple[str, Evaluation]:
+    """What a process runs: the policy file at ``path`` (``load_config``), or the code defaults without one."""
+    return ("defaults", Evaluation()) if not path else load_config(path)
+
+
 def _shown(settings: object, keys: Mapping[str, Key[Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in fields(settings):  # type: ignore[arg-type]  # always a settings dataclass

@@ -18,8 +18,9 @@ import orjson
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
+from alerts import config
 from alerts.codec import event_to_wire
-from alerts.config import Evaluation, load_config, policy_id
+from alerts.config import Evaluation, policy_id
 from alerts.policy import AlertEvent, UnknownAlert
 from streams import fastdrain
 from streams.actions import decode_action
@@ -87,9 +88,7 @@ def faust_app(settings: Settings) -> faust.App:
 def load_policy(settings: Settings) -> tuple[str, Evaluation]:
     """The policy file's name and settings (the code defaults without one); ``alerts.config.ConfigError``, naming
     the file and the key, if it is wrong, so the worker stops before it consumes anything."""
-    if not settings.policy_file:
-        return "defaults", Evaluation()
-    return load_config(settings.policy_file)
+    return config.load_policy(settings.policy_file)
 
 
 def create_app(settings: Settings, registry: CollectorRegistry | None = None, *,

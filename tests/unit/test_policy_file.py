@@ -14,6 +14,7 @@ from typing import Any
 
 import msgpack
 import pytest
+from click.testing import CliRunner
 
 from alerts import codec
 from alerts.config import (
@@ -28,13 +29,15 @@ from alerts.config import (
 )
 from alerts.policy import Condition, Kind, Level, OpenAlert, PatientAlerts, PolicySettings, TechnicalSettings
 from feed import views
+from streams.cli import main
 from streams.evaluate import evaluate_recorded
 from streams.processor import BatchProcessor, RawMessage
 from streams.schema import encode
 from streams.simulator import simulate
+from twin_state.catalogue import Metric
 from twin_state.risk import RiskSettings
 from twin_state.store import InMemoryTwinStore
-from twin_state.twin import new_twin
+from twin_state.twin import Position, Reading, new_twin, step
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_FILE = ROOT / "deploy" / "policy" / "default.toml"
@@ -220,6 +223,29 @@ def test_the_feed_patient_view_carries_the_policy_id() -> None:
     d = views.detail("p-1", twin, None, PatientAlerts("p-1", policy_id="pol-0123456789ab"), [], T0)
     assert d.policy_id == "pol-0123456789ab"
     assert views.detail("p-1", twin, None, None, [], T0).policy_id is None
+
+
+def test_the_feed_computes_the_risk_it_shows_with_the_policy_it_is_given() -> None:
+    twin = new_twin("p-1")
+    for i, (metric, value) in enumerate([(Metric.HEART_RATE, 72.0), (Metric.RESP_RATE, 16.0)]):
+        twin, _ = step(twin, Reading("p-1", "dev-1", metric, value, T0 + i * 1000, i), Position(0, i))
+    later = T0 + 4 * 60_000  # 4 min on: fresh under the defaults (5 min for heart rate), stale under a 2 min limit
+    _, strict = parse_config({"risk": {"stale_after_ms": {"heart_rate": 120_000}}}, "strict.toml")
+    assert views.detail("p-1", twin, None, None, [], later).summary.stale == []
+    shown = views.detail("p-1", twin, None, None, [], later, strict.risk)
+    assert shown.summary.stale == ["heart_rate"] and next(v for v in shown.vitals if v.metric == "heart_rate").stale
+    assert shown.summary.news2 is not None and "pulse" in shown.summary.news2.missing
+    assert views.summary("p-1", twin, None, None, later, strict.risk).stale == ["heart_rate"]
+
+
+def test_a_bad_policy_file_stops_the_feed_at_start_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[technical]\nquality_floor = 2\n")
+    out = CliRunner().invoke(main, ["serve", "--port", "0"], env={
+        "TWINMON_POLICY_FILE": str(path), "TWINMON_KAFKA_BOOTSTRAP": "127.0.0.1:1",
+        "TWINMON_TOKENS_FILE": str(tmp_path / "t.json")})
+    assert out.exit_code == 1 and "Traceback" not in out.output
+    assert f"bad policy file (TWINMON_POLICY_FILE): {path}: technical.quality_floor must be" in out.output
 
 
 def test_evaluate_reports_carry_the_policy_id(tmp_path: Path) -> None:
