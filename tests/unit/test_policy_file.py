@@ -284,3 +284,15 @@ def test_a_missing_policy_file_stops_the_worker_too(tmp_path: Path) -> None:
                          cwd=ROOT, timeout=60, check=False)
     assert out.returncode == 1 and f"{tmp_path / 'absent.toml'}: cannot read" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_the_loader_is_pure_core_importing_no_edge_or_io_library() -> None:
+    import ast
+
+    tree = ast.parse((ROOT / "alerts" / "config.py").read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module}
+    assert imported <= {"__future__", "hashlib", "json", "math", "tomllib", "collections", "dataclasses", "pathlib",
+                        "typing", "alerts", "twin_state"}, imported
