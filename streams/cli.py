@@ -543,6 +543,7 @@ def evaluate(ctx: click.Context, patients: int, hours: float, seed: int, deterio
         click.echo("|---|---:|---:|---:|")
         for row in result["rows"]:
             click.echo(f"| {row['metric']} | {row['a']} | {row['b']} | {row['b_minus_a']} |")
+        click.echo(f"| policy id | {result['a']['result']['policy_id']} | {result['b']['result']['policy_id']} | |")
     else:
         result = run(configs[0][1] if configs else Evaluation())
         paths = ev.write_report(result, out)

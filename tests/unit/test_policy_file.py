@@ -3,6 +3,7 @@ code's, and the id carried by the worker's alert events, the stored alert state,
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import subprocess
@@ -30,7 +31,7 @@ from alerts.config import (
 from alerts.policy import Condition, Kind, Level, OpenAlert, PatientAlerts, PolicySettings, TechnicalSettings
 from feed import views
 from streams.cli import main
-from streams.evaluate import evaluate_recorded
+from streams.evaluate import compare, evaluate_recorded, write_comparison
 from streams.processor import BatchProcessor, RawMessage
 from streams.schema import encode
 from streams.simulator import simulate
@@ -254,6 +255,13 @@ def test_evaluate_reports_carry_the_policy_id(tmp_path: Path) -> None:
     _, e = parse_config({"policy": {"persist_ms": 60_000}}, "b.toml")
     assert evaluate_recorded(events, e)["policy_id"] == policy_id(e)
     assert evaluate_recorded(events)["policy_id"] == policy_id(Evaluation())
+    a, b = parse_config({}, "a.toml"), parse_config({"policy": {"persist_ms": 60_000}}, "b.toml")
+    cmp = compare(a, b, lambda ev: evaluate_recorded(events, ev))
+    write_comparison(cmp, tmp_path / "cmp")
+    md = (tmp_path / "cmp" / "compare.md").read_text()
+    assert f"| policy id | {policy_id(a[1])} | {policy_id(b[1])} |" in md
+    summary = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert (summary["a"]["policy_id"], summary["b"]["policy_id"]) == (policy_id(a[1]), policy_id(b[1]))
 
 
 # --- the worker stops at start on a bad file ---------------------------------------------------------------------
