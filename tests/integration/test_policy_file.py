@@ -1,7 +1,7 @@
 """A real worker started with TWINMON_POLICY_FILE runs that file's thresholds and names it: every alert event on the
 real alerts topic carries the file's policy id, the events are those the offline processing gives under the same
-file (not under the defaults), the stored alert state and `twinmon twin show` carry the id, and the worker exports
-it as twinmon_policy_info."""
+file (not under the defaults), the stored alert state, `twinmon twin show` and the care-team feed's patient view
+and alert history carry the id, and the worker exports it as twinmon_policy_info."""
 
 from __future__ import annotations
 
@@ -61,8 +61,13 @@ def test_a_worker_runs_its_policy_file_and_stamps_its_id_on_every_alert_event(
     # The check can fail: under the defaults the same stream gives other events (raised earlier).
     assert {(i, e.at) for i, e in expected.items()} != {(i, e.at) for i, e in defaults.items()}
 
+    patients = sorted({e.patient_id for e in expected.values()})
+    for pid_ in patients:
+        deployment.run("enrol", pid_, "--team", "ward-7")
+    nurse = deployment.token("nurse-17", "ward-7")
     produce(services.bootstrap, deployment.topic_vitals, messages)
     worker = deployment.start_worker(TWINMON_POLICY_FILE=str(path))
+    api = None
     try:
         records = consume_all(services.bootstrap, deployment.env["TWINMON_TOPIC_ALERTS"], len(expected), 120)
         by_id = {d["event_id"]: d for d in (orjson.loads(r.value) for r in records)}
@@ -74,10 +79,23 @@ def test_a_worker_runs_its_policy_file_and_stamps_its_id_on_every_alert_event(
         assert worker.metric("twinmon_policy_info", {"policy_id": pid, "name": name}) == 1
         assert f"policy: {pid} (trial) from {path}" in worker.log.read_text()
 
-        patient = next(iter(expected.values())).patient_id
+        patient = patients[0]
         deadline = time.monotonic() + 30
         while f"policy {pid}" not in (shown := deployment.run("twin", "show", patient).stdout):
             assert time.monotonic() < deadline, shown
             time.sleep(0.5)
+
+        # The care-team feed's patient view and alert history carry the id (responses checked against the spec).
+        api = deployment.start_api(TWINMON_POLICY_FILE=str(path))
+        view = api.call("GET", "/api/patients/{patient_id}", nurse, path={"patient_id": patient}, expect=200).json()
+        assert view["policy_id"] == pid
+        deadline = time.monotonic() + 30
+        while not (items := api.call("GET", "/api/patients/{patient_id}/alerts", nurse,
+                                     path={"patient_id": patient}, expect=200).json()["items"]):
+            assert time.monotonic() < deadline, "the feed never indexed the patient's alert events"
+            time.sleep(0.5)
+        assert {i["policy_id"] for i in items} == {pid}
     finally:
+        if api is not None:
+            api.stop()
         worker.stop()
