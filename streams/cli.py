@@ -304,11 +304,16 @@ def _policy_of(settings: Settings, patient_id: str) -> str | None:
 @click.option("--json", "as_json", is_flag=True, help="Print the stored twin as JSON.")
 def twin_show(patient_id: str, as_json: bool) -> None:
     """Estimates now with 95% bands, trends, baselines, data quality and staleness."""
+    from alerts.config import ConfigError, load_policy
     from twin_state import codec
     from twin_state.catalogue import ACVPU, BASELINE_MATURE_MIN, Metric
     from twin_state.view import vital_views
 
     settings = _settings()
+    try:
+        stale_after_ms = dict(load_policy(settings.policy_file)[1].risk.stale_after_ms)  # the workers' limits
+    except ConfigError as exc:
+        raise click.ClickException(f"bad policy file (TWINMON_POLICY_FILE): {exc}") from None
     found, profile = _load_twin(settings, patient_id)
     if as_json:
         click.echo(orjson.dumps(codec.to_dict(found), option=orjson.OPT_INDENT_2).decode())
@@ -322,7 +327,7 @@ def twin_show(patient_id: str, as_json: bool) -> None:
                    f"conditions {conds}  targets {targets}")
     click.echo(f"{'vital':14} {'estimate':>9} {'95% band':>17} {'trend/min':>10} {'last raw':>9} {'age':>7} "
                f"{'baseline':>9} {'valid 1h':>8}")
-    for v in vital_views(found, now):
+    for v in vital_views(found, now, stale_after_ms):
         band = f"{v.low95:.1f}..{v.high95:.1f}"
         vital = found.vitals[v.metric]
         base = (f"{vital.baseline:9.1f}" if vital.baseline_minutes >= BASELINE_MATURE_MIN else f"{'(young)':>9}")

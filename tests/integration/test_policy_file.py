@@ -85,6 +85,16 @@ def test_a_worker_runs_its_policy_file_and_stamps_its_id_on_every_alert_event(
             assert time.monotonic() < deadline, shown
             time.sleep(0.5)
 
+        # twin show judges staleness by the policy file's limits, as risk does
+        strict = tmp_path / "strict.toml"
+        strict.write_text("[risk.stale_after_ms]\nheart_rate = 1\n")
+        rows = {line.split()[0]: line for line in shown.splitlines() if line.split()}
+        assert "STALE" not in rows["heart_rate"]
+        strict_show = Deployment({**deployment.env, "TWINMON_POLICY_FILE": str(strict)}, tmp_path)
+        rows = {line.split()[0]: line for line in strict_show.run("twin", "show", patient).stdout.splitlines()
+                if line.split()}
+        assert rows["heart_rate"].endswith("STALE") and "STALE" not in rows["resp_rate"]
+
         # The care-team feed's patient view and alert history carry the id (responses checked against the spec).
         api = deployment.start_api(TWINMON_POLICY_FILE=str(path))
         view = api.call("GET", "/api/patients/{patient_id}", nurse, path={"patient_id": patient}, expect=200).json()
