@@ -130,6 +130,9 @@ class PatientAlerts:
     evaluated_at: int = 0
     """Event time of the last evaluation; the worker evaluates at most every few seconds of event time, and
     keeping this with the state makes a restarted worker evaluate at the same moments as before."""
+    policy_id: str | None = None
+    """Id of the policy file whose thresholds evaluate this patient (``alerts.config.policy_id``); None in
+    states written before it was kept."""
 
 
 def clinical_level(risk: Risk, settings: PolicySettings) -> Level:
@@ -210,7 +213,7 @@ def decide(
             events.append(_event(alert, pid, Kind.ESCALATED, alert.level, now_ms, "unacknowledged"))
             alert = replace(alert, events=alert.events + 1)
         opened[condition] = alert
-    return PatientAlerts(pid, opened, pending, max(state.evaluated_at, now_ms)), events
+    return PatientAlerts(pid, opened, pending, max(state.evaluated_at, now_ms), state.policy_id), events
 
 
 @dataclass(frozen=True, slots=True)

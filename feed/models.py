@@ -96,6 +96,8 @@ class AlertEvent(BaseModel):
     reason: str
     user: str | None = None
     care_team: str | None = None
+    policy_id: str | None = Field(None, description="Id of the policy file whose thresholds raised it "
+                                  "(docs/policy.md); null in events published before it was sent")
 
 
 class AuditRecord(BaseModel):
@@ -180,3 +182,5 @@ class PatientDetail(BaseModel):
     vitals: list[Vital]
     history: list[HistoryPoint]
     alerts: list[Alert]
+    policy_id: str | None = Field(None, description="Id of the policy file whose thresholds evaluate this patient "
+                                  "(docs/policy.md); null before a worker that keeps it has evaluated the patient")

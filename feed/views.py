@@ -15,7 +15,7 @@ from twin_state.forecast import Scenario, forecast_vital
 from twin_state.history import HistoryPoint
 from twin_state.news2 import Score
 from twin_state.profile import Profile
-from twin_state.risk import risk
+from twin_state.risk import RiskSettings, risk
 from twin_state.twin import Twin
 from twin_state.view import vital_views
 
@@ -47,7 +47,9 @@ def news2_model(s: Score) -> models.News2:
 
 
 def summary(patient_id: str, twin: Twin | None, profile: Profile | None, alerts: PatientAlerts | None,
-            now_ms: int) -> models.PatientSummary:
+            now_ms: int, settings: RiskSettings | None = None) -> models.PatientSummary:
+    """``settings``: the risk settings of the policy file the workers run (the code defaults if None)."""
+    settings = settings or RiskSettings()
     opened = list(alerts.open.values()) if alerts else []
     highest = max((a.level for a in opened), default=None)
     if twin is None:
@@ -56,9 +58,9 @@ def summary(patient_id: str, twin: Twin | None, profile: Profile | None, alerts:
             stale=[], last_reading_at=None, open_alerts=len(opened),
             highest_alert=highest.name.lower() if highest else None,
         )
-    r = risk(twin, profile, now_ms)
+    r = risk(twin, profile, now_ms, settings)
     shares = [q.valid_share for q in twin.quality.values()]
-    views = vital_views(twin, now_ms)
+    views = vital_views(twin, now_ms, dict(settings.stale_after_ms))
     last = max((v.last_raw_at for v in twin.vitals.values()), default=None)
     return models.PatientSummary(
         patient_id=patient_id,
@@ -82,9 +84,10 @@ def by_risk(summaries: list[models.PatientSummary]) -> list[models.PatientSummar
 
 
 def detail(patient_id: str, twin: Twin | None, profile: Profile | None, alerts: PatientAlerts | None,
-           history: Sequence[HistoryPoint], now_ms: int) -> models.PatientDetail:
+           history: Sequence[HistoryPoint], now_ms: int, settings: RiskSettings | None = None) -> models.PatientDetail:
+    settings = settings or RiskSettings()
     vitals = []
-    for v in vital_views(twin, now_ms) if twin is not None else []:
+    for v in vital_views(twin, now_ms, dict(settings.stale_after_ms)) if twin is not None else []:
         assert twin is not None
         state = twin.vitals[v.metric]
         q = twin.quality.get(v.metric)
@@ -99,7 +102,7 @@ def detail(patient_id: str, twin: Twin | None, profile: Profile | None, alerts: 
                       for f in cone],
         ))
     return models.PatientDetail(
-        summary=summary(patient_id, twin, profile, alerts, now_ms),
+        summary=summary(patient_id, twin, profile, alerts, now_ms, settings),
         age_band=profile.age_band if profile else None,
         conditions=sorted(profile.conditions) if profile else [],
         targets={m.value: r for m, r in profile.targets.items()} if profile else {},
@@ -107,4 +110,5 @@ def detail(patient_id: str, twin: Twin | None, profile: Profile | None, alerts: 
         history=[models.HistoryPoint(at=int(t), metric=str(m), raw=float(raw), estimate=float(est), sd=float(sd),
                                      outcome=str(o)) for t, m, raw, est, sd, o in history],
         alerts=open_alerts([alerts]) if alerts else [],
+        policy_id=alerts.policy_id if alerts else None,
     )

@@ -18,7 +18,9 @@ import orjson
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
+from alerts import config
 from alerts.codec import event_to_wire
+from alerts.config import Evaluation, policy_id
 from alerts.policy import AlertEvent, UnknownAlert
 from streams import fastdrain
 from streams.actions import decode_action
@@ -45,6 +47,7 @@ class Worker:
 
     app: faust.App
     processor: BatchProcessor
+    policy_name: str
     metrics: Metrics
     redis: Redis
     outage: RedisOutage
@@ -82,9 +85,20 @@ def faust_app(settings: Settings) -> faust.App:
     )
 
 
-def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> Worker:
+def load_policy(settings: Settings) -> tuple[str, Evaluation]:
+    """The policy file's name and settings (the code defaults without one); ``alerts.config.ConfigError``, naming
+    the file and the key, if it is wrong, so the worker stops before it consumes anything."""
+    return config.load_policy(settings.policy_file)
+
+
+def create_app(settings: Settings, registry: CollectorRegistry | None = None, *,
+               policy: tuple[str, Evaluation] | None = None) -> Worker:
+    """``policy``: the policy file's name and settings, if already loaded (``load_policy``)."""
+    name, evaluation = policy if policy is not None else load_policy(settings)
+    pid = policy_id(evaluation)
     app = faust_app(settings)
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
+    metrics.policy.info({"policy_id": pid, "name": name})
     if isinstance(app, fastdrain.App):
         metrics.deliveries(lambda: app.deliveries, fastdrain.PATHS)
     metrics.topics(consumed=(settings.topic_vitals, settings.topic_enrolments, settings.topic_alert_actions),
@@ -100,7 +114,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         # twins are written (see streams.processor).
         futures = []
         for e in events:
-            wire = event_to_wire(e)
+            wire = event_to_wire(e, pid)
             profile = processor.profile(e.patient_id)
             wire["care_team"] = profile.care_team if profile is not None else None
             futures.append(await app.producer.send(
@@ -114,6 +128,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         metrics,
         profiles=profiles,
         publish=publish_alerts,
+        evaluation=evaluation,
     )
 
     vitals = app.topic(
@@ -243,7 +258,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         # Metrics only: open alerts, monitored and stale patients per care team, from the twins in memory.
         await metrics.census(processor.residents(), int(time.time() * 1000), processor.no_data_after_ms)
 
-    return Worker(app=app, processor=processor, metrics=metrics, redis=redis, outage=outage, kafka=kafka)
+    return Worker(app=app, processor=processor, policy_name=name, metrics=metrics, redis=redis, outage=outage,
+                  kafka=kafka)
 
 
 async def _or_exit(what: str, work: Any) -> None:

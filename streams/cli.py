@@ -78,12 +78,17 @@ def worker(metrics_port: int | None) -> None:
     """Consume vitals, update twins in Redis, dead-letter bad input. Runs until SIGTERM or Ctrl-C."""
     import faust
 
-    from streams.app import create_app
+    from alerts.config import ConfigError
+    from streams.app import create_app, load_policy
     from streams.health import serve
 
     settings = _settings()
     if metrics_port is not None:
         settings = settings.model_copy(update={"metrics_port": metrics_port})
+    try:
+        policy = load_policy(settings)
+    except ConfigError as exc:
+        raise click.ClickException(f"bad policy file (TWINMON_POLICY_FILE): {exc}") from None
     # -- secure transport: a wrong password, an untrusted certificate or a missing ACL is said at once, not
     # retried forever; an unreachable broker or Redis is left to the worker's own retries.
     from streams.connect_check import definitive_refusals
@@ -91,7 +96,10 @@ def worker(metrics_port: int | None) -> None:
     if problems := asyncio.run(definitive_refusals(settings)):
         raise click.ClickException("; ".join(problems))
     # -- end secure transport
-    built = create_app(settings)
+    built = create_app(settings, policy=policy)
+    # The policy's id and name are configuration, not patient data.
+    click.echo(f"policy: {built.processor.policy_id} ({built.policy_name}) from "
+               f"{settings.policy_file or 'the code defaults'}", err=True)
     if settings.metrics_port:
         serve(settings.metrics_host, settings.metrics_port, built.metrics.registry, built.status)
         click.echo(f"metrics: http://{settings.metrics_host}:{settings.metrics_port}/metrics "
@@ -278,16 +286,34 @@ def _load_twin(settings: Settings, patient_id: str) -> tuple[Any, Any]:
     return found, profile
 
 
+def _policy_of(settings: Settings, patient_id: str) -> str | None:
+    """Id of the policy whose thresholds evaluate the patient, from the alert state stored beside the twin."""
+    from alerts import codec as alert_codec
+    from twin_state.redis_store import RedisTwinStore
+
+    async def fetch(client: Any) -> bytes | None:
+        records = await RedisTwinStore(client, settings.redis_prefix).load_records([patient_id])
+        return records[patient_id][1] if patient_id in records else None
+
+    extra = _redis_call(settings, fetch)
+    return alert_codec.unpack(extra).policy_id if extra else None
+
+
 @twin.command("show")
 @click.argument("patient_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the stored twin as JSON.")
 def twin_show(patient_id: str, as_json: bool) -> None:
     """Estimates now with 95% bands, trends, baselines, data quality and staleness."""
+    from alerts.config import ConfigError, load_policy
     from twin_state import codec
     from twin_state.catalogue import ACVPU, BASELINE_MATURE_MIN, Metric
     from twin_state.view import vital_views
 
     settings = _settings()
+    try:
+        stale_after_ms = dict(load_policy(settings.policy_file)[1].risk.stale_after_ms)  # the workers' limits
+    except ConfigError as exc:
+        raise click.ClickException(f"bad policy file (TWINMON_POLICY_FILE): {exc}") from None
     found, profile = _load_twin(settings, patient_id)
     if as_json:
         click.echo(orjson.dumps(codec.to_dict(found), option=orjson.OPT_INDENT_2).decode())
@@ -301,7 +327,7 @@ def twin_show(patient_id: str, as_json: bool) -> None:
                    f"conditions {conds}  targets {targets}")
     click.echo(f"{'vital':14} {'estimate':>9} {'95% band':>17} {'trend/min':>10} {'last raw':>9} {'age':>7} "
                f"{'baseline':>9} {'valid 1h':>8}")
-    for v in vital_views(found, now):
+    for v in vital_views(found, now, stale_after_ms):
         band = f"{v.low95:.1f}..{v.high95:.1f}"
         vital = found.vitals[v.metric]
         base = (f"{vital.baseline:9.1f}" if vital.baseline_minutes >= BASELINE_MATURE_MIN else f"{'(young)':>9}")
@@ -315,6 +341,7 @@ def twin_show(patient_id: str, as_json: bool) -> None:
     for metric, obs in found.observations.items():
         shown = ACVPU[int(obs.value)] if metric is Metric.CONSCIOUSNESS else f"{obs.value:g} L/min"
         click.echo(f"{metric.value:14} {shown:>9}   entered {(now - obs.measured_at) / 60000:.0f} min ago")
+    click.echo(f"policy {_policy_of(settings, patient_id) or '(not yet evaluated by a worker that keeps it)'}")
     c = found.counts
     click.echo(f"readings applied={c.applied} reinitialised={c.reinitialised} rejected: implausible={c.implausible} "
                f"innovation={c.innovation} late={c.late} duplicate={c.duplicate}")
@@ -470,7 +497,7 @@ def progress(metrics_url: str, interval: float, count: int) -> None:
               help="Run a recorded file of vitals events (JSON lines, e.g. from `twinmon simulate --out`) "
                    "instead of a simulated cohort; no truth, so alert burden only.")
 @click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="TOML overriding policy, risk, technical or evaluation settings (keys: streams/evaluate.py).")
+              help="A policy file (TOML, read as TWINMON_POLICY_FILE is; keys: docs/policy.md).")
 @click.option("--compare", nargs=2, type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               metavar="A.toml B.toml", help="Virtual trial: the same cohort under two configurations, side by side.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("evaluation"),
@@ -489,20 +516,20 @@ def evaluate(ctx: click.Context, patients: int, hours: float, seed: int, deterio
     twinmon evaluate --recorded FILE          a recorded cohort (alert burden only)
     twinmon evaluate physionet2012 --stays DIR --outcomes FILE --json OUT
 
-    Runs the worker's own processing (twin, risk, alert policy) with no Kafka or Redis. Definitions and the
-    configuration keys are in streams/evaluate.py.
+    Runs the worker's own processing (twin, risk, alert policy) with no Kafka or Redis. Definitions are in
+    streams/evaluate.py; each config is a policy file, read as the worker reads TWINMON_POLICY_FILE (docs/policy.md).
     """
     if ctx.invoked_subcommand is not None:
         return
+    from alerts.config import ConfigError, Evaluation, load_config
     from streams import evaluate as ev
-    from streams.processor import Evaluation
     from streams.simulator import BASE_RATE
 
     if compare is not None and config is not None:
         raise click.UsageError("--config and --compare do not go together (each compared file is a config)")
     try:
-        configs = [ev.load_config(p) for p in (compare or ((config,) if config else ()))]
-    except ev.ConfigError as exc:
+        configs = [load_config(p) for p in (compare or ((config,) if config else ()))]
+    except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
 
     def run(evaluation: Evaluation) -> dict[str, Any]:
@@ -521,10 +548,12 @@ def evaluate(ctx: click.Context, patients: int, hours: float, seed: int, deterio
         click.echo("|---|---:|---:|---:|")
         for row in result["rows"]:
             click.echo(f"| {row['metric']} | {row['a']} | {row['b']} | {row['b_minus_a']} |")
+        click.echo(f"| policy id | {result['a']['result']['policy_id']} | {result['b']['result']['policy_id']} | |")
     else:
         result = run(configs[0][1] if configs else Evaluation())
         paths = ev.write_report(result, out)
         click.echo(ev.figures_table(result))
+        click.echo(f"policy {result['policy_id']}")
         for name, t in (result.get("targets") or {}).items():
             click.echo(f"target {name}: {t['target']}, twinmon {t['value']}: {'met' if t['met'] else 'MISSED'}")
     click.echo(f"wrote {', '.join(str(p) for p in paths)}", err=True)

@@ -22,17 +22,17 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
 from alerts import codec as alert_codec
+from alerts.config import Evaluation as Evaluation  # re-exported: callers build one to pass in
+from alerts.config import policy_id
 from alerts.policy import (
     AlertEvent,
     Condition,
     Level,
     PatientAlerts,
-    PolicySettings,
-    TechnicalSettings,
     UnknownAlert,
     acknowledge,
     clinical_level,
@@ -44,7 +44,7 @@ from streams.metrics import Metrics
 from streams.schema import Rejected, decode
 from twin_state.history import HistoryPoint, history_point
 from twin_state.profile import Profile
-from twin_state.risk import RiskSettings, risk
+from twin_state.risk import risk
 from twin_state.store import TwinStore
 from twin_state.twin import ACCEPTED, Outcome, Position, Reading, Twin, new_twin, step
 
@@ -78,16 +78,6 @@ class ProfileSource(Protocol):
 AlertPublisher = Callable[[Sequence[AlertEvent]], Awaitable[None]]
 
 
-@dataclass(frozen=True, slots=True)
-class Evaluation:
-    risk: RiskSettings = field(default_factory=RiskSettings)
-    policy: PolicySettings = field(default_factory=PolicySettings)
-    technical: TechnicalSettings = field(default_factory=TechnicalSettings)
-    every_ms: int = 10_000
-    """Risk and alert policy run at most this often per patient, in event time: often enough for a 30 s
-    persistence rule, rarely enough that risk is not computed for every reading."""
-
-
 class BatchProcessor:
     """Keeps the twins of the partitions this worker owns in memory, so a batch costs one Redis pipeline."""
 
@@ -105,6 +95,7 @@ class BatchProcessor:
         self._profile_source = profiles
         self._publish = publish
         self._eval = evaluation or Evaluation()
+        self._policy_id = policy_id(self._eval)
         self._twins: dict[str, Twin] = {}
         self._alerts: dict[str, PatientAlerts] = {}
         self._profiles: dict[str, Profile | None] = {}
@@ -117,6 +108,11 @@ class BatchProcessor:
 
     def twin(self, patient_id: str) -> Twin | None:
         return self._twins.get(patient_id)
+
+    @property
+    def policy_id(self) -> str:
+        """Id of the policy this processor evaluates with (``alerts.config.policy_id``)."""
+        return self._policy_id
 
     def alerts(self, patient_id: str) -> PatientAlerts | None:
         return self._alerts.get(patient_id)
@@ -279,7 +275,10 @@ class BatchProcessor:
         for pid in missing:
             twin, extra = records.get(pid, (None, None))
             self._twins[pid] = twin or new_twin(pid)
-            self._alerts[pid] = alert_codec.unpack(extra) if extra else PatientAlerts(pid)
+            state = alert_codec.unpack(extra) if extra else PatientAlerts(pid)
+            # The state is written back only after this processor's policy has evaluated it.
+            self._alerts[pid] = state if state.policy_id == self._policy_id else replace(
+                state, policy_id=self._policy_id)
         unknown = [pid for pid in missing if pid not in self._profiles]
         if unknown and self._profile_source is not None:
             found = await self._timed("profiles", self._profile_source.get_many(unknown))
