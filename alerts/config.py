@@ -93,6 +93,14 @@ def _level(value: object, where: str) -> Level:
     return _LEVELS[value.lower()]
 
 
+def _alerting_level(value: object, where: str) -> Level:
+    """A level an alert is raised at: a re-measure prompt cannot be configured away."""
+    level = _level(value, where)
+    if level is Level.NONE:
+        raise ConfigError(f"{where} must be one of {', '.join(_ESCALATING)}, got {value!r}")
+    return level
+
+
 def _escalate_after(value: object, where: str, base: Mapping[Level, int]) -> dict[Level, int]:
     t = _table(value, where)
     _check_keys(t, _ESCALATING, where)
@@ -152,6 +160,8 @@ POLICY_KEYS: Mapping[str, Key[PolicySettings]] = {
     "predicted_high": _number_key(0.0, 1.0),
     "predicted_horizon_min": _number_key(),
     "drift_medium": _number_key(lo_open=False),
+    "unconfirmed_level": Key(lambda v, at, _: _alerting_level(v, at), lambda lv: lv.name.lower()),
+    "unconfirmed_min_gap_ms": _ms_key(),
 }
 RISK_KEYS: Mapping[str, Key[RiskSettings]] = {
     "horizons_min": Key(lambda v, at, _: _horizons(v, at), list),

@@ -5,7 +5,8 @@ each condition is at now, and returns the new state and the lifecycle events to 
 and ``resolve`` are the people's transitions. No clock, no I/O: the same inputs give the same events with
 the same ids, so a replayed batch republishes identical events (consumers de-duplicate by ``event_id``).
 
-Rules, per condition (``clinical``: NEWS2 now and predicted; technical ``no_data`` and ``signal_quality``):
+Rules, per condition (``clinical``: NEWS2 now and predicted; ``unconfirmed``: a refused reading that scores 3 and
+must be re-measured; technical ``no_data`` and ``signal_quality``):
 
 * **persistence**: a level must hold for ``persist_ms`` before it is raised (a single bad minute is not an
   alert), and a worse level must hold as long before the alert is escalated to it;
@@ -18,7 +19,9 @@ Rules, per condition (``clinical``: NEWS2 now and predicted; technical ``no_data
 * **hysteresis**: an alert resolves by itself only after its condition has been below the alerting level
   for ``clear_ms`` (``condition_cleared``); a level that drops and comes back within that time changes nothing;
 * **people**: acknowledge (stops unacknowledged escalation), resolve with a reason (closes it; if the
-  condition persists it is raised anew after ``persist_ms``).
+  condition persists it is raised anew after ``persist_ms``);
+* **re-measure prompts** (``unconfirmed``) are about one reading, not a state that could flicker: raised at once,
+  and resolved as soon as the next reading of that vital confirms or refutes it (no persistence, no hysteresis).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from enum import IntEnum, StrEnum
 
 from twin_state.catalogue import Metric
 from twin_state.news2 import RiskBand
-from twin_state.risk import Risk
+from twin_state.risk import Risk, Unconfirmed
 from twin_state.twin import Twin
 
 
@@ -47,6 +50,8 @@ class Condition(StrEnum):
     CLINICAL = "clinical"
     NO_DATA = "no_data"
     SIGNAL_QUALITY = "signal_quality"
+    UNCONFIRMED = "unconfirmed"
+    """A plausible reading the twin refused (``twin_state.twin.VitalState.unconfirmed``) scores 3 on its own."""
 
 
 class Kind(StrEnum):
@@ -81,6 +86,13 @@ class PolicySettings:
     # 0.185 (as without the rule) and moved the lead from -11.5 to +1.5 min; 3.0 gave +3.7 min and 0.222.
     drift_medium: float = 3.5
     """Joint drift score (``twin_state.risk.Risk.drift``) at or above which the patient is at MEDIUM; 0 = not used."""
+    unconfirmed_level: Level = Level.MEDIUM
+    """Level of the "unconfirmed: re-measure" prompt: a single reading scoring 3 that the twin has not believed yet
+    (a cuff's first systolic of 85) needs someone at the bedside now, before a second reading confirms it."""
+    unconfirmed_min_gap_ms: int = 60_000
+    """The prompt is for vitals measured this far apart or more (cuffs, spot checks, a sensor back after a gap). A
+    wearable reading every few seconds re-measures by itself: its next reading confirms the change (and NEWS2 shows
+    it) or refutes it (a motion spike of 180 bpm) before anyone could reach the bed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +162,28 @@ def clinical_level(risk: Risk, settings: PolicySettings) -> Level:
     return max(now, predicted)
 
 
+def unconfirmed_level(risk: Risk, settings: PolicySettings) -> Level:
+    """``unconfirmed_level`` while any scored vital's unconfirmed reading scores 3 and that vital is measured at least
+    ``unconfirmed_min_gap_ms`` apart, else none."""
+    due = any(_prompts(u, settings) for u in risk.unconfirmed.values())
+    return settings.unconfirmed_level if due else Level.NONE
+
+
+def _prompts(u: Unconfirmed, settings: PolicySettings) -> bool:
+    return u.subscore == 3 and u.gap_ms >= settings.unconfirmed_min_gap_ms
+
+
+def unconfirmed_reason(risk: Risk, settings: PolicySettings) -> str:
+    """The prompt's text: which readings to re-measure, and what each scores."""
+    parts = [f"{p.value} {u.value:g} scores {u.subscore}" for p, u in sorted(risk.unconfirmed.items())
+             if _prompts(u, settings)]
+    return "unconfirmed: re-measure (" + ", ".join(parts) + ")"
+
+
+_IMMEDIATE = frozenset({Condition.UNCONFIRMED})
+"""Conditions raised without persistence and resolved without hysteresis."""
+
+
 def _id(*parts: object) -> str:
     return hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=12).hexdigest()
 
@@ -161,9 +195,12 @@ def _event(alert: OpenAlert, pid: str, kind: Kind, level: Level, at: int, reason
 
 
 def decide(
-    state: PatientAlerts, levels: Mapping[Condition, Level], now_ms: int, settings: PolicySettings = PolicySettings()
+    state: PatientAlerts, levels: Mapping[Condition, Level], now_ms: int, settings: PolicySettings = PolicySettings(),
+    reasons: Mapping[Condition, str] | None = None,
 ) -> tuple[PatientAlerts, list[AlertEvent]]:
-    """Advance every condition given in ``levels`` to ``now_ms``. Conditions not given are left as they are."""
+    """Advance every condition given in ``levels`` to ``now_ms``. Conditions not given are left as they are.
+    ``reasons`` gives a condition's raised events their text (event ids never depend on it); an escalation's reason
+    stays the machine-readable ``worsened`` or ``unacknowledged``."""
     pid = state.patient_id
     opened = dict(state.open)
     pending = dict(state.pending)
@@ -176,13 +213,14 @@ def decide(
                 pending.pop(condition, None)
                 continue
             p = Pending(level, now_ms) if p is None else Pending(min(p.level, level), p.since)
-            if now_ms - p.since < settings.persist_ms:
+            if condition not in _IMMEDIATE and now_ms - p.since < settings.persist_ms:
                 pending[condition] = p
                 continue
             pending.pop(condition, None)
             alert_id = _id(pid, condition.value, p.since)
             alert = OpenAlert(alert_id, condition, p.level, now_ms, now_ms, 0)
-            events.append(_event(alert, pid, Kind.RAISED, p.level, now_ms, f"{condition.value} at {p.level.name}"))
+            why = (reasons or {}).get(condition) or f"{condition.value} at {p.level.name}"
+            events.append(_event(alert, pid, Kind.RAISED, p.level, now_ms, why))
             opened[condition] = replace(alert, events=1)
             continue
 
@@ -190,7 +228,7 @@ def decide(
         # without clearing: a patient who was at HIGH minutes ago is not reassuring at MEDIUM.
         if level is Level.NONE:
             since = alert.clear_since if alert.clear_since is not None else now_ms
-            if now_ms - since >= settings.clear_ms:
+            if condition in _IMMEDIATE or now_ms - since >= settings.clear_ms:
                 events.append(_event(alert, pid, Kind.RESOLVED, alert.level, now_ms, "condition_cleared"))
                 del opened[condition]
                 continue
@@ -198,7 +236,7 @@ def decide(
         elif level > alert.level:
             since = alert.worse_since if alert.worse_since is not None else now_ms
             alert = replace(alert, clear_since=None, worse_since=since)
-            if now_ms - since >= settings.persist_ms:
+            if condition in _IMMEDIATE or now_ms - since >= settings.persist_ms:
                 alert = replace(alert, level=level, escalated_at=now_ms, worse_since=None)
                 events.append(_event(alert, pid, Kind.ESCALATED, level, now_ms, "worsened"))
                 alert = replace(alert, events=alert.events + 1)

@@ -15,7 +15,7 @@ from twin_state.forecast import Scenario, forecast_vital
 from twin_state.history import HistoryPoint
 from twin_state.news2 import Score
 from twin_state.profile import Profile
-from twin_state.risk import RiskSettings, risk
+from twin_state.risk import FILTERED_PARAMS, RiskSettings, risk, unconfirmed_scores
 from twin_state.twin import Twin
 from twin_state.view import vital_views
 
@@ -69,6 +69,7 @@ def summary(patient_id: str, twin: Twin | None, profile: Profile | None, alerts:
         p_news2_7_60min=round(r.p(7, RISK_HORIZON_MIN), 4),
         data_quality=round(sum(shares) / len(shares), 4) if shares else None,
         stale=[v.metric.value for v in views if v.stale],
+        unconfirmed={p.value: u.subscore for p, u in r.unconfirmed.items()},
         last_reading_at=last,
         open_alerts=len(opened),
         highest_alert=highest.name.lower() if highest else None,
@@ -87,9 +88,16 @@ def detail(patient_id: str, twin: Twin | None, profile: Profile | None, alerts: 
            history: Sequence[HistoryPoint], now_ms: int, settings: RiskSettings | None = None) -> models.PatientDetail:
     settings = settings or RiskSettings()
     vitals = []
+    scored = ({FILTERED_PARAMS[p]: u for p, u in unconfirmed_scores(twin, profile, now_ms, settings).items()}
+              if twin is not None else {})
     for v in vital_views(twin, now_ms, dict(settings.stale_after_ms)) if twin is not None else []:
         assert twin is not None
         state = twin.vitals[v.metric]
+        u = scored.get(v.metric)
+        unconfirmed = None
+        if state.unconfirmed is not None:
+            unconfirmed = models.UnconfirmedReading(value=state.unconfirmed, measured_at=state.unconfirmed_at,
+                                                    news2_subscore=u.subscore if u is not None else None)
         q = twin.quality.get(v.metric)
         cone = [forecast_vital(v.metric, state, now_ms, m, Scenario.DAMPED) for m in FORECAST_MINUTES]
         vitals.append(models.Vital(
@@ -100,6 +108,7 @@ def detail(patient_id: str, twin: Twin | None, profile: Profile | None, alerts: 
             data_quality=q.valid_share if q else None,
             forecast=[models.ForecastPoint(minutes=f.horizon_min, mean=f.mean, low95=f.low95, high95=f.high95)
                       for f in cone],
+            unconfirmed=unconfirmed,
         ))
     return models.PatientDetail(
         summary=summary(patient_id, twin, profile, alerts, now_ms, settings),

@@ -334,6 +334,8 @@ def twin_show(patient_id: str, as_json: bool) -> None:
         q = found.quality.get(v.metric)
         share = f"{q.valid_share:8.0%}" if q else f"{'':8}"
         flag = "  STALE" if v.stale else ""
+        if vital.unconfirmed is not None:
+            flag += f"  UNCONFIRMED {vital.unconfirmed:g} ({(now - vital.unconfirmed_at) / 1000:.0f}s ago): re-measure"
         click.echo(
             f"{v.metric.value:14} {v.estimate:9.1f} {band:>17} {v.trend_per_min:+10.2f} {v.last_raw:9.1f} "
             f"{v.age_s:6.0f}s {base} {share}{flag}"
@@ -554,6 +556,10 @@ def evaluate(ctx: click.Context, patients: int, hours: float, seed: int, deterio
         paths = ev.write_report(result, out)
         click.echo(ev.figures_table(result))
         click.echo(f"policy {result['policy_id']}")
+        prompts = result.get("twinmon_remeasure_prompts") or {}
+        if prompts:
+            click.echo(f"re-measure prompts: {prompts['stable']} stable, {prompts['deteriorating']} deteriorating, "
+                       f"{prompts['per_patient_day']} per patient-day")
         for name, t in (result.get("targets") or {}).items():
             click.echo(f"target {name}: {t['target']}, twinmon {t['value']}: {'met' if t['met'] else 'MISSED'}")
     click.echo(f"wrote {', '.join(str(p) for p in paths)}", err=True)

@@ -665,6 +665,11 @@ def _results(c: _Collected, onsets: Mapping[str, int | None], spans: Mapping[str
                          and (t := e["true_news2_5_after_onset_min"]) is not None] for name in figures}
     twin, base = figures["twinmon"], figures["baseline"]
     low = sum(len(clinical_alert_times(c.events.get(pid, []), Level.LOW)) for pid in pids)
+    days = sum(end - start for start, end in spans.values()) / 86_400_000
+    prompts = {group: sum(1 for pid in pids if (onsets.get(pid) is None) == (group == "stable")
+                          for e in c.events.get(pid, [])
+                          if e.condition is Condition.UNCONFIRMED and e.kind is Kind.RAISED)
+               for group in ("stable", "deteriorating")}
     out: dict[str, Any] = {
         "definitions": {
             "alert_level": ALERT_LEVEL.name.lower(), "early_tolerance_min": tolerance_ms / MS_PER_MIN,
@@ -675,6 +680,7 @@ def _results(c: _Collected, onsets: Mapping[str, int | None], spans: Mapping[str
         "baseline_plausible": figures_json(figures["baseline_plausible"]),
         "targets": targets(twin, base) if any(o is not None for o in onsets.values()) else None,
         "twinmon_clinical_alerts_at_low_or_above": low,
+        "twinmon_remeasure_prompts": {**prompts, "per_patient_day": _r(sum(prompts.values()) / days) if days else None},
         "diagnostic_median_lead_vs_true_news2_5_min": {
             name: _r(_median(xs), 1) for name, xs in leads_true.items()} if c.truth else None,
         "twinmon_events": dict(sorted(kinds.items())),
@@ -826,6 +832,13 @@ def _cohort_md(c: Mapping[str, Any]) -> str:
             "and buffered late uploads.")
 
 
+def _prompts_md(p: Mapping[str, Any] | None) -> list[str]:
+    if not p:
+        return []
+    return [f"Re-measure prompts (`unconfirmed` alerts raised): {p['stable']} on stable patients, "
+            f"{p['deteriorating']} on deteriorating ones; {_fmt(p['per_patient_day'])} per patient-day.", ""]
+
+
 def write_report(result: Mapping[str, Any], out_dir: Path | str, title: str = "twinmon evaluation") -> list[Path]:
     """``report.md``, ``report.json`` and the PNG plots in ``out_dir``; returns the paths written."""
     out = Path(out_dir)
@@ -844,6 +857,7 @@ def write_report(result: Mapping[str, Any], out_dir: Path | str, title: str = "t
         f"{result['definitions']['alert_level']} or above; early tolerance "
         f"{result['definitions']['early_tolerance_min']:g} min).", "",
         "## Figures", "", figures_table(result), "",
+        *_prompts_md(result.get("twinmon_remeasure_prompts")),
         "## Targets", "", _targets_md(result.get("targets")),
         *_concentration_md(result["twinmon"]),
         *_diagnostic_md(result.get("diagnostic_median_lead_vs_true_news2_5_min")),

@@ -242,6 +242,7 @@ def _component(metric: Metric, view: VitalView | None) -> dict[str, Any]:
 
 _CONDITION_TEXT = {
     Condition.CLINICAL: "clinical deterioration (NEWS2 now or predicted)",
+    Condition.UNCONFIRMED: "unconfirmed reading scoring 3: re-measure",
     Condition.NO_DATA: "no data from the patient's sensors",
     Condition.SIGNAL_QUALITY: "poor signal quality",
 }
@@ -255,7 +256,7 @@ _PRIORITY = {
 
 def alert_flag(patient_id: str, alert: OpenAlert, at_ms: int) -> dict[str, Any]:
     """An open alert as a FHIR R4 ``Flag`` (see the module doc). ``at_ms`` is ``meta.lastUpdated``."""
-    clinical = alert.condition is Condition.CLINICAL
+    clinical = alert.condition in (Condition.CLINICAL, Condition.UNCONFIRMED)
     priority, priority_display = _PRIORITY[alert.level]
     extensions: list[dict[str, Any]] = [{
         "url": FLAG_PRIORITY_EXTENSION,

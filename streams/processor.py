@@ -39,6 +39,8 @@ from alerts.policy import (
     decide,
     resolve,
     technical_levels,
+    unconfirmed_level,
+    unconfirmed_reason,
 )
 from streams.metrics import Metrics
 from streams.schema import Rejected, decode
@@ -76,6 +78,15 @@ class ProfileSource(Protocol):
 
 
 AlertPublisher = Callable[[Sequence[AlertEvent]], Awaitable[None]]
+
+
+def _settles_a_prompt(before: Twin, after: Twin, reading: Reading, min_gap_ms: int) -> bool:
+    """Whether ``reading`` leaves, or settles, an unconfirmed reading of a vital measured far enough apart to prompt
+    (``alerts.policy.PolicySettings.unconfirmed_min_gap_ms``): such a reading is evaluated at once."""
+    for v in (before.vitals.get(reading.metric), after.vitals.get(reading.metric)):
+        if v is not None and v.unconfirmed is not None and v.unconfirmed_at - v.updated_at >= min_gap_ms:
+            return True
+    return False
 
 
 class BatchProcessor:
@@ -181,6 +192,7 @@ class BatchProcessor:
         extras: dict[str, bytes] = {}
         twins = self._twins
         every = self._eval.every_ms
+        prompt_gap = self._eval.policy.unconfirmed_min_gap_ms
         for reading, position in readings:
             pid = reading.patient_id
             before = twins[pid]
@@ -196,10 +208,13 @@ class BatchProcessor:
             if point is not None:
                 history.setdefault(pid, []).append(point)
             # Evaluated on the reading that moves event time on far enough, never on batch boundaries: the
-            # same stream gives the same evaluations and alert ids however it is batched or redelivered.
+            # same stream gives the same evaluations and alert ids however it is batched or redelivered. A reading
+            # that may raise or settle a re-measure prompt is evaluated at once: the prompt waits for no one.
             evaluated_at = self._alerts[pid].evaluated_at
             if not evaluated_at or reading.measured_at - evaluated_at >= every:
                 extras[pid] = self._evaluate(pid, twin, reading.measured_at, result)
+            elif _settles_a_prompt(before, twin, reading, prompt_gap):
+                extras[pid] = self._evaluate(pid, twin, max(reading.measured_at, evaluated_at), result)
         result.twins = list(changed.values())
         if result.alert_events and self._publish is not None:
             await self._publish(result.alert_events)
@@ -288,11 +303,14 @@ class BatchProcessor:
     def _evaluate(self, pid: str, twin: Twin, t: int, result: BatchResult) -> bytes:
         """Risk and the alert policy for one patient at event time ``t``; the packed alert state after it."""
         cfg = self._eval
+        r = risk(twin, self._profiles.get(pid), t, cfg.risk)
         levels: dict[Condition, Level] = {
-            Condition.CLINICAL: clinical_level(risk(twin, self._profiles.get(pid), t, cfg.risk), cfg.policy),
+            Condition.CLINICAL: clinical_level(r, cfg.policy),
+            Condition.UNCONFIRMED: unconfirmed_level(r, cfg.policy),
             **technical_levels(twin, t, cfg.technical),
         }
-        state, events = decide(self._alerts[pid], levels, t, cfg.policy)
+        state, events = decide(self._alerts[pid], levels, t, cfg.policy,
+                               {Condition.UNCONFIRMED: unconfirmed_reason(r, cfg.policy)})
         self._alerts[pid] = state
         result.alert_events.extend(events)
         return alert_codec.pack(state)
