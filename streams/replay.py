@@ -12,6 +12,7 @@ that a replay's twins and alerts equal the worker's for the same log. ``replay_a
 from __future__ import annotations
 
 import asyncio
+import bisect
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -24,8 +25,8 @@ from streams.schema import Rejected, decode
 from twin_state.store import InMemoryTwinStore
 from twin_state.twin import Outcome, Position, Twin, new_twin, step
 
-RECORDING_LOOKAHEAD = 31
-"""Lines (this one and the next 30) whose median measured-at a line's ingest time may advance to."""
+RECORDING_LOOKAHEAD = 127
+"""A line and the lines after it whose lower quartile of measured-at its ingest time may advance to."""
 SWEEP_EVERY_MS = 30_000
 """The no-data sweep's period on the recording clock, as the worker's timer on the wall clock."""
 BATCH_LINES = 500
@@ -36,13 +37,16 @@ def recording_clock(lines: Iterable[bytes]) -> Iterator[tuple[bytes, int]]:
     """Each line of a recording (stripped of its line end) with its ingest time on the recording clock.
 
     The ingest time of a line is the later of the latest measured-at among the readings accepted before it and
-    the earlier of its own measured-at and the median measured-at of the valid readings among it and the next
-    ``RECORDING_LOOKAHEAD - 1`` lines; a reading more than the allowance ahead of that is refused as
-    ``future_timestamp``. So the first reading starts the clock; one reading stamped hours ahead cannot move it
-    (the readings after it do not follow it); a recording that goes quiet and resumes (hourly spot checks) is
-    followed, because the readings after the gap agree with each other; and the clock never runs ahead of the
-    readings it has reached. Lines that are not valid readings get the clock as it stands."""
+    the earlier of its own measured-at and the lower quartile of the measured-at of the valid readings among the
+    next ``RECORDING_LOOKAHEAD - 1`` lines (the last reading of a file has none and cannot move the clock); a
+    reading more than the allowance ahead of that is refused as ``future_timestamp``. So the first reading
+    starts the clock; readings stamped hours ahead cannot move it unless three quarters of the lines after them
+    follow them (one per patient in a row, as a wrong clock on a shared gateway would send, does not); a
+    recording that goes quiet and resumes (hourly spot checks) is followed, because the readings after the gap
+    agree with each other; and the clock never runs ahead of the readings it has reached. Lines that are not
+    valid readings get the clock as it stands."""
     window: deque[tuple[bytes, int | None]] = deque()
+    ordered: list[int] = []  # the valid measured-at of the window, sorted
     accepted = 0
 
     def stamp() -> tuple[bytes, int]:
@@ -50,8 +54,10 @@ def recording_clock(lines: Iterable[bytes]) -> Iterator[tuple[bytes, int]]:
         line, measured = window.popleft()
         if measured is None:
             return line, accepted
-        ahead = sorted([measured, *(m for _, m in window if m is not None)])
-        ingest = max(accepted, min(measured, ahead[(len(ahead) - 1) // 2]))
+        del ordered[bisect.bisect_left(ordered, measured)]
+        # Nothing after it to agree with: the last reading of a recording cannot move the clock on alone.
+        quartile = ordered[(len(ordered) - 1) // 4] if ordered else (accepted or measured)
+        ingest = max(accepted, min(measured, quartile))
         if not isinstance(decode(line, None, ingest), Rejected):
             accepted = max(accepted, measured)
         return line, ingest
@@ -59,7 +65,10 @@ def recording_clock(lines: Iterable[bytes]) -> Iterator[tuple[bytes, int]]:
     for raw in lines:
         line = raw.rstrip(b"\r\n")
         decoded = decode(line, None, _UNBOUNDED)
-        window.append((line, None if isinstance(decoded, Rejected) else decoded.measured_at))
+        measured = None if isinstance(decoded, Rejected) else decoded.measured_at
+        window.append((line, measured))
+        if measured is not None:
+            bisect.insort(ordered, measured)
         if len(window) == RECORDING_LOOKAHEAD:
             yield stamp()
     while window:

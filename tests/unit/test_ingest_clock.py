@@ -243,10 +243,12 @@ def test_the_first_reading_starts_the_recording_clock() -> None:
 
 def test_a_reading_from_the_future_is_refused_on_the_recording_clock_wherever_it_is() -> None:
     honest = [hr("p-1", T0 + i * 10_000, seq=i) for i in range(100)]
-    for at in (0, 1, 50, 98, 99):
+    for at in (0, 1, 50, 97, 98, 99):
         readings = [*honest[:at], hr("p-1", honest[at].measured_at + AHEAD, device="spare"), *honest[at:]]
         got = verdicts(readings)
         assert got[at] is Reason.FUTURE_TIMESTAMP and got.count(None) == 100, at
+    last = verdicts([*honest, hr("p-1", honest[-1].measured_at + AHEAD, device="spare")])
+    assert last[-1] is Reason.FUTURE_TIMESTAMP and last.count(None) == 100
 
 
 def test_the_recording_clock_follows_a_recording_that_goes_quiet_and_resumes() -> None:
@@ -256,11 +258,13 @@ def test_the_recording_clock_follows_a_recording_that_goes_quiet_and_resumes() -
     assert stamped(rounds)[2] == T0 + HOUR  # hourly spot checks: each round moves the clock on
 
 
-def test_a_burst_of_liars_shorter_than_half_the_lookahead_cannot_move_the_recording_clock() -> None:
-    honest = [hr(f"p-{i % 5}", T0 + i * 1000, seq=i) for i in range(200)]
-    burst = [hr(f"p-{i}", T0 + 100_000 + AHEAD, device="spare") for i in range(RECORDING_LOOKAHEAD // 2)]
-    got = verdicts([*honest[:100], *burst, *honest[100:]])
-    assert got.count(Reason.FUTURE_TIMESTAMP) == len(burst) and got.count(None) == 200
+@pytest.mark.parametrize("liars", [1, 20, RECORDING_LOOKAHEAD * 3 // 4 - 1])
+def test_a_burst_of_liars_shorter_than_three_quarters_of_the_lookahead_cannot_move_the_recording_clock(
+        liars: int) -> None:
+    honest = [hr(f"p-{i % 5}", T0 + i * 1000, seq=i) for i in range(400)]
+    burst = [hr(f"p-{i}", T0 + 200_000 + AHEAD, device="spare") for i in range(liars)]
+    got = verdicts([*honest[:200], *burst, *honest[200:]])
+    assert got.count(Reason.FUTURE_TIMESTAMP) == len(burst) and got.count(None) == 400
 
 
 def test_replay_twins_are_not_silenced_by_a_reading_from_the_future() -> None:
