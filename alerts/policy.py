@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from enum import IntEnum, StrEnum
 
 from twin_state.catalogue import Metric
+from twin_state.clock import MAX_AHEAD_MS
 from twin_state.news2 import RiskBand
 from twin_state.risk import Risk, Unconfirmed
 from twin_state.twin import Twin
@@ -266,7 +267,8 @@ class TechnicalSettings:
 
 def technical_levels(twin: Twin, now_ms: int, settings: TechnicalSettings = TechnicalSettings()) -> dict[
         Condition, Level]:
-    last = max((v.updated_at for v in twin.vitals.values()), default=None)
+    # A vital stamped beyond the allowance is not evidence that anyone is being monitored now.
+    last = max((v.updated_at for v in twin.vitals.values() if v.updated_at <= now_ms + MAX_AHEAD_MS), default=None)
     no_data = last is None or now_ms - last >= settings.no_data_after_ms
     poor = any(
         q.total >= settings.quality_min_readings and q.valid_share < settings.quality_floor
@@ -277,6 +279,36 @@ def technical_levels(twin: Twin, now_ms: int, settings: TechnicalSettings = Tech
         Condition.NO_DATA: Level.MEDIUM if no_data else Level.NONE,
         Condition.SIGNAL_QUALITY: Level.LOW if poor and not no_data else Level.NONE,
     }
+
+
+def repair(state: PatientAlerts, now_ms: int, allowance_ms: int = MAX_AHEAD_MS) -> PatientAlerts:
+    """``state`` with every time more than ``allowance_ms`` after ``now_ms`` brought back, so that a state an older
+    worker moved into the future (one reading stamped hours ahead) is evaluated again at once.
+
+    ``evaluated_at`` goes to 0, which the worker reads as "never evaluated"; a pending condition restarts its
+    persistence from ``now_ms``; an open alert keeps its id and level with its clocks at ``now_ms``. Returns
+    ``state`` itself when nothing is ahead."""
+    limit = now_ms + allowance_ms
+
+    def back(t: int | None) -> int | None:
+        return now_ms if t is not None and t > limit else t
+
+    def fixed(a: OpenAlert) -> OpenAlert:
+        return replace(a, raised_at=now_ms if a.raised_at > limit else a.raised_at,
+                       escalated_at=now_ms if a.escalated_at > limit else a.escalated_at,
+                       acknowledged_at=back(a.acknowledged_at), worse_since=back(a.worse_since),
+                       clear_since=back(a.clear_since))
+
+    ahead = state.evaluated_at > limit or any(p.since > limit for p in state.pending.values()) or any(
+        fixed(a) != a for a in state.open.values())
+    if not ahead:
+        return state
+    return PatientAlerts(
+        state.patient_id,
+        {c: fixed(a) for c, a in state.open.items()},
+        {c: Pending(p.level, now_ms) if p.since > limit else p for c, p in state.pending.items()},
+        0 if state.evaluated_at > limit else state.evaluated_at,
+    )
 
 
 class UnknownAlert(LookupError):

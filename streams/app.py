@@ -36,6 +36,7 @@ from twin_state.redis_store import RedisProfileStore, RedisTwinStore
 log = logging.getLogger("twinmon.worker")
 EXIT_CRASHED = 70  # EX_SOFTWARE
 SWEEP_MAX_LAG = 1000
+"""A vitals partition with at least this many unprocessed messages is catching up: its patients are not swept."""
 CENSUS_INTERVAL_S = 10.0
 KAFKA_PROBE_INTERVAL_S = 3.0
 KAFKA_PROBE_TIMEOUT_S = 2.5
@@ -197,9 +198,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, *,
     # faust's StreamT stub lacks take_events (faust-streaming adds it on the concrete Stream).
     async def _consume(stream: Any) -> None:
         async for events in stream.take_events(settings.batch_max, within=within_s):
-            batch = [
-                RawMessage(e.message.partition, e.message.offset, e.message.key, e.message.value) for e in events
-            ]
+            batch = [_raw(e.message) for e in events]
             started = time.perf_counter()
             result = await outage.run("vitals", functools.partial(processor.process, batch, int(time.time() * 1000)))
             await _dead_letter(app, settings.topic_dlq, settings.topic_vitals, result)
@@ -223,10 +222,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, *,
 
     @app.timer(interval=30.0)  # type: ignore[untyped-decorator]  # faust's timer decorator is untyped
     async def sweep_quiet_patients() -> None:
-        # While the worker is catching up on a backlog, event time lags the wall clock and every patient
-        # would look silent: only sweep when caught up.
-        if sum(lag_by_partition.values()) < SWEEP_MAX_LAG:
-            await _or_exit("sweep", outage.run("sweep", lambda: processor.sweep(int(time.time() * 1000))))
+        # On a partition the worker is still catching up on, event time lags the wall clock and every patient
+        # would look silent: those patients wait for a sweep after it has caught up; the others are swept now.
+        behind = [p for p, lag in lag_by_partition.items() if lag >= SWEEP_MAX_LAG]
+        await _or_exit("sweep", outage.run("sweep", lambda: processor.sweep(int(time.time() * 1000), behind)))
 
     kafka = KafkaWatch(metrics.registry)
 
@@ -260,6 +259,13 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, *,
 
     return Worker(app=app, processor=processor, policy_name=name, metrics=metrics, redis=redis, outage=outage,
                   kafka=kafka)
+
+
+def _raw(message: Any) -> RawMessage:
+    """The processor's view of a Faust message; Faust gives the record timestamp in seconds (None if absent)."""
+    ts = message.timestamp
+    return RawMessage(message.partition, message.offset, message.key, message.value,
+                      None if ts is None else int(ts * 1000))
 
 
 async def _or_exit(what: str, work: Any) -> None:

@@ -121,7 +121,9 @@ def worker(metrics_port: int | None) -> None:
 @click.option("--deteriorating", type=click.FloatRange(0, 1), default=0.1, show_default=True,
               help="Share of patients who deteriorate.")
 @click.option("--seed", type=int, default=1, show_default=True)
-@click.option("--start-ms", type=int, default=None, help="Epoch ms of simulated time zero [default: now].")
+@click.option("--start-ms", type=int, default=None,
+              help="Epoch ms of simulated time zero [default: early enough that no reading is stamped after the "
+                   "wall clock: now - duration x (1 - 1/speed), now - duration at speed 0].")
 @click.option("--speed", type=click.FloatRange(min=0), default=None,
               help="Simulated seconds per wall-clock second; 0 = as fast as possible "
                    "[default: 1 to Kafka, 0 to a file].")
@@ -133,8 +135,8 @@ def simulate(patients: int, rate: float, duration: float, deteriorating: float, 
     from streams.schema import encode
     from streams.simulator import simulate as generate
 
-    start = start_ms if start_ms is not None else int(time.time() * 1000)
     pace = speed if speed is not None else (0.0 if out else 1.0)
+    start = start_ms if start_ms is not None else default_start_ms(int(time.time() * 1000), duration, pace)
     readings = generate(patients, duration, rate, seed, start, deteriorating)
 
     def paced() -> Iterator[tuple[bytes, bytes]]:
@@ -170,6 +172,13 @@ def simulate(patients: int, rate: float, duration: float, deteriorating: float, 
     click.echo(f"sent {count} readings of {patients} patients to {settings.topic_vitals}", err=True)
 
 
+def default_start_ms(now_ms: int, duration_s: float, speed: float) -> int:
+    """Simulated time zero such that event time stays at or behind the wall clock however fast the simulation
+    runs: a worker refuses readings stamped ahead of their ingest time (streams.schema.MAX_AHEAD_MS)."""
+    behind = 1.0 if speed == 0 else max(0.0, 1.0 - 1.0 / speed)
+    return now_ms - round(duration_s * 1000 * behind)
+
+
 async def _produce_paced(settings: Settings, messages: Iterator[tuple[bytes, bytes]]) -> int:
     from streams.kafka_io import producer, start_producer
 
@@ -203,18 +212,27 @@ async def _produce_paced(settings: Settings, messages: Iterator[tuple[bytes, byt
 @main.command()
 @click.option("--input", "input_", type=click.File("rb"), required=True, help="JSON lines of v1 events ('-' = stdin).")
 @click.option("--output", type=click.File("wb"), required=True, help="Where to write one twin per line ('-' = stdout).")
+@click.option("--alerts", "alerts_out", type=click.File("wb"), default=None,
+              help="Also write the alert events the worker would publish for this log, one per line, in the alerts "
+                   "topic's form.")
+@click.option("--policy", "policy_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              envvar="TWINMON_POLICY_FILE", show_envvar=True,
+              help="The policy file the worker runs (docs/policy.md) [default: the code defaults].")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also draw one patient's raw readings, estimate and 95% band per vital to this PNG.")
 @click.option("--plot-patient", default=None, help="Whose trace to plot [default: the first patient in the file].")
-def replay(input_: Any, output: Any, plot: Path | None, plot_patient: str | None) -> None:
-    """Run the twin core over a file of events, with no Kafka or Redis, and write each patient's final twin."""
-    from streams.replay import read_lines
+def replay(input_: Any, output: Any, alerts_out: Any, policy_file: Path | None, plot: Path | None,
+           plot_patient: str | None) -> None:
+    """Run the twin core over a file of events, with no Kafka or Redis, and write each patient's final twin.
+
+    Ingest times come from the recording clock (docs/event-schema.md): no wall clock, so the same file always
+    gives the same twins and alerts."""
+    from streams.replay import alert_wire, read_lines, replay_alerts
     from streams.replay import replay as run_replay
     from twin_state import codec
 
-    lines = list(read_lines(input_)) if plot else read_lines(input_)
-    now_ms = int(time.time() * 1000)
-    result = run_replay(lines, now_ms=now_ms)
+    lines = list(read_lines(input_)) if plot or alerts_out else read_lines(input_)
+    result = run_replay(lines)
     for pid in sorted(result.twins):
         output.write(orjson.dumps(codec.to_dict(result.twins[pid])) + b"\n")
     outcomes = ", ".join(f"{o.value}={n}" for o, n in sorted(result.outcomes.items()))
@@ -222,16 +240,29 @@ def replay(input_: Any, output: Any, plot: Path | None, plot_patient: str | None
     click.echo(
         f"replayed {result.lines} lines into {len(result.twins)} twins; {outcomes}; rejected: {rejected}", err=True
     )
+    if alerts_out is not None:
+        from alerts.config import ConfigError, load_policy, policy_id
+
+        try:
+            _, evaluation = load_policy(policy_file)
+        except ConfigError as exc:
+            raise click.ClickException(f"bad policy file: {exc}") from None
+        events = replay_alerts(lines, evaluation)
+        pid = policy_id(evaluation)
+        for event in events:
+            alerts_out.write(orjson.dumps(alert_wire(event, pid)) + b"\n")
+        click.echo(f"wrote {len(events)} alert events", err=True)
     if plot is not None:
-        _plot_replay(list(lines), plot, plot_patient, now_ms)
+        _plot_replay(list(lines), plot, plot_patient)
 
 
-def _plot_replay(lines: list[bytes], out: Path, patient: str | None, now_ms: int) -> None:
+def _plot_replay(lines: list[bytes], out: Path, patient: str | None) -> None:
     from streams.plot import plot_trace
+    from streams.replay import recording_clock
     from streams.schema import Rejected, decode
     from twin_state.trace import trace
 
-    decoded = (decode(line.rstrip(b"\r\n"), None, now_ms) for line in lines)
+    decoded = (decode(line, None, ingest) for line, ingest in recording_clock(lines))
     readings = [r for r in decoded if not isinstance(r, Rejected)]
     if not readings:
         raise click.ClickException("nothing to plot: no valid readings in the input")

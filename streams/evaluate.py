@@ -87,6 +87,7 @@ from alerts.config import load_config as load_config
 from alerts.config import parse_config as parse_config
 from alerts.policy import AlertEvent, Condition, Kind, Level
 from streams.processor import BatchProcessor, RawMessage
+from streams.replay import recording_clock
 from streams.schema import Rejected, decode, encode
 from streams.simulator import BASE_RATE, cohort_truth, simulate_with_truth
 from twin_state.catalogue import ACVPU, CATALOGUE, Metric
@@ -575,18 +576,19 @@ def evaluate_recorded(path: Path | str, evaluation: Evaluation | None = None) ->
     started = time.perf_counter()
 
     def items() -> Iterator[Item]:
+        # Ingest times from the recording clock (streams.replay), as ``twinmon replay`` has them: a reading
+        # stamped ahead of the recording is dead-lettered here as the worker would dead-letter it.
         clock = 0
         with Path(path).open("rb") as fh:
-            for offset, line in enumerate(fh):
+            for offset, (line, ingest) in enumerate(recording_clock(fh)):
                 line = line.strip()
                 if not line:
                     continue
-                decoded = decode(line, None, 2**62)
+                decoded = decode(line, None, ingest)
                 reading = decoded if not isinstance(decoded, Rejected) else None
-                if reading is not None:
-                    clock = max(clock, reading.measured_at)
+                clock = max(clock, ingest)
                 key = reading.patient_id.encode() if reading is not None else None
-                yield clock, RawMessage(0, offset, key, line), reading, None
+                yield clock, RawMessage(0, offset, key, line, ingest), reading, None
 
     collected = asyncio.run(_run(items(), evaluation, {}, ()))
     spans = {pid: (collected.first_ms[pid], collected.last_ms[pid]) for pid in collected.raw}

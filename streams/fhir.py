@@ -62,7 +62,7 @@ from typing import Any
 import orjson
 
 from alerts.policy import Condition, Level, OpenAlert
-from streams.schema import ID_PATTERN, Rejected, decode
+from streams.schema import ID_PATTERN, Reason, Rejected, decode
 from twin_state.catalogue import CATALOGUE, Metric
 from twin_state.twin import Twin
 from twin_state.view import DEFAULT_STALE_AFTER_MS, VitalView, vital_views
@@ -495,6 +495,10 @@ def observations_to_wire(resource: dict[str, Any], now_ms: int) -> list[bytes]:
         })
         verdict = decode(raw, it.patient_id.encode(), now_ms)
         if isinstance(verdict, Rejected):
-            raise FhirError(f"{it.metric.value} at {fhir_instant(it.measured_at)} refused: {verdict.detail}")
+            detail = verdict.detail
+            if verdict.reason is Reason.FUTURE_TIMESTAMP:  # in the sender's terms: a time zone or clock slip
+                detail = detail.replace("measured_at", "effective time is").replace("the ingest time", "the feed's "
+                                                                                    "clock")
+            raise FhirError(f"{it.metric.value} at {fhir_instant(it.measured_at)} refused: {detail}")
         out.append(raw)
     return out
