@@ -21,6 +21,8 @@ def pack(state: PatientAlerts) -> bytes:
             [[c.value, a.alert_id, int(a.level), a.raised_at, a.escalated_at, a.events, a.acknowledged_by,
               a.acknowledged_at, a.worse_since, a.clear_since] for c, a in state.open.items()],
             [[c.value, int(p.level), p.since] for c, p in state.pending.items()],
+            # Optional trailing fields: states written before a field existed simply end earlier.
+            state.policy_id,
         ],
         use_bin_type=True,
     )
@@ -31,19 +33,21 @@ def unpack(blob: bytes) -> PatientAlerts:
     data: Any = msgpack.unpackb(blob, raw=False)
     if not isinstance(data, list) or not data or data[0] != FORMAT:
         raise CorruptTwin(f"stored alert state has format {data[0] if data else None!r}; this twinmon reads {FORMAT}")
-    _, pid, evaluated_at, opened, pending = data
+    _, pid, evaluated_at, opened, pending, *trailing = data
     return PatientAlerts(
         patient_id=pid,
         open={Condition(o[0]): OpenAlert(o[1], Condition(o[0]), Level(o[2]), *o[3:]) for o in opened},
         pending={Condition(p[0]): Pending(Level(p[1]), p[2]) for p in pending},
         evaluated_at=evaluated_at,
+        policy_id=trailing[0] if trailing else None,
     )
 
 
-def event_to_wire(e: Any) -> dict[str, Any]:
-    """An ``AlertEvent`` as the JSON published on the ``alerts`` topic."""
+def event_to_wire(e: Any, policy_id: str | None = None) -> dict[str, Any]:
+    """An ``AlertEvent`` as the JSON published on the ``alerts`` topic, with the id of the policy that raised
+    it (``alerts.config.policy_id``; null when not known)."""
     return {
         "v": 1, "event_id": e.event_id, "alert_id": e.alert_id, "patient_id": e.patient_id, "kind": e.kind.value,
         "condition": e.condition.value, "level": e.level.name.lower(), "at": e.at, "reason": e.reason,
-        "user": e.user,
+        "user": e.user, "policy_id": policy_id,
     }

@@ -5,7 +5,8 @@ each condition is at now, and returns the new state and the lifecycle events to 
 and ``resolve`` are the people's transitions. No clock, no I/O: the same inputs give the same events with
 the same ids, so a replayed batch republishes identical events (consumers de-duplicate by ``event_id``).
 
-Rules, per condition (``clinical``: NEWS2 now and predicted; technical ``no_data`` and ``signal_quality``):
+Rules, per condition (``clinical``: NEWS2 now and predicted; ``unconfirmed``: a refused reading that scores 3 and
+must be re-measured; technical ``no_data`` and ``signal_quality``):
 
 * **persistence**: a level must hold for ``persist_ms`` before it is raised (a single bad minute is not an
   alert), and a worse level must hold as long before the alert is escalated to it;
@@ -18,7 +19,9 @@ Rules, per condition (``clinical``: NEWS2 now and predicted; technical ``no_data
 * **hysteresis**: an alert resolves by itself only after its condition has been below the alerting level
   for ``clear_ms`` (``condition_cleared``); a level that drops and comes back within that time changes nothing;
 * **people**: acknowledge (stops unacknowledged escalation), resolve with a reason (closes it; if the
-  condition persists it is raised anew after ``persist_ms``).
+  condition persists it is raised anew after ``persist_ms``);
+* **re-measure prompts** (``unconfirmed``) are about one reading, not a state that could flicker: raised at once,
+  and resolved as soon as the next reading of that vital confirms or refutes it (no persistence, no hysteresis).
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ from dataclasses import dataclass, field, replace
 from enum import IntEnum, StrEnum
 
 from twin_state.catalogue import Metric
+from twin_state.clock import MAX_AHEAD_MS
 from twin_state.news2 import RiskBand, assumed_text
-from twin_state.risk import Risk
+from twin_state.risk import Risk, Unconfirmed
 from twin_state.twin import Twin
 
 
@@ -47,6 +51,8 @@ class Condition(StrEnum):
     CLINICAL = "clinical"
     NO_DATA = "no_data"
     SIGNAL_QUALITY = "signal_quality"
+    UNCONFIRMED = "unconfirmed"
+    """A plausible reading the twin refused (``twin_state.twin.VitalState.unconfirmed``) scores 3 on its own."""
 
 
 class Kind(StrEnum):
@@ -81,6 +87,13 @@ class PolicySettings:
     # 0.185 (as without the rule) and moved the lead from -11.5 to +1.5 min; 3.0 gave +3.7 min and 0.222.
     drift_medium: float = 3.5
     """Joint drift score (``twin_state.risk.Risk.drift``) at or above which the patient is at MEDIUM; 0 = not used."""
+    unconfirmed_level: Level = Level.MEDIUM
+    """Level of the "unconfirmed: re-measure" prompt: a single reading scoring 3 that the twin has not believed yet
+    (a cuff's first systolic of 85) needs someone at the bedside now, before a second reading confirms it."""
+    unconfirmed_min_gap_ms: int = 60_000
+    """The prompt is for vitals measured this far apart or more (cuffs, spot checks, a sensor back after a gap). A
+    wearable reading every few seconds re-measures by itself: its next reading confirms the change (and NEWS2 shows
+    it) or refutes it (a motion spike of 180 bpm) before anyone could reach the bed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +143,9 @@ class PatientAlerts:
     evaluated_at: int = 0
     """Event time of the last evaluation; the worker evaluates at most every few seconds of event time, and
     keeping this with the state makes a restarted worker evaluate at the same moments as before."""
+    policy_id: str | None = None
+    """Id of the policy file whose thresholds evaluate this patient (``alerts.config.policy_id``); None in
+    states written before it was kept."""
 
 
 def _now_level(band: RiskBand, settings: PolicySettings) -> Level:
@@ -177,6 +193,28 @@ def reason_head(reason: str) -> str:
     return reason.split(": ", 1)[0]
 
 
+def unconfirmed_level(risk: Risk, settings: PolicySettings) -> Level:
+    """``unconfirmed_level`` while any scored vital's unconfirmed reading scores 3 and that vital is measured at least
+    ``unconfirmed_min_gap_ms`` apart, else none."""
+    due = any(_prompts(u, settings) for u in risk.unconfirmed.values())
+    return settings.unconfirmed_level if due else Level.NONE
+
+
+def _prompts(u: Unconfirmed, settings: PolicySettings) -> bool:
+    return u.subscore == 3 and u.gap_ms >= settings.unconfirmed_min_gap_ms
+
+
+def unconfirmed_reason(risk: Risk, settings: PolicySettings) -> str:
+    """The prompt's text: which readings to re-measure, and what each scores."""
+    parts = [f"{p.value} {u.value:g} scores {u.subscore}" for p, u in sorted(risk.unconfirmed.items())
+             if _prompts(u, settings)]
+    return "unconfirmed: re-measure (" + ", ".join(parts) + ")"
+
+
+_IMMEDIATE = frozenset({Condition.UNCONFIRMED})
+"""Conditions raised without persistence and resolved without hysteresis."""
+
+
 def _id(*parts: object) -> str:
     return hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=12).hexdigest()
 
@@ -192,8 +230,9 @@ def decide(
     reasons: Mapping[Condition, str] | None = None,
 ) -> tuple[PatientAlerts, list[AlertEvent]]:
     """Advance every condition given in ``levels`` to ``now_ms``. Conditions not given are left as they are.
-    ``reasons``: what each condition's level rests on, appended to the reason of the events it raises or escalates
-    (event ids never depend on it, so a replay with other wording republishes the same ids)."""
+    ``reasons``: what each condition's level rests on, in words: a raised event's reason is that text (by default
+    "<condition> at <LEVEL>"); an escalation's reason is the machine-readable ``worsened`` or ``unacknowledged``
+    followed by ": " and that text (``reason_head`` strips it). Event ids never depend on it."""
     pid = state.patient_id
 
     def why(condition: Condition, reason: str) -> str:
@@ -211,14 +250,14 @@ def decide(
                 pending.pop(condition, None)
                 continue
             p = Pending(level, now_ms) if p is None else Pending(min(p.level, level), p.since)
-            if now_ms - p.since < settings.persist_ms:
+            if condition not in _IMMEDIATE and now_ms - p.since < settings.persist_ms:
                 pending[condition] = p
                 continue
             pending.pop(condition, None)
             alert_id = _id(pid, condition.value, p.since)
             alert = OpenAlert(alert_id, condition, p.level, now_ms, now_ms, 0)
             events.append(_event(alert, pid, Kind.RAISED, p.level, now_ms,
-                                 why(condition, f"{condition.value} at {p.level.name}")))
+                                 (reasons or {}).get(condition) or f"{condition.value} at {p.level.name}"))
             opened[condition] = replace(alert, events=1)
             continue
 
@@ -226,7 +265,7 @@ def decide(
         # without clearing: a patient who was at HIGH minutes ago is not reassuring at MEDIUM.
         if level is Level.NONE:
             since = alert.clear_since if alert.clear_since is not None else now_ms
-            if now_ms - since >= settings.clear_ms:
+            if condition in _IMMEDIATE or now_ms - since >= settings.clear_ms:
                 events.append(_event(alert, pid, Kind.RESOLVED, alert.level, now_ms, "condition_cleared"))
                 del opened[condition]
                 continue
@@ -234,7 +273,7 @@ def decide(
         elif level > alert.level:
             since = alert.worse_since if alert.worse_since is not None else now_ms
             alert = replace(alert, clear_since=None, worse_since=since)
-            if now_ms - since >= settings.persist_ms:
+            if condition in _IMMEDIATE or now_ms - since >= settings.persist_ms:
                 alert = replace(alert, level=level, escalated_at=now_ms, worse_since=None)
                 events.append(_event(alert, pid, Kind.ESCALATED, level, now_ms, why(condition, "worsened")))
                 alert = replace(alert, events=alert.events + 1)
@@ -249,7 +288,7 @@ def decide(
             events.append(_event(alert, pid, Kind.ESCALATED, alert.level, now_ms, why(condition, "unacknowledged")))
             alert = replace(alert, events=alert.events + 1)
         opened[condition] = alert
-    return PatientAlerts(pid, opened, pending, max(state.evaluated_at, now_ms)), events
+    return PatientAlerts(pid, opened, pending, max(state.evaluated_at, now_ms), state.policy_id), events
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +303,8 @@ class TechnicalSettings:
 
 def technical_levels(twin: Twin, now_ms: int, settings: TechnicalSettings = TechnicalSettings()) -> dict[
         Condition, Level]:
-    last = max((v.updated_at for v in twin.vitals.values()), default=None)
+    # A vital stamped beyond the allowance is not evidence that anyone is being monitored now.
+    last = max((v.updated_at for v in twin.vitals.values() if v.updated_at <= now_ms + MAX_AHEAD_MS), default=None)
     no_data = last is None or now_ms - last >= settings.no_data_after_ms
     poor = any(
         q.total >= settings.quality_min_readings and q.valid_share < settings.quality_floor
@@ -275,6 +315,36 @@ def technical_levels(twin: Twin, now_ms: int, settings: TechnicalSettings = Tech
         Condition.NO_DATA: Level.MEDIUM if no_data else Level.NONE,
         Condition.SIGNAL_QUALITY: Level.LOW if poor and not no_data else Level.NONE,
     }
+
+
+def repair(state: PatientAlerts, now_ms: int, allowance_ms: int = MAX_AHEAD_MS) -> PatientAlerts:
+    """``state`` with every time more than ``allowance_ms`` after ``now_ms`` brought back, so that a state an older
+    worker moved into the future (one reading stamped hours ahead) is evaluated again at once.
+
+    ``evaluated_at`` goes to 0, which the worker reads as "never evaluated"; a pending condition restarts its
+    persistence from ``now_ms``; an open alert keeps its id and level with its clocks at ``now_ms``. Returns
+    ``state`` itself when nothing is ahead."""
+    limit = now_ms + allowance_ms
+
+    def back(t: int | None) -> int | None:
+        return now_ms if t is not None and t > limit else t
+
+    def fixed(a: OpenAlert) -> OpenAlert:
+        return replace(a, raised_at=now_ms if a.raised_at > limit else a.raised_at,
+                       escalated_at=now_ms if a.escalated_at > limit else a.escalated_at,
+                       acknowledged_at=back(a.acknowledged_at), worse_since=back(a.worse_since),
+                       clear_since=back(a.clear_since))
+
+    ahead = state.evaluated_at > limit or any(p.since > limit for p in state.pending.values()) or any(
+        fixed(a) != a for a in state.open.values())
+    if not ahead:
+        return state
+    return PatientAlerts(
+        state.patient_id,
+        {c: fixed(a) for c, a in state.open.items()},
+        {c: Pending(p.level, now_ms) if p.since > limit else p for c, p in state.pending.items()},
+        0 if state.evaluated_at > limit else state.evaluated_at,
+    )
 
 
 class UnknownAlert(LookupError):

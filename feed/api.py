@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from alerts import codec as alert_codec
+from alerts.config import load_policy
 from alerts.policy import PatientAlerts
 from feed import models, views
 from feed.background import Hub, alert_history_indexer, audit_indexer, live_alerts
@@ -143,6 +144,8 @@ class Feed:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # The same policy file as the workers, so the risk shown is computed with the thresholds that alert.
+        self.policy = load_policy(settings.policy_file)[1]
         self.tokens = TokenBook(FsPath(settings.tokens_file))
         self.redis = redis_client(settings)
         self.twins = RedisTwinStore(self.redis, settings.redis_prefix)
@@ -198,8 +201,8 @@ class Feed:
     async def summaries(self, team: str, now_ms: int) -> list[models.PatientSummary]:
         ids, twins, alerts = await self.team_states(team)
         profiles = await self.profiles.get_many(ids)
-        return views.by_risk([views.summary(pid, twins.get(pid), profiles.get(pid), alerts.get(pid), now_ms)
-                              for pid in ids])
+        return views.by_risk([views.summary(pid, twins.get(pid), profiles.get(pid), alerts.get(pid), now_ms,
+                                            self.policy.risk) for pid in ids])
 
     # --- writes: audit first (acks=all), then the change ---
     async def audit_record(self, who: Principal, action: str, patient_id: str, alert_id: str | None = None,
@@ -356,7 +359,7 @@ def create_api(settings: Settings) -> FastAPI:
         profile = await feed.profiles.get(patient_id)
         points = await feed.twins.history(patient_id, history) if history else []
         return views.detail(patient_id, twin, profile, alert_codec.unpack(extra) if extra else None, points,
-                            int(time.time() * 1000))
+                            int(time.time() * 1000), feed.policy.risk)
 
     @api.post("/api/patients", response_model=models.Accepted, status_code=202, tags=["enrolment"],
               responses={**WITH_BODY, 409: {"model": models.Error, "description": "Id not available"}})

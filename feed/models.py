@@ -73,7 +73,7 @@ class ResolveIn(BaseModel):
 class Alert(BaseModel):
     alert_id: str
     patient_id: str
-    condition: Literal["clinical", "no_data", "signal_quality"]
+    condition: Literal["clinical", "unconfirmed", "no_data", "signal_quality"]
     level: Literal["low", "medium", "high"]
     raised_at: int = Field(description="Epoch ms")
     escalated_at: int
@@ -96,6 +96,8 @@ class AlertEvent(BaseModel):
     reason: str
     user: str | None = None
     care_team: str | None = None
+    policy_id: str | None = Field(None, description="Id of the policy file whose thresholds raised it "
+                                  "(docs/policy.md); null in events published before it was sent")
 
 
 class AuditRecord(BaseModel):
@@ -136,6 +138,8 @@ class PatientSummary(BaseModel):
     p_news2_7_60min: float | None = Field(description="Probability NEWS2 reaches 7 within 60 min")
     data_quality: float | None = Field(description="Share of valid readings, averaged over the vitals")
     stale: list[str] = Field(description="Vitals with no recent reading")
+    unconfirmed: dict[str, int] = Field(
+        default_factory=dict, description="Scored vitals with an unconfirmed reading, and its NEWS2 subscore")
     last_reading_at: int | None
     open_alerts: int
     highest_alert: Literal["low", "medium", "high"] | None
@@ -146,6 +150,12 @@ class ForecastPoint(BaseModel):
     mean: float
     low95: float
     high95: float
+
+
+class UnconfirmedReading(BaseModel):
+    value: float
+    measured_at: int = Field(description="Epoch ms")
+    news2_subscore: int | None = Field(description="What the reading scores on its own, for vitals NEWS2 scores")
 
 
 class Vital(BaseModel):
@@ -163,6 +173,9 @@ class Vital(BaseModel):
     baseline: float | None = Field(description="The patient's usual level, once there is enough data")
     data_quality: float | None
     forecast: list[ForecastPoint] = Field(description="Damped-trend forecast (what risk assumes), 95% bands")
+    unconfirmed: UnconfirmedReading | None = Field(
+        None, description="A reading the twin refused and no later reading has confirmed or refuted: shown, "
+        "not yet believed; one scoring 3 raises an 'unconfirmed' re-measure alert")
 
 
 class HistoryPoint(BaseModel):
@@ -182,3 +195,5 @@ class PatientDetail(BaseModel):
     vitals: list[Vital]
     history: list[HistoryPoint]
     alerts: list[Alert]
+    policy_id: str | None = Field(None, description="Id of the policy file whose thresholds evaluate this patient "
+                                  "(docs/policy.md); null before a worker that keeps it has evaluated the patient")

@@ -15,7 +15,7 @@ from twin_state.forecast import Scenario, forecast_vital
 from twin_state.history import HistoryPoint
 from twin_state.news2 import Score
 from twin_state.profile import Profile
-from twin_state.risk import risk
+from twin_state.risk import FILTERED_PARAMS, RiskSettings, risk, unconfirmed_scores
 from twin_state.twin import Twin
 from twin_state.view import vital_views
 
@@ -48,7 +48,9 @@ def news2_model(s: Score) -> models.News2:
 
 
 def summary(patient_id: str, twin: Twin | None, profile: Profile | None, alerts: PatientAlerts | None,
-            now_ms: int) -> models.PatientSummary:
+            now_ms: int, settings: RiskSettings | None = None) -> models.PatientSummary:
+    """``settings``: the risk settings of the policy file the workers run (the code defaults if None)."""
+    settings = settings or RiskSettings()
     opened = list(alerts.open.values()) if alerts else []
     highest = max((a.level for a in opened), default=None)
     if twin is None:
@@ -57,9 +59,9 @@ def summary(patient_id: str, twin: Twin | None, profile: Profile | None, alerts:
             stale=[], last_reading_at=None, open_alerts=len(opened),
             highest_alert=highest.name.lower() if highest else None,
         )
-    r = risk(twin, profile, now_ms)
+    r = risk(twin, profile, now_ms, settings)
     shares = [q.valid_share for q in twin.quality.values()]
-    views = vital_views(twin, now_ms)
+    views = vital_views(twin, now_ms, dict(settings.stale_after_ms))
     last = max((v.last_raw_at for v in twin.vitals.values()), default=None)
     return models.PatientSummary(
         patient_id=patient_id,
@@ -68,6 +70,7 @@ def summary(patient_id: str, twin: Twin | None, profile: Profile | None, alerts:
         p_news2_7_60min=round(r.p(7, RISK_HORIZON_MIN), 4),
         data_quality=round(sum(shares) / len(shares), 4) if shares else None,
         stale=[v.metric.value for v in views if v.stale],
+        unconfirmed={p.value: u.subscore for p, u in r.unconfirmed.items()},
         last_reading_at=last,
         open_alerts=len(opened),
         highest_alert=highest.name.lower() if highest else None,
@@ -83,11 +86,19 @@ def by_risk(summaries: list[models.PatientSummary]) -> list[models.PatientSummar
 
 
 def detail(patient_id: str, twin: Twin | None, profile: Profile | None, alerts: PatientAlerts | None,
-           history: Sequence[HistoryPoint], now_ms: int) -> models.PatientDetail:
+           history: Sequence[HistoryPoint], now_ms: int, settings: RiskSettings | None = None) -> models.PatientDetail:
+    settings = settings or RiskSettings()
     vitals = []
-    for v in vital_views(twin, now_ms) if twin is not None else []:
+    scored = ({FILTERED_PARAMS[p]: u for p, u in unconfirmed_scores(twin, profile, now_ms, settings).items()}
+              if twin is not None else {})
+    for v in vital_views(twin, now_ms, dict(settings.stale_after_ms)) if twin is not None else []:
         assert twin is not None
         state = twin.vitals[v.metric]
+        u = scored.get(v.metric)
+        unconfirmed = None
+        if state.unconfirmed is not None:
+            unconfirmed = models.UnconfirmedReading(value=state.unconfirmed, measured_at=state.unconfirmed_at,
+                                                    news2_subscore=u.subscore if u is not None else None)
         q = twin.quality.get(v.metric)
         cone = [forecast_vital(v.metric, state, now_ms, m, Scenario.DAMPED) for m in FORECAST_MINUTES]
         vitals.append(models.Vital(
@@ -98,9 +109,10 @@ def detail(patient_id: str, twin: Twin | None, profile: Profile | None, alerts: 
             data_quality=q.valid_share if q else None,
             forecast=[models.ForecastPoint(minutes=f.horizon_min, mean=f.mean, low95=f.low95, high95=f.high95)
                       for f in cone],
+            unconfirmed=unconfirmed,
         ))
     return models.PatientDetail(
-        summary=summary(patient_id, twin, profile, alerts, now_ms),
+        summary=summary(patient_id, twin, profile, alerts, now_ms, settings),
         age_band=profile.age_band if profile else None,
         conditions=sorted(profile.conditions) if profile else [],
         targets={m.value: r for m, r in profile.targets.items()} if profile else {},
@@ -108,4 +120,5 @@ def detail(patient_id: str, twin: Twin | None, profile: Profile | None, alerts: 
         history=[models.HistoryPoint(at=int(t), metric=str(m), raw=float(raw), estimate=float(est), sd=float(sd),
                                      outcome=str(o)) for t, m, raw, est, sd, o in history],
         alerts=open_alerts([alerts]) if alerts else [],
+        policy_id=alerts.policy_id if alerts else None,
     )

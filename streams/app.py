@@ -18,7 +18,9 @@ import orjson
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
+from alerts import config
 from alerts.codec import event_to_wire
+from alerts.config import Evaluation, policy_id
 from alerts.policy import AlertEvent, UnknownAlert
 from streams import fastdrain
 from streams.actions import decode_action
@@ -34,6 +36,7 @@ from twin_state.redis_store import RedisProfileStore, RedisTwinStore
 log = logging.getLogger("twinmon.worker")
 EXIT_CRASHED = 70  # EX_SOFTWARE
 SWEEP_MAX_LAG = 1000
+"""A vitals partition with at least this many unprocessed messages is catching up: its patients are not swept."""
 CENSUS_INTERVAL_S = 10.0
 KAFKA_PROBE_INTERVAL_S = 3.0
 KAFKA_PROBE_TIMEOUT_S = 2.5
@@ -45,6 +48,7 @@ class Worker:
 
     app: faust.App
     processor: BatchProcessor
+    policy_name: str
     metrics: Metrics
     redis: Redis
     outage: RedisOutage
@@ -82,9 +86,20 @@ def faust_app(settings: Settings) -> faust.App:
     )
 
 
-def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> Worker:
+def load_policy(settings: Settings) -> tuple[str, Evaluation]:
+    """The policy file's name and settings (the code defaults without one); ``alerts.config.ConfigError``, naming
+    the file and the key, if it is wrong, so the worker stops before it consumes anything."""
+    return config.load_policy(settings.policy_file)
+
+
+def create_app(settings: Settings, registry: CollectorRegistry | None = None, *,
+               policy: tuple[str, Evaluation] | None = None) -> Worker:
+    """``policy``: the policy file's name and settings, if already loaded (``load_policy``)."""
+    name, evaluation = policy if policy is not None else load_policy(settings)
+    pid = policy_id(evaluation)
     app = faust_app(settings)
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
+    metrics.policy.info({"policy_id": pid, "name": name})
     if isinstance(app, fastdrain.App):
         metrics.deliveries(lambda: app.deliveries, fastdrain.PATHS)
     metrics.topics(consumed=(settings.topic_vitals, settings.topic_enrolments, settings.topic_alert_actions),
@@ -100,7 +115,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         # twins are written (see streams.processor).
         futures = []
         for e in events:
-            wire = event_to_wire(e)
+            wire = event_to_wire(e, pid)
             profile = processor.profile(e.patient_id)
             wire["care_team"] = profile.care_team if profile is not None else None
             futures.append(await app.producer.send(
@@ -114,6 +129,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         metrics,
         profiles=profiles,
         publish=publish_alerts,
+        evaluation=evaluation,
     )
 
     vitals = app.topic(
@@ -182,9 +198,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     # faust's StreamT stub lacks take_events (faust-streaming adds it on the concrete Stream).
     async def _consume(stream: Any) -> None:
         async for events in stream.take_events(settings.batch_max, within=within_s):
-            batch = [
-                RawMessage(e.message.partition, e.message.offset, e.message.key, e.message.value) for e in events
-            ]
+            batch = [_raw(e.message) for e in events]
             started = time.perf_counter()
             result = await outage.run("vitals", functools.partial(processor.process, batch, int(time.time() * 1000)))
             await _dead_letter(app, settings.topic_dlq, settings.topic_vitals, result)
@@ -208,10 +222,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
 
     @app.timer(interval=30.0)  # type: ignore[untyped-decorator]  # faust's timer decorator is untyped
     async def sweep_quiet_patients() -> None:
-        # While the worker is catching up on a backlog, event time lags the wall clock and every patient
-        # would look silent: only sweep when caught up.
-        if sum(lag_by_partition.values()) < SWEEP_MAX_LAG:
-            await _or_exit("sweep", outage.run("sweep", lambda: processor.sweep(int(time.time() * 1000))))
+        # On a partition the worker is still catching up on, event time lags the wall clock and every patient
+        # would look silent: those patients wait for a sweep after it has caught up; the others are swept now.
+        behind = [p for p, lag in lag_by_partition.items() if lag >= SWEEP_MAX_LAG]
+        await _or_exit("sweep", outage.run("sweep", lambda: processor.sweep(int(time.time() * 1000), behind)))
 
     kafka = KafkaWatch(metrics.registry)
 
@@ -243,7 +257,15 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         # Metrics only: open alerts, monitored and stale patients per care team, from the twins in memory.
         await metrics.census(processor.residents(), int(time.time() * 1000), processor.no_data_after_ms)
 
-    return Worker(app=app, processor=processor, metrics=metrics, redis=redis, outage=outage, kafka=kafka)
+    return Worker(app=app, processor=processor, policy_name=name, metrics=metrics, redis=redis, outage=outage,
+                  kafka=kafka)
+
+
+def _raw(message: Any) -> RawMessage:
+    """The processor's view of a Faust message; Faust gives the record timestamp in seconds (None if absent)."""
+    ts = message.timestamp
+    return RawMessage(message.partition, message.offset, message.key, message.value,
+                      None if ts is None else int(ts * 1000))
 
 
 async def _or_exit(what: str, work: Any) -> None:

@@ -78,12 +78,17 @@ def worker(metrics_port: int | None) -> None:
     """Consume vitals, update twins in Redis, dead-letter bad input. Runs until SIGTERM or Ctrl-C."""
     import faust
 
-    from streams.app import create_app
+    from alerts.config import ConfigError
+    from streams.app import create_app, load_policy
     from streams.health import serve
 
     settings = _settings()
     if metrics_port is not None:
         settings = settings.model_copy(update={"metrics_port": metrics_port})
+    try:
+        policy = load_policy(settings)
+    except ConfigError as exc:
+        raise click.ClickException(f"bad policy file (TWINMON_POLICY_FILE): {exc}") from None
     # -- secure transport: a wrong password, an untrusted certificate or a missing ACL is said at once, not
     # retried forever; an unreachable broker or Redis is left to the worker's own retries.
     from streams.connect_check import definitive_refusals
@@ -91,7 +96,10 @@ def worker(metrics_port: int | None) -> None:
     if problems := asyncio.run(definitive_refusals(settings)):
         raise click.ClickException("; ".join(problems))
     # -- end secure transport
-    built = create_app(settings)
+    built = create_app(settings, policy=policy)
+    # The policy's id and name are configuration, not patient data.
+    click.echo(f"policy: {built.processor.policy_id} ({built.policy_name}) from "
+               f"{settings.policy_file or 'the code defaults'}", err=True)
     if settings.metrics_port:
         serve(settings.metrics_host, settings.metrics_port, built.metrics.registry, built.status)
         click.echo(f"metrics: http://{settings.metrics_host}:{settings.metrics_port}/metrics "
@@ -113,7 +121,9 @@ def worker(metrics_port: int | None) -> None:
 @click.option("--deteriorating", type=click.FloatRange(0, 1), default=0.1, show_default=True,
               help="Share of patients who deteriorate.")
 @click.option("--seed", type=int, default=1, show_default=True)
-@click.option("--start-ms", type=int, default=None, help="Epoch ms of simulated time zero [default: now].")
+@click.option("--start-ms", type=int, default=None,
+              help="Epoch ms of simulated time zero [default: early enough that no reading is stamped after the "
+                   "wall clock: now - duration x (1 - 1/speed), now - duration at speed 0].")
 @click.option("--speed", type=click.FloatRange(min=0), default=None,
               help="Simulated seconds per wall-clock second; 0 = as fast as possible "
                    "[default: 1 to Kafka, 0 to a file].")
@@ -125,8 +135,8 @@ def simulate(patients: int, rate: float, duration: float, deteriorating: float, 
     from streams.schema import encode
     from streams.simulator import simulate as generate
 
-    start = start_ms if start_ms is not None else int(time.time() * 1000)
     pace = speed if speed is not None else (0.0 if out else 1.0)
+    start = start_ms if start_ms is not None else default_start_ms(int(time.time() * 1000), duration, pace)
     readings = generate(patients, duration, rate, seed, start, deteriorating)
 
     def paced() -> Iterator[tuple[bytes, bytes]]:
@@ -162,6 +172,13 @@ def simulate(patients: int, rate: float, duration: float, deteriorating: float, 
     click.echo(f"sent {count} readings of {patients} patients to {settings.topic_vitals}", err=True)
 
 
+def default_start_ms(now_ms: int, duration_s: float, speed: float) -> int:
+    """Simulated time zero such that event time stays at or behind the wall clock however fast the simulation
+    runs: a worker refuses readings stamped ahead of their ingest time (streams.schema.MAX_AHEAD_MS)."""
+    behind = 1.0 if speed == 0 else max(0.0, 1.0 - 1.0 / speed)
+    return now_ms - round(duration_s * 1000 * behind)
+
+
 async def _produce_paced(settings: Settings, messages: Iterator[tuple[bytes, bytes]]) -> int:
     from streams.kafka_io import producer, start_producer
 
@@ -195,18 +212,27 @@ async def _produce_paced(settings: Settings, messages: Iterator[tuple[bytes, byt
 @main.command()
 @click.option("--input", "input_", type=click.File("rb"), required=True, help="JSON lines of v1 events ('-' = stdin).")
 @click.option("--output", type=click.File("wb"), required=True, help="Where to write one twin per line ('-' = stdout).")
+@click.option("--alerts", "alerts_out", type=click.File("wb"), default=None,
+              help="Also write the alert events the worker would publish for this log, one per line, in the alerts "
+                   "topic's form.")
+@click.option("--policy", "policy_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              envvar="TWINMON_POLICY_FILE", show_envvar=True,
+              help="The policy file the worker runs (docs/policy.md) [default: the code defaults].")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also draw one patient's raw readings, estimate and 95% band per vital to this PNG.")
 @click.option("--plot-patient", default=None, help="Whose trace to plot [default: the first patient in the file].")
-def replay(input_: Any, output: Any, plot: Path | None, plot_patient: str | None) -> None:
-    """Run the twin core over a file of events, with no Kafka or Redis, and write each patient's final twin."""
-    from streams.replay import read_lines
+def replay(input_: Any, output: Any, alerts_out: Any, policy_file: Path | None, plot: Path | None,
+           plot_patient: str | None) -> None:
+    """Run the twin core over a file of events, with no Kafka or Redis, and write each patient's final twin.
+
+    Ingest times come from the recording clock (docs/event-schema.md): no wall clock, so the same file always
+    gives the same twins and alerts."""
+    from streams.replay import alert_wire, read_lines, replay_alerts
     from streams.replay import replay as run_replay
     from twin_state import codec
 
-    lines = list(read_lines(input_)) if plot else read_lines(input_)
-    now_ms = int(time.time() * 1000)
-    result = run_replay(lines, now_ms=now_ms)
+    lines = list(read_lines(input_)) if plot or alerts_out else read_lines(input_)
+    result = run_replay(lines)
     for pid in sorted(result.twins):
         output.write(orjson.dumps(codec.to_dict(result.twins[pid])) + b"\n")
     outcomes = ", ".join(f"{o.value}={n}" for o, n in sorted(result.outcomes.items()))
@@ -214,16 +240,29 @@ def replay(input_: Any, output: Any, plot: Path | None, plot_patient: str | None
     click.echo(
         f"replayed {result.lines} lines into {len(result.twins)} twins; {outcomes}; rejected: {rejected}", err=True
     )
+    if alerts_out is not None:
+        from alerts.config import ConfigError, load_policy, policy_id
+
+        try:
+            _, evaluation = load_policy(policy_file)
+        except ConfigError as exc:
+            raise click.ClickException(f"bad policy file: {exc}") from None
+        events = replay_alerts(lines, evaluation)
+        pid = policy_id(evaluation)
+        for event in events:
+            alerts_out.write(orjson.dumps(alert_wire(event, pid)) + b"\n")
+        click.echo(f"wrote {len(events)} alert events", err=True)
     if plot is not None:
-        _plot_replay(list(lines), plot, plot_patient, now_ms)
+        _plot_replay(list(lines), plot, plot_patient)
 
 
-def _plot_replay(lines: list[bytes], out: Path, patient: str | None, now_ms: int) -> None:
+def _plot_replay(lines: list[bytes], out: Path, patient: str | None) -> None:
     from streams.plot import plot_trace
+    from streams.replay import recording_clock
     from streams.schema import Rejected, decode
     from twin_state.trace import trace
 
-    decoded = (decode(line.rstrip(b"\r\n"), None, now_ms) for line in lines)
+    decoded = (decode(line, None, ingest) for line, ingest in recording_clock(lines))
     readings = [r for r in decoded if not isinstance(r, Rejected)]
     if not readings:
         raise click.ClickException("nothing to plot: no valid readings in the input")
@@ -278,11 +317,25 @@ def _load_twin(settings: Settings, patient_id: str) -> tuple[Any, Any]:
     return found, profile
 
 
+def _policy_of(settings: Settings, patient_id: str) -> str | None:
+    """Id of the policy whose thresholds evaluate the patient, from the alert state stored beside the twin."""
+    from alerts import codec as alert_codec
+    from twin_state.redis_store import RedisTwinStore
+
+    async def fetch(client: Any) -> bytes | None:
+        records = await RedisTwinStore(client, settings.redis_prefix).load_records([patient_id])
+        return records[patient_id][1] if patient_id in records else None
+
+    extra = _redis_call(settings, fetch)
+    return alert_codec.unpack(extra).policy_id if extra else None
+
+
 @twin.command("show")
 @click.argument("patient_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the stored twin as JSON.")
 def twin_show(patient_id: str, as_json: bool) -> None:
     """Estimates now with 95% bands, trends, baselines, data quality and staleness."""
+    from alerts.config import ConfigError, load_policy
     from twin_state import codec
     from twin_state.catalogue import ACVPU, BASELINE_MATURE_MIN, Metric
     from twin_state.news2 import describe
@@ -290,6 +343,11 @@ def twin_show(patient_id: str, as_json: bool) -> None:
     from twin_state.view import vital_views
 
     settings = _settings()
+    try:
+        risk_settings = load_policy(settings.policy_file)[1].risk  # the workers' limits
+        stale_after_ms = dict(risk_settings.stale_after_ms)
+    except ConfigError as exc:
+        raise click.ClickException(f"bad policy file (TWINMON_POLICY_FILE): {exc}") from None
     found, profile = _load_twin(settings, patient_id)
     if as_json:
         click.echo(orjson.dumps(codec.to_dict(found), option=orjson.OPT_INDENT_2).decode())
@@ -303,13 +361,15 @@ def twin_show(patient_id: str, as_json: bool) -> None:
                    f"conditions {conds}  targets {targets}")
     click.echo(f"{'vital':14} {'estimate':>9} {'95% band':>17} {'trend/min':>10} {'last raw':>9} {'age':>7} "
                f"{'baseline':>9} {'valid 1h':>8}")
-    for v in vital_views(found, now):
+    for v in vital_views(found, now, stale_after_ms):
         band = f"{v.low95:.1f}..{v.high95:.1f}"
         vital = found.vitals[v.metric]
         base = (f"{vital.baseline:9.1f}" if vital.baseline_minutes >= BASELINE_MATURE_MIN else f"{'(young)':>9}")
         q = found.quality.get(v.metric)
         share = f"{q.valid_share:8.0%}" if q else f"{'':8}"
         flag = "  STALE" if v.stale else ""
+        if vital.unconfirmed is not None:
+            flag += f"  UNCONFIRMED {vital.unconfirmed:g} ({(now - vital.unconfirmed_at) / 1000:.0f}s ago): re-measure"
         click.echo(
             f"{v.metric.value:14} {v.estimate:9.1f} {band:>17} {v.trend_per_min:+10.2f} {v.last_raw:9.1f} "
             f"{v.age_s:6.0f}s {base} {share}{flag}"
@@ -317,7 +377,8 @@ def twin_show(patient_id: str, as_json: bool) -> None:
     for metric, obs in found.observations.items():
         shown = ACVPU[int(obs.value)] if metric is Metric.CONSCIOUSNESS else f"{obs.value:g} L/min"
         click.echo(f"{metric.value:14} {shown:>9}   entered {(now - obs.measured_at) / 60000:.0f} min ago")
-    click.echo(describe(news2_now(found, profile, now)))
+    click.echo(describe(news2_now(found, profile, now, risk_settings)))
+    click.echo(f"policy {_policy_of(settings, patient_id) or '(not yet evaluated by a worker that keeps it)'}")
     c = found.counts
     click.echo(f"readings applied={c.applied} reinitialised={c.reinitialised} rejected: implausible={c.implausible} "
                f"innovation={c.innovation} late={c.late} duplicate={c.duplicate}")
@@ -473,7 +534,7 @@ def progress(metrics_url: str, interval: float, count: int) -> None:
               help="Run a recorded file of vitals events (JSON lines, e.g. from `twinmon simulate --out`) "
                    "instead of a simulated cohort; no truth, so alert burden only.")
 @click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="TOML overriding policy, risk, technical or evaluation settings (keys: streams/evaluate.py).")
+              help="A policy file (TOML, read as TWINMON_POLICY_FILE is; keys: docs/policy.md).")
 @click.option("--compare", nargs=2, type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               metavar="A.toml B.toml", help="Virtual trial: the same cohort under two configurations, side by side.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("evaluation"),
@@ -492,20 +553,20 @@ def evaluate(ctx: click.Context, patients: int, hours: float, seed: int, deterio
     twinmon evaluate --recorded FILE          a recorded cohort (alert burden only)
     twinmon evaluate physionet2012 --stays DIR --outcomes FILE --json OUT
 
-    Runs the worker's own processing (twin, risk, alert policy) with no Kafka or Redis. Definitions and the
-    configuration keys are in streams/evaluate.py.
+    Runs the worker's own processing (twin, risk, alert policy) with no Kafka or Redis. Definitions are in
+    streams/evaluate.py; each config is a policy file, read as the worker reads TWINMON_POLICY_FILE (docs/policy.md).
     """
     if ctx.invoked_subcommand is not None:
         return
+    from alerts.config import ConfigError, Evaluation, load_config
     from streams import evaluate as ev
-    from streams.processor import Evaluation
     from streams.simulator import BASE_RATE
 
     if compare is not None and config is not None:
         raise click.UsageError("--config and --compare do not go together (each compared file is a config)")
     try:
-        configs = [ev.load_config(p) for p in (compare or ((config,) if config else ()))]
-    except ev.ConfigError as exc:
+        configs = [load_config(p) for p in (compare or ((config,) if config else ()))]
+    except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
 
     def run(evaluation: Evaluation) -> dict[str, Any]:
@@ -524,10 +585,16 @@ def evaluate(ctx: click.Context, patients: int, hours: float, seed: int, deterio
         click.echo("|---|---:|---:|---:|")
         for row in result["rows"]:
             click.echo(f"| {row['metric']} | {row['a']} | {row['b']} | {row['b_minus_a']} |")
+        click.echo(f"| policy id | {result['a']['result']['policy_id']} | {result['b']['result']['policy_id']} | |")
     else:
         result = run(configs[0][1] if configs else Evaluation())
         paths = ev.write_report(result, out)
         click.echo(ev.figures_table(result))
+        click.echo(f"policy {result['policy_id']}")
+        prompts = result.get("twinmon_remeasure_prompts") or {}
+        if prompts:
+            click.echo(f"re-measure prompts: {prompts['stable']} stable, {prompts['deteriorating']} deteriorating, "
+                       f"{prompts['per_patient_day']} per patient-day")
         for name, t in (result.get("targets") or {}).items():
             click.echo(f"target {name}: {t['target']}, twinmon {t['value']}: {'met' if t['met'] else 'MISSED'}")
     click.echo(f"wrote {', '.join(str(p) for p in paths)}", err=True)

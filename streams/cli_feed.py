@@ -24,6 +24,12 @@ def serve(host: str | None, port: int | None) -> None:
     updates = {k: v for k, v in (("api_host", host), ("api_port", port)) if v is not None}
     if updates:
         settings = settings.model_copy(update=updates)
+    from alerts.config import ConfigError, load_policy
+
+    try:
+        load_policy(settings.policy_file)  # the feed computes the risk it shows with the workers' policy
+    except ConfigError as exc:
+        raise click.ClickException(f"bad policy file (TWINMON_POLICY_FILE): {exc}") from None
     tokens = Path(settings.tokens_file)
     if not tokens.exists():
         click.echo(f"warning: no tokens file at {tokens}; issue one with `twinmon token issue`", err=True)

@@ -58,41 +58,11 @@ Definitions (fixed before the defaults were tuned; the same for every configurat
   alerts per patient-day, and at least 5 times fewer than the naive baseline with sensitivity at least
   the baseline's.
 
-Configuration files (``--compare A.toml B.toml``)
--------------------------------------------------
-Every key is optional; what is not given keeps the default. Unknown sections or keys are errors::
-
-    name = "A: current policy"                 # label in the report (default: the file's stem)
-
-    [policy]                                   # alerts.policy.PolicySettings
-    persist_ms = 30000
-    clear_ms = 600000
-    single_three = "low"                       # level of NEWS2's single-3 band: none|low|medium|high
-    predicted_medium = 0.6                     # P(NEWS2 >= 5 within the horizon) for MEDIUM
-    predicted_high = 0.6                       # P(NEWS2 >= 7 within the horizon) for HIGH
-    predicted_horizon_min = 60.0               # must be one of risk.horizons_min
-    drift_medium = 3.5                         # joint drift score of the slow trends for MEDIUM; 0 = not used
-    [policy.escalate_after_ms]                 # merged into the defaults; positive ms
-    high = 300000
-    medium = 900000
-    low = 3600000
-
-    [risk]                                     # twin_state.risk.RiskSettings
-    horizons_min = [30.0, 60.0]
-    manual_max_age_min = 720.0                 # a nurse's oxygen entry counts this long
-    acvpu_max_age_min = 240.0                  # a nurse's "A" counts this long (C, V, P, U until replaced)
-    single_three = "low-medium"                # NEWS2 band: low-medium|medium
-    slow_persistence_min = 0.0                 # slow trend's persistence in forecasts; 0 = not used
-    [risk.stale_after_ms]                      # merged into the defaults; vital name -> ms
-    heart_rate = 300000
-
-    [technical]                                # alerts.policy.TechnicalSettings
-    no_data_after_ms = 900000
-    quality_floor = 0.5
-    quality_min_readings = 20.0
-
-    [evaluation]
-    every_ms = 10000                           # risk and policy at most this often per patient (event time)
+Configurations (``--config FILE``, ``--compare A.toml B.toml``)
+-----------------------------------------------------------------
+Each is a policy file, read by ``alerts.config.load_config`` exactly as the worker reads
+``TWINMON_POLICY_FILE``; its keys, defaults and id are in docs/policy.md (deploy/policy/default.toml is the
+shipped one). Every report carries the settings it ran with and their ``policy_id``.
 """
 
 from __future__ import annotations
@@ -102,23 +72,27 @@ import math
 import os
 import statistics
 import time
-import tomllib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from alerts.policy import AlertEvent, Condition, Kind, Level, PolicySettings, TechnicalSettings, reason_head
-from streams.processor import BatchProcessor, Evaluation, RawMessage
+from alerts.config import ConfigError as ConfigError  # re-exported: the loader's home is alerts.config
+from alerts.config import Evaluation, policy_id, settings_json
+from alerts.config import load_config as load_config
+from alerts.config import parse_config as parse_config
+from alerts.policy import AlertEvent, Condition, Kind, Level, reason_head
+from streams.processor import BatchProcessor, RawMessage
+from streams.replay import recording_clock
 from streams.schema import Rejected, decode, encode
 from streams.simulator import BASE_RATE, cohort_truth, simulate_with_truth
 from twin_state.catalogue import ACVPU, CATALOGUE, Metric
-from twin_state.news2 import Inputs, RiskBand, score
-from twin_state.risk import RiskSettings, risk
+from twin_state.news2 import Inputs, score
+from twin_state.risk import risk
 from twin_state.store import InMemoryTwinStore
 from twin_state.twin import Reading
 
@@ -591,6 +565,7 @@ def evaluate_cohort(
     result["runtime_s"] = round(time.perf_counter() - started, 1)
     result["workers"] = n
     result["settings"] = settings_json(evaluation)
+    result["policy_id"] = policy_id(evaluation)
     return result
 
 
@@ -601,18 +576,19 @@ def evaluate_recorded(path: Path | str, evaluation: Evaluation | None = None) ->
     started = time.perf_counter()
 
     def items() -> Iterator[Item]:
+        # Ingest times from the recording clock (streams.replay), as ``twinmon replay`` has them: a reading
+        # stamped ahead of the recording is dead-lettered here as the worker would dead-letter it.
         clock = 0
         with Path(path).open("rb") as fh:
-            for offset, line in enumerate(fh):
+            for offset, (line, ingest) in enumerate(recording_clock(fh)):
                 line = line.strip()
                 if not line:
                     continue
-                decoded = decode(line, None, 2**62)
+                decoded = decode(line, None, ingest)
                 reading = decoded if not isinstance(decoded, Rejected) else None
-                if reading is not None:
-                    clock = max(clock, reading.measured_at)
+                clock = max(clock, ingest)
                 key = reading.patient_id.encode() if reading is not None else None
-                yield clock, RawMessage(0, offset, key, line), reading, None
+                yield clock, RawMessage(0, offset, key, line, ingest), reading, None
 
     collected = asyncio.run(_run(items(), evaluation, {}, ()))
     spans = {pid: (collected.first_ms[pid], collected.last_ms[pid]) for pid in collected.raw}
@@ -622,6 +598,7 @@ def evaluate_recorded(path: Path | str, evaluation: Evaluation | None = None) ->
     result["runtime_s"] = round(time.perf_counter() - started, 1)
     result["workers"] = 1
     result["settings"] = settings_json(evaluation)
+    result["policy_id"] = policy_id(evaluation)
     return result
 
 
@@ -690,6 +667,11 @@ def _results(c: _Collected, onsets: Mapping[str, int | None], spans: Mapping[str
                          and (t := e["true_news2_5_after_onset_min"]) is not None] for name in figures}
     twin, base = figures["twinmon"], figures["baseline"]
     low = sum(len(clinical_alert_times(c.events.get(pid, []), Level.LOW)) for pid in pids)
+    days = sum(end - start for start, end in spans.values()) / 86_400_000
+    prompts = {group: sum(1 for pid in pids if (onsets.get(pid) is None) == (group == "stable")
+                          for e in c.events.get(pid, [])
+                          if e.condition is Condition.UNCONFIRMED and e.kind is Kind.RAISED)
+               for group in ("stable", "deteriorating")}
     out: dict[str, Any] = {
         "definitions": {
             "alert_level": ALERT_LEVEL.name.lower(), "early_tolerance_min": tolerance_ms / MS_PER_MIN,
@@ -700,6 +682,7 @@ def _results(c: _Collected, onsets: Mapping[str, int | None], spans: Mapping[str
         "baseline_plausible": figures_json(figures["baseline_plausible"]),
         "targets": targets(twin, base) if any(o is not None for o in onsets.values()) else None,
         "twinmon_clinical_alerts_at_low_or_above": low,
+        "twinmon_remeasure_prompts": {**prompts, "per_patient_day": _r(sum(prompts.values()) / days) if days else None},
         "diagnostic_median_lead_vs_true_news2_5_min": {
             name: _r(_median(xs), 1) for name, xs in leads_true.items()} if c.truth else None,
         "twinmon_events": dict(sorted(kinds.items())),
@@ -733,177 +716,6 @@ def _timelines_json(c: _Collected, onsets: Mapping[str, int | None],
             "baseline_alerts": [m(t) for t in c.raw[pid].crossings],
         })
     return out
-
-
-# --- configurations (TOML) ---------------------------------------------------------------------------------------
-
-
-class ConfigError(ValueError):
-    """A configuration file that does not say what it means; the message names the file and the key."""
-
-
-def _ms(value: object, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{where} must be a positive whole number of milliseconds, got {value!r}")
-    return value
-
-
-def _number(value: object, where: str, lo: float = 0.0, hi: float = math.inf, lo_open: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(f"{where} must be a number, got {value!r}")
-    if value < lo or (lo_open and value == lo) or value > hi:
-        bound = f"{'>' if lo_open else '>='} {lo:g}" + (f" and <= {hi:g}" if math.isfinite(hi) else "")
-        raise ConfigError(f"{where} must be {bound}, got {value!r}")
-    return float(value)
-
-
-def _table(value: object, where: str) -> Mapping[str, object]:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where} must be a table")
-    return value
-
-
-def _check_keys(table: Mapping[str, object], allowed: Iterable[str], where: str) -> None:
-    allowed = sorted(allowed)
-    unknown = sorted(set(table) - set(allowed))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; expected some of {', '.join(allowed)}")
-
-
-def _level(value: object, where: str) -> Level:
-    names = {lv.name.lower(): lv for lv in Level}
-    if not isinstance(value, str) or value.lower() not in names:
-        raise ConfigError(f"{where} must be one of {', '.join(names)}, got {value!r}")
-    return names[value.lower()]
-
-
-def _policy(table: Mapping[str, object], base: PolicySettings, where: str) -> PolicySettings:
-    _check_keys(table, [f.name for f in fields(PolicySettings)], where)
-    changes: dict[str, Any] = {}
-    for key, value in table.items():
-        at = f"{where}.{key}"
-        if key in ("persist_ms", "clear_ms"):
-            changes[key] = _ms(value, at)
-        elif key == "escalate_after_ms":
-            t = _table(value, at)
-            names = {lv.name.lower(): lv for lv in Level if lv is not Level.NONE}
-            _check_keys(t, names, at)
-            changes[key] = {**base.escalate_after_ms, **{names[k]: _ms(v, f"{at}.{k}") for k, v in t.items()}}
-        elif key == "single_three":
-            changes[key] = _level(value, at)
-        elif key in ("predicted_medium", "predicted_high"):
-            changes[key] = _number(value, at, 0.0, 1.0)
-        elif key == "drift_medium":
-            changes[key] = _number(value, at, lo_open=False)
-        else:  # predicted_horizon_min
-            changes[key] = _number(value, at)
-    return replace(base, **changes)
-
-
-def _risk(table: Mapping[str, object], base: RiskSettings, where: str) -> RiskSettings:
-    _check_keys(table, [f.name for f in fields(RiskSettings)], where)
-    changes: dict[str, Any] = {}
-    for key, value in table.items():
-        at = f"{where}.{key}"
-        if key == "horizons_min":
-            if not isinstance(value, list) or not value:
-                raise ConfigError(f"{at} must be a non-empty list of minutes")
-            changes[key] = tuple(_number(v, f"{at}[{i}]") for i, v in enumerate(value))
-        elif key in ("manual_max_age_min", "acvpu_max_age_min"):
-            changes[key] = _number(value, at)
-        elif key == "slow_persistence_min":
-            changes[key] = _number(value, at, lo_open=False)
-        elif key == "single_three":
-            allowed = (RiskBand.LOW_MEDIUM.value, RiskBand.MEDIUM.value)
-            if value not in allowed:
-                raise ConfigError(f"{at} must be one of {', '.join(allowed)}, got {value!r}")
-            changes[key] = RiskBand(value)
-        else:  # stale_after_ms
-            t = _table(value, at)
-            _check_keys(t, [m.value for m in CATALOGUE], at)
-            changes[key] = {**base.stale_after_ms, **{Metric(k): _ms(v, f"{at}.{k}") for k, v in t.items()}}
-    return replace(base, **changes)
-
-
-def _technical(table: Mapping[str, object], base: TechnicalSettings, where: str) -> TechnicalSettings:
-    _check_keys(table, [f.name for f in fields(TechnicalSettings)], where)
-    changes: dict[str, Any] = {}
-    for key, value in table.items():
-        at = f"{where}.{key}"
-        if key == "no_data_after_ms":
-            changes[key] = _ms(value, at)
-        elif key == "quality_floor":
-            changes[key] = _number(value, at, 0.0, 1.0, lo_open=False)
-        else:  # quality_min_readings
-            changes[key] = _number(value, at, 0.0, lo_open=False)
-    return replace(base, **changes)
-
-
-_SECTIONS = ("evaluation", "policy", "risk", "technical")
-
-
-def parse_config(doc: Mapping[str, object], source: str = "config",
-                 base: Evaluation | None = None) -> tuple[str, Evaluation]:
-    """``(name, evaluation)`` from a parsed TOML document: ``base`` (default: the defaults) with its overrides."""
-    base = base or Evaluation()
-    _check_keys(doc, ("name", *_SECTIONS), source)
-    name = doc.get("name", Path(source).stem)
-    if not isinstance(name, str) or not name.strip():
-        raise ConfigError(f"{source}: name must be a non-empty string")
-    policy, risk_settings, technical, every = base.policy, base.risk, base.technical, base.every_ms
-    if "policy" in doc:
-        policy = _policy(_table(doc["policy"], f"{source}: [policy]"), policy, f"{source}: policy")
-    if "risk" in doc:
-        risk_settings = _risk(_table(doc["risk"], f"{source}: [risk]"), risk_settings, f"{source}: risk")
-    if "technical" in doc:
-        technical = _technical(_table(doc["technical"], f"{source}: [technical]"), technical,
-                               f"{source}: technical")
-    if "evaluation" in doc:
-        t = _table(doc["evaluation"], f"{source}: [evaluation]")
-        _check_keys(t, ("every_ms",), f"{source}: evaluation")
-        if "every_ms" in t:
-            every = _ms(t["every_ms"], f"{source}: evaluation.every_ms")
-    if policy.predicted_horizon_min not in risk_settings.horizons_min:
-        raise ConfigError(
-            f"{source}: policy.predicted_horizon_min {policy.predicted_horizon_min:g} is not one of "
-            f"risk.horizons_min ({', '.join(f'{h:g}' for h in risk_settings.horizons_min)})")
-    return name.strip(), Evaluation(risk=risk_settings, policy=policy, technical=technical, every_ms=every)
-
-
-def load_config(path: Path | str) -> tuple[str, Evaluation]:
-    """A configuration file (see the module docstring); raises ``ConfigError`` with the file and key named."""
-    p = Path(path)
-    try:
-        with p.open("rb") as fh:
-            doc = tomllib.load(fh)
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: not valid TOML ({exc})") from None
-    return parse_config(doc, str(p))
-
-
-def settings_json(e: Evaluation) -> dict[str, Any]:
-    """The settings a run used, in the configuration file's own terms."""
-    p, r, t = e.policy, e.risk, e.technical
-    return {
-        "policy": {
-            "persist_ms": p.persist_ms, "clear_ms": p.clear_ms,
-            "escalate_after_ms": {lv.name.lower(): ms for lv, ms in sorted(p.escalate_after_ms.items())},
-            "single_three": p.single_three.name.lower(), "predicted_medium": p.predicted_medium,
-            "predicted_high": p.predicted_high, "predicted_horizon_min": p.predicted_horizon_min,
-            "drift_medium": p.drift_medium,
-        },
-        "risk": {
-            "horizons_min": list(r.horizons_min), "manual_max_age_min": r.manual_max_age_min,
-            "acvpu_max_age_min": r.acvpu_max_age_min,
-            "single_three": r.single_three.value, "slow_persistence_min": r.slow_persistence_min,
-            "stale_after_ms": {m.value: ms for m, ms in r.stale_after_ms.items()},
-        },
-        "technical": {"no_data_after_ms": t.no_data_after_ms, "quality_floor": t.quality_floor,
-                      "quality_min_readings": t.quality_min_readings},
-        "evaluation": {"every_ms": e.every_ms},
-    }
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -1022,6 +834,13 @@ def _cohort_md(c: Mapping[str, Any]) -> str:
             "and buffered late uploads.")
 
 
+def _prompts_md(p: Mapping[str, Any] | None) -> list[str]:
+    if not p:
+        return []
+    return [f"Re-measure prompts (`unconfirmed` alerts raised): {p['stable']} on stable patients, "
+            f"{p['deteriorating']} on deteriorating ones; {_fmt(p['per_patient_day'])} per patient-day.", ""]
+
+
 def write_report(result: Mapping[str, Any], out_dir: Path | str, title: str = "twinmon evaluation") -> list[Path]:
     """``report.md``, ``report.json`` and the PNG plots in ``out_dir``; returns the paths written."""
     out = Path(out_dir)
@@ -1040,6 +859,7 @@ def write_report(result: Mapping[str, Any], out_dir: Path | str, title: str = "t
         f"{result['definitions']['alert_level']} or above; early tolerance "
         f"{result['definitions']['early_tolerance_min']:g} min).", "",
         "## Figures", "", figures_table(result), "",
+        *_prompts_md(result.get("twinmon_remeasure_prompts")),
         "## Targets", "", _targets_md(result.get("targets")),
         *_concentration_md(result["twinmon"]),
         *_diagnostic_md(result.get("diagnostic_median_lead_vs_true_news2_5_min")),
@@ -1059,7 +879,7 @@ def write_report(result: Mapping[str, Any], out_dir: Path | str, title: str = "t
                       f"{_fmt(e['true_news2_5_after_onset_min'])} | "
                       f"{_fmt(e['twinmon_alert_after_onset_min'])} | {_fmt(e['baseline_alert_after_onset_min'])} | "
                       f"{_fmt(e['baseline_plausible_alert_after_onset_min'])} |")
-    md += ["", "## Settings", "", "```json",
+    md += ["", "## Settings", "", f"Policy id `{result.get('policy_id', 'n/a')}` (docs/policy.md).", "", "```json",
            orjson.dumps(result["settings"], option=orjson.OPT_INDENT_2).decode(), "```", ""]
     (out / "report.md").write_text("\n".join(md), encoding="utf-8")
     written.insert(0, out / "report.md")
@@ -1074,8 +894,9 @@ def write_comparison(cmp: Mapping[str, Any], out_dir: Path | str) -> list[Path]:
     for side in ("a", "b"):
         written += write_report(cmp[side]["result"], out / side, f"twinmon evaluation: {cmp[side]['name']}")
     summary = {k: v for k, v in cmp.items() if k not in ("a", "b")}
-    summary["a"] = {"name": cmp["a"]["name"], "settings": cmp["a"]["result"]["settings"]}
-    summary["b"] = {"name": cmp["b"]["name"], "settings": cmp["b"]["result"]["settings"]}
+    for side in ("a", "b"):
+        run = cmp[side]["result"]
+        summary[side] = {"name": cmp[side]["name"], "policy_id": run.get("policy_id"), "settings": run["settings"]}
     (out / "compare.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
     written.append(out / "compare.json")
     written.append(_plot_compare(cmp, out / "compare.png"))
@@ -1084,7 +905,9 @@ def write_comparison(cmp: Mapping[str, Any], out_dir: Path | str) -> list[Path]:
           "Same cohort, same readings, in the same order; only the configuration differs.", "",
           f"| metric | A: {na} | B: {nb} | B - A |", "|---|---:|---:|---:|"]
     md += [f"| {r['metric']} | {_fmt(r['a'])} | {_fmt(r['b'])} | {_fmt(r['b_minus_a'])} |" for r in cmp["rows"]]
-    md += ["", "## Settings that differ", "", "| setting | A | B |", "|---|---|---|"]
+    ids = [cmp[side]["result"].get("policy_id", "n/a") for side in ("a", "b")]
+    md += ["", "## Settings that differ", "", "| setting | A | B |", "|---|---|---|",
+           f"| policy id | {ids[0]} | {ids[1]} |"]
     md += [f"| {s['setting']} | {_fmt(s['a'])} | {_fmt(s['b'])} |" for s in cmp["settings_changed"]]
     if not cmp["settings_changed"]:
         md.append("| (none) | | |")

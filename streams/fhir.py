@@ -62,7 +62,7 @@ from typing import Any
 import orjson
 
 from alerts.policy import Condition, Level, OpenAlert
-from streams.schema import ID_PATTERN, Rejected, decode
+from streams.schema import ID_PATTERN, Reason, Rejected, decode
 from twin_state.catalogue import CATALOGUE, Metric
 from twin_state.twin import Twin
 from twin_state.view import DEFAULT_STALE_AFTER_MS, VitalView, vital_views
@@ -242,6 +242,7 @@ def _component(metric: Metric, view: VitalView | None) -> dict[str, Any]:
 
 _CONDITION_TEXT = {
     Condition.CLINICAL: "clinical deterioration (NEWS2 now or predicted)",
+    Condition.UNCONFIRMED: "unconfirmed reading scoring 3: re-measure",
     Condition.NO_DATA: "no data from the patient's sensors",
     Condition.SIGNAL_QUALITY: "poor signal quality",
 }
@@ -255,7 +256,7 @@ _PRIORITY = {
 
 def alert_flag(patient_id: str, alert: OpenAlert, at_ms: int) -> dict[str, Any]:
     """An open alert as a FHIR R4 ``Flag`` (see the module doc). ``at_ms`` is ``meta.lastUpdated``."""
-    clinical = alert.condition is Condition.CLINICAL
+    clinical = alert.condition in (Condition.CLINICAL, Condition.UNCONFIRMED)
     priority, priority_display = _PRIORITY[alert.level]
     extensions: list[dict[str, Any]] = [{
         "url": FLAG_PRIORITY_EXTENSION,
@@ -494,6 +495,10 @@ def observations_to_wire(resource: dict[str, Any], now_ms: int) -> list[bytes]:
         })
         verdict = decode(raw, it.patient_id.encode(), now_ms)
         if isinstance(verdict, Rejected):
-            raise FhirError(f"{it.metric.value} at {fhir_instant(it.measured_at)} refused: {verdict.detail}")
+            detail = verdict.detail
+            if verdict.reason is Reason.FUTURE_TIMESTAMP:  # in the sender's terms: a time zone or clock slip
+                detail = detail.replace("measured_at", "effective time is").replace("the ingest time", "the feed's "
+                                                                                    "clock")
+            raise FhirError(f"{it.metric.value} at {fhir_instant(it.measured_at)} refused: {detail}")
         out.append(raw)
     return out

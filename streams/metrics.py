@@ -151,6 +151,8 @@ class Metrics:
         )
         self.build = Info("twinmon_build", "Version of the twinmon worker", registry=registry)
         self.build.info({"version": _version()})
+        self.policy = Info("twinmon_policy", "Policy file whose thresholds the worker runs (docs/policy.md)",
+                           registry=registry)
         # process_cpu_seconds_total, process_resident_memory_bytes, process_start_time_seconds, ...
         ProcessCollector(registry=registry)
 

@@ -22,30 +22,34 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
 from alerts import codec as alert_codec
+from alerts.config import Evaluation as Evaluation  # re-exported: callers build one to pass in
+from alerts.config import policy_id
 from alerts.policy import (
     AlertEvent,
     Condition,
     Level,
     PatientAlerts,
-    PolicySettings,
-    TechnicalSettings,
     UnknownAlert,
     acknowledge,
     clinical_level,
     clinical_reason,
     decide,
+    repair,
     resolve,
     technical_levels,
+    unconfirmed_level,
+    unconfirmed_reason,
 )
 from streams.metrics import Metrics
-from streams.schema import Rejected, decode
+from streams.schema import MAX_AHEAD_MS, Rejected, decode
+from twin_state.clock import repair_twin
 from twin_state.history import HistoryPoint, history_point
 from twin_state.profile import Profile
-from twin_state.risk import RiskSettings, risk
+from twin_state.risk import risk
 from twin_state.store import TwinStore
 from twin_state.twin import ACCEPTED, Outcome, Position, Reading, Twin, new_twin, step
 
@@ -58,6 +62,15 @@ class RawMessage:
     offset: int
     key: bytes | None
     value: bytes | None
+    timestamp_ms: int | None = None
+    """The log's record timestamp: when it took the message in. None when the record has none."""
+
+
+def ingest_ms(msg: RawMessage, now_ms: int) -> int:
+    """A message's ingest time: its record timestamp, but never after ``now_ms``, because a producer sets the
+    record timestamp and may be as wrong as the device; ``now_ms`` when the record has none."""
+    t = msg.timestamp_ms
+    return now_ms if t is None or t <= 0 else min(t, now_ms)
 
 
 @dataclass(slots=True)
@@ -79,14 +92,13 @@ class ProfileSource(Protocol):
 AlertPublisher = Callable[[Sequence[AlertEvent]], Awaitable[None]]
 
 
-@dataclass(frozen=True, slots=True)
-class Evaluation:
-    risk: RiskSettings = field(default_factory=RiskSettings)
-    policy: PolicySettings = field(default_factory=PolicySettings)
-    technical: TechnicalSettings = field(default_factory=TechnicalSettings)
-    every_ms: int = 10_000
-    """Risk and alert policy run at most this often per patient, in event time: often enough for a 30 s
-    persistence rule, rarely enough that risk is not computed for every reading."""
+def _settles_a_prompt(before: Twin, after: Twin, reading: Reading, min_gap_ms: int) -> bool:
+    """Whether ``reading`` leaves, or settles, an unconfirmed reading of a vital measured far enough apart to prompt
+    (``alerts.policy.PolicySettings.unconfirmed_min_gap_ms``): such a reading is evaluated at once."""
+    for v in (before.vitals.get(reading.metric), after.vitals.get(reading.metric)):
+        if v is not None and v.unconfirmed is not None and v.unconfirmed_at - v.updated_at >= min_gap_ms:
+            return True
+    return False
 
 
 class BatchProcessor:
@@ -106,6 +118,7 @@ class BatchProcessor:
         self._profile_source = profiles
         self._publish = publish
         self._eval = evaluation or Evaluation()
+        self._policy_id = policy_id(self._eval)
         self._twins: dict[str, Twin] = {}
         self._alerts: dict[str, PatientAlerts] = {}
         self._profiles: dict[str, Profile | None] = {}
@@ -118,6 +131,11 @@ class BatchProcessor:
 
     def twin(self, patient_id: str) -> Twin | None:
         return self._twins.get(patient_id)
+
+    @property
+    def policy_id(self) -> str:
+        """Id of the policy this processor evaluates with (``alerts.config.policy_id``)."""
+        return self._policy_id
 
     def alerts(self, patient_id: str) -> PatientAlerts | None:
         return self._alerts.get(patient_id)
@@ -173,19 +191,22 @@ class BatchProcessor:
         result = BatchResult()
         readings: list[tuple[Reading, Position]] = []
         for msg in batch:
-            decoded = decode(msg.value, msg.key, now_ms)
+            decoded = decode(msg.value, msg.key, ingest_ms(msg, now_ms))
             if isinstance(decoded, Rejected):
                 result.dead_letters.append((msg, decoded))
             else:
                 readings.append((decoded, Position(msg.partition, msg.offset)))
 
-        await self._load({r.patient_id for r, _ in readings})
+        await self._load({r.patient_id for r, _ in readings}, now_ms)
 
         changed: dict[str, Twin] = {}
         history: dict[str, list[HistoryPoint]] = {}
         extras: dict[str, bytes] = {}
         twins = self._twins
         every = self._eval.every_ms
+        prompt_gap = self._eval.policy.unconfirmed_min_gap_ms
+        # Decoding already refuses such readings; this holds the patient's event clock even if that ever slips.
+        latest = now_ms + MAX_AHEAD_MS
         for reading, position in readings:
             pid = reading.patient_id
             before = twins[pid]
@@ -201,10 +222,14 @@ class BatchProcessor:
             if point is not None:
                 history.setdefault(pid, []).append(point)
             # Evaluated on the reading that moves event time on far enough, never on batch boundaries: the
-            # same stream gives the same evaluations and alert ids however it is batched or redelivered.
+            # same stream gives the same evaluations and alert ids however it is batched or redelivered. A reading
+            # that may raise or settle a re-measure prompt is evaluated at once: the prompt waits for no one.
+            t = min(reading.measured_at, latest)
             evaluated_at = self._alerts[pid].evaluated_at
-            if not evaluated_at or reading.measured_at - evaluated_at >= every:
-                extras[pid] = self._evaluate(pid, twin, reading.measured_at, result)
+            if not evaluated_at or t - evaluated_at >= every:
+                extras[pid] = self._evaluate(pid, twin, t, result)
+            elif _settles_a_prompt(before, twin, reading, prompt_gap):
+                extras[pid] = self._evaluate(pid, twin, max(t, evaluated_at), result)
         result.twins = list(changed.values())
         if result.alert_events and self._publish is not None:
             await self._publish(result.alert_events)
@@ -224,7 +249,8 @@ class BatchProcessor:
 
         Raises ``UnknownAlert`` when the patient has no open alert with that id (already resolved, or never)."""
         async with self._lock, self._forget_on_error():
-            await self._load({patient_id})
+            # An action's own time may be long past (a backlog of actions): the store is judged by the wall clock.
+            await self._load({patient_id}, max(now_ms, int(time.time() * 1000)))
             state = self._alerts[patient_id]
             if resolution is None:
                 state, events = acknowledge(state, alert_id, user, now_ms)
@@ -246,20 +272,30 @@ class BatchProcessor:
             for event in events:
                 self._metrics.alerts.labels(event.kind.value, event.level.name.lower()).inc()
 
-    async def sweep(self, now_ms: int) -> list[AlertEvent]:
+    async def sweep(self, now_ms: int, skip_partitions: Iterable[int] = ()) -> list[AlertEvent]:
         """Technical conditions for patients who have gone quiet, on the wall clock: a patient whose sensors
-        send nothing produces no event time, so only a timer can notice. Publishes, then stores."""
-        async with self._lock, self._forget_on_error():
-            return await self._sweep(now_ms)
+        send nothing produces no event time, so only a timer can notice. Publishes, then stores.
 
-    async def _sweep(self, now_ms: int) -> list[AlertEvent]:
+        Patients on ``skip_partitions`` (a backlog the worker is still catching up on, where event time lags the
+        wall clock and everyone would look silent) are left for a later sweep."""
+        async with self._lock, self._forget_on_error():
+            return await self._sweep(now_ms, frozenset(skip_partitions))
+
+    async def _sweep(self, now_ms: int, skip: frozenset[int]) -> list[AlertEvent]:
         cfg = self._eval
         events: list[AlertEvent] = []
         extras: list[tuple[Twin, bytes]] = []
         for pid, state in self._alerts.items():
-            if now_ms - state.evaluated_at < cfg.technical.no_data_after_ms:
+            # An evaluation stamped in the future is no sign of recent data: such a patient is swept like any other.
+            # So is one whose no-data condition is pending or open: this sweep's own evaluation must not hold off
+            # the next, which raises it after its persistence or escalates it.
+            ahead = state.evaluated_at > now_ms + MAX_AHEAD_MS
+            quiet = Condition.NO_DATA in state.pending or Condition.NO_DATA in state.open
+            if not ahead and not quiet and now_ms - state.evaluated_at < cfg.technical.no_data_after_ms:
                 continue
             twin = self._twins[pid]
+            if twin.partition in skip:
+                continue
             state, new = decide(state, technical_levels(twin, now_ms, cfg.technical), now_ms, cfg.policy)
             if new or state != self._alerts[pid]:
                 self._alerts[pid] = state
@@ -272,15 +308,20 @@ class BatchProcessor:
         self._count_alerts(events)
         return events
 
-    async def _load(self, patient_ids: set[str]) -> None:
+    async def _load(self, patient_ids: set[str], now_ms: int) -> None:
         missing = [pid for pid in patient_ids if pid not in self._twins]
         if not missing:
             return
         records = await self._timed("load", self._store.load_records(missing))
+        # Stored state that older code let a reading from the future into is repaired before anything uses it,
+        # so that the patient is evaluated again at once (twin_state.clock, alerts.policy.repair).
         for pid in missing:
             twin, extra = records.get(pid, (None, None))
-            self._twins[pid] = twin or new_twin(pid)
-            self._alerts[pid] = alert_codec.unpack(extra) if extra else PatientAlerts(pid)
+            self._twins[pid] = repair_twin(twin, now_ms) if twin is not None else new_twin(pid)
+            state = repair(alert_codec.unpack(extra), now_ms) if extra else PatientAlerts(pid)
+            # The state is written back only after this processor's policy has evaluated it.
+            self._alerts[pid] = state if state.policy_id == self._policy_id else replace(
+                state, policy_id=self._policy_id)
         unknown = [pid for pid in missing if pid not in self._profiles]
         if unknown and self._profile_source is not None:
             found = await self._timed("profiles", self._profile_source.get_many(unknown))
@@ -293,9 +334,12 @@ class BatchProcessor:
         r = risk(twin, self._profiles.get(pid), t, cfg.risk)
         levels: dict[Condition, Level] = {
             Condition.CLINICAL: clinical_level(r, cfg.policy),
+            Condition.UNCONFIRMED: unconfirmed_level(r, cfg.policy),
             **technical_levels(twin, t, cfg.technical),
         }
-        reasons = {Condition.CLINICAL: clinical_reason(r, cfg.policy)} if levels[Condition.CLINICAL] else None
+        reasons = {Condition.UNCONFIRMED: unconfirmed_reason(r, cfg.policy)}
+        if levels[Condition.CLINICAL]:
+            reasons[Condition.CLINICAL] = clinical_reason(r, cfg.policy)
         state, events = decide(self._alerts[pid], levels, t, cfg.policy, reasons)
         self._alerts[pid] = state
         result.alert_events.extend(events)

@@ -6,7 +6,9 @@ A message is JSON, UTF-8, at most ``MAX_MESSAGE_BYTES``::
      "value": 72, "unit": "/min", "measured_at": 1763942400000, "seq": 1841, "quality": 0.94}
 
 ``decode`` never raises on bad input: it returns a ``Rejected`` with a stable reason code, which the worker
-dead-letters together with the original bytes. Reason codes are part of the public contract (metric labels,
+dead-letters together with the original bytes. A reading stamped more than ``MAX_AHEAD_MS`` after its ingest time
+is refused (``future_timestamp``): one such reading would move the patient's clocks ahead and silence them
+(docs/event-schema.md, "Timestamps and the ingest clock"). Reason codes are part of the public contract (metric labels,
 DLQ headers, the README), so they only ever grow.
 """
 
@@ -22,13 +24,12 @@ from typing import Any
 import orjson
 
 from twin_state.catalogue import METRICS_BY_NAME, OBSERVATIONS, ObservationSpec, accepts_unit
+from twin_state.clock import MAX_AHEAD_MS as MAX_AHEAD_MS  # re-exported: the edge's allowance
 from twin_state.twin import Reading
 
 SCHEMA_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024
 EARLIEST_MS = 946_684_800_000  # 2000-01-01T00:00:00Z: nothing older is a live reading
-MAX_FUTURE_MS = 24 * 3600 * 1000
-"""Device clocks drift; a reading stamped more than a day ahead of the worker's clock is not trusted."""
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}")
 
 
@@ -46,12 +47,15 @@ class Reason(StrEnum):
     NOT_FINITE = "not_finite"
     IMPOSSIBLE_VALUE = "impossible_value"
     BAD_TIMESTAMP = "bad_timestamp"
+    """measured_at before 2000."""
     BAD_SEQUENCE = "bad_sequence"
     BAD_QUALITY = "bad_quality"
     BAD_ENROLMENT = "bad_enrolment"
     """On the enrolments topic: a profile that does not validate."""
     BAD_ACTION = "bad_action"
     """On the alert-actions topic: an acknowledgement or resolution that does not validate."""
+    FUTURE_TIMESTAMP = "future_timestamp"
+    """measured_at more than ``MAX_AHEAD_MS`` after the ingest time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +88,9 @@ def _is_number(x: object) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
-def decode(raw: bytes | None, key: bytes | None, now_ms: int) -> Reading | Rejected:
-    """Validate one ``vitals`` message. ``now_ms`` is the worker's clock, used only to refuse far-future stamps."""
+def decode(raw: bytes | None, key: bytes | None, ingest_ms: int) -> Reading | Rejected:
+    """Validate one ``vitals`` message. ``ingest_ms`` is when the log took it in (the Kafka record timestamp, never
+    after the worker's wall clock; the recording clock offline), used only to refuse readings from the future."""
     if raw is None:
         return Rejected(Reason.NOT_JSON, "empty message (tombstone)")
     if len(raw) > MAX_MESSAGE_BYTES:
@@ -149,8 +154,11 @@ def decode(raw: bytes | None, key: bytes | None, now_ms: int) -> Reading | Rejec
     lo, hi = spec.possible
     if not lo <= fvalue <= hi:
         return Rejected(Reason.IMPOSSIBLE_VALUE, f"{spec.metric.value} {fvalue} outside possible {lo}..{hi}")
-    if not EARLIEST_MS <= measured_at <= now_ms + MAX_FUTURE_MS:
-        return Rejected(Reason.BAD_TIMESTAMP, "measured_at before 2000 or more than a day ahead of the clock")
+    if measured_at < EARLIEST_MS:
+        return Rejected(Reason.BAD_TIMESTAMP, "measured_at before 2000")
+    if measured_at > ingest_ms + MAX_AHEAD_MS:
+        return Rejected(Reason.FUTURE_TIMESTAMP, f"measured_at {_span(measured_at - ingest_ms)} ahead of the ingest "
+                                                 f"time; the allowance is {_span(MAX_AHEAD_MS)}")
     if not 0 <= seq < 2**63:
         return Rejected(Reason.BAD_SEQUENCE, "seq must be 0 .. 2^63-1")
     fquality: float | None = None
@@ -173,6 +181,14 @@ def decode(raw: bytes | None, key: bytes | None, now_ms: int) -> Reading | Rejec
         seq=seq,
         quality=fquality,
     )
+
+
+def _span(ms: int) -> str:
+    if ms >= 2**53:  # far beyond any clock error: no float formatting of an absurd integer
+        return "more than 100,000 years"
+    if ms < 3_600_000:
+        return f"{ms / 60_000:.1f} min"
+    return f"{ms / 3_600_000:.1f} h"
 
 
 def encode(reading: Reading) -> bytes:

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     metrics_port: int = Field(9464, ge=0, le=65535, description="Port of the Prometheus endpoint (0 = off)")
     data_dir: str = Field(".twinmon/worker", description="Faust's working directory for this worker")
     log_level: str = "info"
+    policy_file: str | None = Field(None, description="The policy file (TOML, docs/policy.md) whose thresholds the "
+                                    "worker runs; unset = the code defaults (deploy/policy/default.toml)")
 
     # --- riding out Redis outages and dead workers (streams/outage.py, docs/runbook.md) ---
     redis_retry_initial_ms: int = Field(100, ge=1, description="First wait before retrying while Redis is down")

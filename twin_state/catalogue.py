@@ -135,8 +135,13 @@ METRICS_BY_NAME: dict[str, VitalSpec | ObservationSpec] = {
 
 NIS_GATE = 10.828
 """Chi-square bound, 1 degree of freedom, p = 0.001: a reading this surprising is not believed at once."""
-SUSTAINED_RUN = 3
-"""Consecutive mutually consistent rejected readings after which the change is taken as real."""
+STEP_NIS = 4.0
+"""Two standard deviations: a reading this surprising is believed, but it starts a run that the next consistent
+reading confirms as a step. Between this and ``NIS_GATE`` lies a change too small to be refused and too large for
+the filter's gain to follow within a couple of readings (a cuff 15 minutes apart, SpO2 97 -> 94.5 at 10 s)."""
+SUSTAINED_RUN = 2
+"""Consecutive mutually consistent surprising readings after which the change is taken as real: the second one, at
+any cadence: waiting for a third would leave a 15-minute cuff's systolic of 85 unscored for half an hour."""
 LOST_AFTER = 6
 """Consecutive rejected readings, consistent or not, after which the filter, not the sensor, is taken to be
 wrong and restarts from the latest readings."""

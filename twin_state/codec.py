@@ -9,7 +9,8 @@ The packed layout, version 3 (a MessagePack array; ``PACKED``)::
     [3, patient_id, partition, offset, t0,
      [[metric, level, trend, p00, p01, p11, t0 - updated_at, accepted, last_raw, updated_at - last_raw_at,
        last_device, run, run_mean, baseline, baseline_var, baseline_minutes, streak,
-       slow_level, slow_trend, slow_p00, slow_p01, slow_p11], ...],  # slow_*: absent when there is none
+       slow_level, slow_trend, slow_p00, slow_p01, slow_p11,         # slow_*: absent when there is none
+       run_ref, unconfirmed, t0 - unconfirmed_at], ...],             # absent with no run and nothing unconfirmed
      [[metric, value, t0 - measured_at, device], ...],               # manual observations
      [[metric, valid, total or nil if equal to valid, t0 - seen_at], ...],   # data-quality share
      [[device, seq, t0 - measured_at], ...],
@@ -88,7 +89,7 @@ def pack(twin: Twin) -> bytes:
                 [code(m), v.filter.level, v.filter.trend, v.filter.p00, v.filter.p01, v.filter.p11,
                  t0 - v.updated_at, v.accepted, _whole(v.last_raw), v.updated_at - v.last_raw_at,
                  device_index.get(v.last_device, v.last_device), v.run, _whole(v.run_mean), v.baseline,
-                 v.baseline_var, v.baseline_minutes, v.streak, *_slow_fields(v.slow)]
+                 v.baseline_var, v.baseline_minutes, v.streak, *_slow_fields(v.slow), *_step_fields(v, t0)]
                 for m, v in twin.vitals.items()
             ],
             [[code(m), o.value, t0 - o.measured_at, o.device_id] for m, o in twin.observations.items()],
@@ -130,7 +131,7 @@ def _unpack_v3(data: list[Any]) -> Twin:
             metric(v[0]): VitalState(
                 LevelTrend(v[1], v[2], v[3], v[4], v[5]), t0 - v[6], v[7], float(v[8]), t0 - v[6] - v[9],
                 names[v[10]] if isinstance(v[10], int) else v[10], v[11], float(v[12]), v[13], v[14], v[15],
-                v[16], _slow(v[17:]),
+                v[16], *_slow_and_step(v[17:], t0),
             )
             for v in vitals
         },
@@ -158,6 +159,25 @@ def _unpack_v2(data: list[Any]) -> Twin:
 
 def _slow_fields(slow: LevelTrend | None) -> list[float]:
     return [] if slow is None else [slow.level, slow.trend, slow.p00, slow.p01, slow.p11]
+
+
+def _step_fields(v: VitalState, t0: int) -> list[Any]:
+    if v.run == 0 and v.unconfirmed is None:
+        return []
+    return [v.run_ref, None if v.unconfirmed is None else _whole(v.unconfirmed),
+            None if v.unconfirmed is None else t0 - v.unconfirmed_at]
+
+
+def _slow_and_step(rest: list[Any], t0: int) -> tuple[LevelTrend | None, float | None, int, float]:
+    """A packed row's optional tail: the slow trend (5 fields) and the step state (3), each present or not."""
+    if len(rest) not in (0, 3, 5, 8):
+        raise ValueError(f"vital row has {17 + len(rest)} fields: a damaged slow trend or step state")
+    slow = _slow(rest[:5]) if len(rest) >= 5 else None
+    step = rest[5:] if len(rest) >= 5 else rest
+    if not step:
+        return slow, None, 0, 0.0
+    run_ref, unconfirmed, ago = step
+    return slow, None if unconfirmed is None else float(unconfirmed), 0 if ago is None else t0 - ago, run_ref
 
 
 def _slow(fields: list[Any]) -> LevelTrend | None:
@@ -192,6 +212,8 @@ def to_dict(twin: Twin) -> dict[str, Any]:
                 "run": [v.run, v.run_mean, v.streak],
                 "baseline": [v.baseline, v.baseline_var, v.baseline_minutes],
                 "slow": _slow_fields(v.slow) or None,
+                "unconfirmed": None if v.unconfirmed is None else [v.unconfirmed, v.unconfirmed_at],
+                "run_ref": v.run_ref,
             }
             for m, v in sorted(twin.vitals.items())
         },
@@ -221,6 +243,9 @@ def from_dict(data: dict[str, Any]) -> Twin:
                     run=v["run"][0], run_mean=v["run"][1], streak=v["run"][2],
                     baseline=v["baseline"][0], baseline_var=v["baseline"][1], baseline_minutes=v["baseline"][2],
                     slow=_slow(v.get("slow") or []),
+                    unconfirmed=None if v.get("unconfirmed") is None else float(v["unconfirmed"][0]),
+                    unconfirmed_at=0 if v.get("unconfirmed") is None else int(v["unconfirmed"][1]),
+                    run_ref=float(v.get("run_ref", 0.0)),
                 )
                 for name, v in data["vitals"].items()
             },

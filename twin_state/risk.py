@@ -60,6 +60,8 @@ from twin_state.news2 import (
     rr_score,
     sbp_score,
     score,
+    spo2_scale1_score,
+    spo2_scale2_score,
     temp_score,
 )
 from twin_state.profile import Profile
@@ -116,6 +118,16 @@ class RiskSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class Unconfirmed:
+    value: float
+    measured_at: int
+    subscore: int
+    gap_ms: int
+    """Time from the vital's last believed reading to this one: the cadence at which it is measured, which says how
+    long the next reading, the one that confirms or refutes it, may take."""
+
+
+@dataclass(frozen=True, slots=True)
 class Risk:
     now: Score
     p_reach: Mapping[tuple[int, float], float]
@@ -124,6 +136,9 @@ class Risk:
     """Probability that each filtered parameter scores 3 within the longest horizon."""
     drift: float | None = None
     """Joint drift score of the slow trends (module docstring); None with too few vitals."""
+    unconfirmed: Mapping[Param, Unconfirmed] = field(default_factory=dict)
+    """Readings the twin refused and no later reading has confirmed or refuted yet, scored on their own as charted:
+    what a person must see and re-measure, not part of ``now``."""
 
     @property
     def assumed(self) -> tuple[Assumed, ...]:
@@ -298,7 +313,31 @@ def risk(twin: Twin, profile: Profile | None, now_ms: int, settings: RiskSetting
         p_reach[(5, horizon)] = 1.0 if current.total >= 5 else min(best5, 1.0)
         p_reach[(7, horizon)] = 1.0 if current.total >= 7 else min(best7, 1.0)
     zero_bands = {**ZERO_BANDS, Param.SPO2: (88.0, 92.0)} if scale2 and scale2_table is _SPO2_SCALE2_O2 else ZERO_BANDS
-    return Risk(current, p_reach, p3, drift_score([(param, slow) for param, _, _, slow, _ in prepared], zero_bands))
+    return Risk(current, p_reach, p3, drift_score([(param, slow) for param, _, _, slow, _ in prepared], zero_bands),
+                unconfirmed_scores(twin, profile, now_ms, settings))
+
+
+def unconfirmed_scores(twin: Twin, profile: Profile | None, now_ms: int,
+                       settings: RiskSettings = RiskSettings()) -> dict[Param, Unconfirmed]:
+    """Each scored vital's unconfirmed reading (``VitalState.unconfirmed``) with the subscore the chart gives it, while
+    it is no older than the vital's staleness limit."""
+    out: dict[Param, Unconfirmed] = {}
+    o2 = _manual(twin, Metric.O2_FLOW, now_ms, settings.manual_max_age_min)
+    for param, metric in FILTERED_PARAMS.items():
+        vital = twin.vitals.get(metric)
+        if vital is None or vital.unconfirmed is None:
+            continue
+        if now_ms - vital.unconfirmed_at > settings.stale_after_ms.get(metric, DEFAULT_STALE_AFTER_MS[metric]):
+            continue
+        z = vital.unconfirmed
+        if param is Param.SPO2:
+            scale2 = profile is not None and profile.spo2_scale2
+            # Oxygen unknown: as if on oxygen, as NEWS2 now scores scale 2 (news2 module docstring).
+            sub = spo2_scale2_score(z, o2 is None or o2 > 0) if scale2 else spo2_scale1_score(z)
+        else:
+            sub = _CHART[param](z)
+        out[param] = Unconfirmed(z, vital.unconfirmed_at, sub, vital.unconfirmed_at - vital.updated_at)
+    return out
 
 
 ZERO_BANDS: dict[Param, tuple[float, float]] = {

@@ -10,10 +10,14 @@ What a reading does, in order:
 3. a manual observation (ACVPU, oxygen): the latest by measured-at stands;
 4. outside the vital's plausible range (probe-off zero, 277 bpm): counted (``IMPLAUSIBLE``);
 5. measured before the vital's latest accepted reading: counted (``LATE``), see below;
-6. the innovation test: normalised innovation squared above ``NIS_GATE`` is not believed (``INNOVATION``),
-   unless it is the ``SUSTAINED_RUN``-th consistent surprise in a row, in which case the change is real and
-   the filter restarts from it (``REINITIALISED``);
-7. otherwise the Kalman update (``APPLIED``), and the personal baseline moves a little.
+6. the innovation test: normalised innovation squared above ``NIS_GATE`` is not believed at once
+   (``INNOVATION``): the vital keeps it as *unconfirmed* (``VitalState.unconfirmed``), shown with its own NEWS2
+   subscore, until the next reading confirms or refutes it;
+7. a step: the ``SUSTAINED_RUN``-th (second) surprising reading in a row, on the same side and consistent with the
+   first, is a real change whatever the cadence, and the filter restarts from their mean (``REINITIALISED``).
+   "Surprising" is NIS above ``STEP_NIS`` (two SDs), so a step too small to be refused but too large for the
+   filter's gain to follow (SpO2 97 -> 94.5 at 10 s, a cuff 15 minutes apart) is taken after two readings too;
+8. otherwise the Kalman update (``APPLIED``), and the personal baseline moves a little.
 
 Late readings: a filter cannot step backwards in time, and rewinding it would make every twin depend on
 arrival order within a window. twinmon's policy is that a reading measured before the vital's latest
@@ -39,6 +43,7 @@ from twin_state.catalogue import (
     QUALITY_TAU_MIN,
     SLOW,
     SLOW_CORRELATION_MIN,
+    STEP_NIS,
     SUSTAINED_RUN,
     Metric,
     VitalSpec,
@@ -105,7 +110,7 @@ class VitalState:
     last_raw_at: int
     last_device: str
     run: int = 0
-    """Consecutive readings rejected by the innovation test that agree with each other."""
+    """Consecutive surprising readings (NIS above ``STEP_NIS``, refused or not) that agree with each other."""
     run_mean: float = 0.0
     baseline: float = 0.0
     """This patient's usual level: exponentially weighted over days (``BASELINE_TAU_MIN``)."""
@@ -117,6 +122,14 @@ class VitalState:
     slow: kalman.LevelTrend | None = None
     """The slow trend (``catalogue.SLOW``): hours-long drift, with minute-scale physiology counted as noise. None
     for vitals NEWS2 does not score, and for a twin stored before it existed until its next reading."""
+    unconfirmed: float | None = None
+    """The latest reading the innovation test refused, while no later reading has confirmed or refuted it: a
+    plausible value the twin does not yet believe, which a person must still see (a first systolic of 85)."""
+    unconfirmed_at: int = 0
+    """Measured-at (epoch ms) of ``unconfirmed``."""
+    run_ref: float = 0.0
+    """The level the twin predicted when the run began: later readings of the run are surprising against it, not
+    against a filter that the run's first (believed) reading has already pulled part of the way."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,24 +295,36 @@ def _filter(twin: Twin, reading: Reading) -> tuple[Outcome, VitalState | None]:
     dt = (t - current.updated_at) / MS_PER_MIN
     predicted = kalman.predict(current.filter, dt, spec.process_noise, spec.level_noise)
     y, s = kalman.innovation(predicted, z, r)
-    if y * y > NIS_GATE * s:
-        # Two readings of one value differ with variance 2r: that is the width of "consistent".
-        consistent = current.run > 0 and abs(z - current.run_mean) <= RUN_CONSISTENCY_SD * math.sqrt(2.0 * r)
-        run = current.run + 1 if consistent else 1
-        run_mean = current.run_mean + (z - current.run_mean) / run if consistent else z
-        streak = current.streak + 1
-        if run < SUSTAINED_RUN and streak < LOST_AFTER:
-            return Outcome.INNOVATION, replace(current, run=run, run_mean=run_mean, streak=streak)
-        # A real change (a rise in heart rate on standing): restart from it rather than crawl towards it. Or
-        # the twin itself is lost (it believed one wrong reading after a gap, or two devices disagree): every
-        # reading for a while has been refused, so restart from the latest consistent ones. The baseline,
-        # which is about days, not this moment, is kept.
+    refused = y * y > NIS_GATE * s
+    run, run_mean, run_ref = 0, 0.0, 0.0
+    if current.run > 0:
+        # Two readings of one value differ with variance 2r: that is the width of "consistent". The run stays on one
+        # side of where it began, so two surprises either side of the twin do not average into a step to nowhere.
+        d = z - current.run_ref
+        if (d * d > STEP_NIS * s and (d > 0.0) == (current.run_mean > current.run_ref)
+                and abs(z - current.run_mean) <= RUN_CONSISTENCY_SD * math.sqrt(2.0 * r)):
+            run = current.run + 1
+            run_mean = current.run_mean + (z - current.run_mean) / run
+            run_ref = current.run_ref
+    if run == 0 and y * y > STEP_NIS * s:
+        run, run_mean, run_ref = 1, z, predicted.level
+    streak = current.streak + 1 if refused else 0
+    slow = slow_step(reading.metric, current.slow, dt, z, r)
+    if run >= SUSTAINED_RUN or streak >= LOST_AFTER:
+        # A real change (a rise in heart rate on standing, a fall in pressure): restart from it rather than crawl
+        # towards it. Or the twin itself is lost (it believed one wrong reading after a gap, or two devices
+        # disagree): every reading for a while has been refused, so restart from the latest consistent ones (a
+        # refused reading always starts or continues a run). The baseline, which is about days, is kept.
         filt = kalman.start(run_mean, r, spec.initial_trend_var)
-        return Outcome.REINITIALISED, _accepted(current, filt, dt, t, z, reading.device_id,
-                                                slow_step(reading.metric, current.slow, dt, z, r))
-    filt = kalman.update(predicted, z, r)
-    return Outcome.APPLIED, _accepted(current, filt, dt, t, z, reading.device_id,
-                                      slow_step(reading.metric, current.slow, dt, z, r))
+        return Outcome.REINITIALISED, _accepted(current, filt, dt, t, z, reading.device_id, slow)
+    if refused:
+        return Outcome.INNOVATION, replace(current, run=run, run_mean=run_mean, run_ref=run_ref, streak=streak,
+                                           unconfirmed=z, unconfirmed_at=t)
+    accepted = _accepted(current, kalman.update(predicted, z, r), dt, t, z, reading.device_id, slow)
+    if run:
+        # Believed, and remembered as the possible first reading of a step.
+        return Outcome.APPLIED, replace(accepted, run=run, run_mean=run_mean, run_ref=run_ref)
+    return Outcome.APPLIED, accepted
 
 
 def slow_step(metric: Metric, slow: kalman.LevelTrend | None, dt: float, z: float, r: float

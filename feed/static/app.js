@@ -179,9 +179,13 @@ function chart(v, hist) {
   add("path", { d: path(cone.map(([t, f]) => [t, f.mean])), fill: "none", stroke: "#e36209", "stroke-dasharray": "4 3", class: "forecast" });
   add("line", { x1: X(now), x2: X(now), y1: T, y2: H - B, stroke: "#999", "stroke-dasharray": "2 2" });
   for (const y of [y0 + pad, y1 - pad]) { const t = add("text", { x: 2, y: Y(y) + 4 }); t.textContent = y.toFixed(1); }
+  const u = v.unconfirmed;
+  if (u) add("circle", { cx: X(u.measured_at).toFixed(1), cy: Y(Math.min(Math.max(u.value, y0), y1)).toFixed(1), r: 3.5,
+    fill: "none", stroke: "#b00020", "stroke-width": 1.6, class: "unconfirmed" });
   const title = add("text", { x: L, y: 12 });
   title.textContent = `${v.metric} (${v.unit}) now ${v.estimate.toFixed(1)} ± ${(1.96 * v.sd).toFixed(1)}, last raw ${v.last_raw}` +
-    `${v.baseline !== null ? `, baseline ${v.baseline.toFixed(1)}` : ""}${v.stale ? " — STALE" : ""}`;
+    `${v.baseline !== null ? `, baseline ${v.baseline.toFixed(1)}` : ""}${v.stale ? " — STALE" : ""}` +
+    `${u ? ` — UNCONFIRMED ${u.value}${u.news2_subscore !== null ? ` (scores ${u.news2_subscore})` : ""}: re-measure` : ""}`;
   const xl = add("text", { x: X(now) + 3, y: H - 4 }); xl.textContent = "now → forecast 60 min";
   return svg;
 }

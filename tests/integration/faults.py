@@ -117,8 +117,10 @@ def check_alert_events(dep: Deployment, bootstrap: str, load: Load) -> tuple[int
         reference.extend(events)
 
     batch = [RawMessage(r.partition, r.offset, r.key, r.value) for r in vitals]
-    asyncio.run(BatchProcessor(InMemoryTwinStore(), publish=publish).process(batch, int(time.time() * 1000)))
-    expected = {e.event_id: _canonical({**event_to_wire(e), "care_team": None}) for e in reference}
+    processor = BatchProcessor(InMemoryTwinStore(), publish=publish)
+    asyncio.run(processor.process(batch, int(time.time() * 1000)))
+    expected = {e.event_id: _canonical({**event_to_wire(e, processor.policy_id), "care_team": None})
+                for e in reference}
     assert expected, "the load raised no alert at all: the check could not fail"
 
     alerts = consume_all(bootstrap, dep.env["TWINMON_TOPIC_ALERTS"], len(expected))

@@ -54,6 +54,11 @@ def fhir_bundle(api: ApiProcess, template: str, token: str, **kw: Any) -> dict[s
     return doc
 
 
+def assert_no_reading_after(detail: dict[str, Any], at_ms: int) -> None:
+    stamps = {v["metric"]: v["last_raw_at"] for v in detail["vitals"]}
+    assert stamps and all(t <= at_ms for t in stamps.values()), stamps
+
+
 def test_fhir_ingest_views_and_scoping(services: Services, deployment: Deployment) -> None:
     nurse = deployment.token("nurse-f", "ward-7")
     other = deployment.token("nurse-g", "ward-9")
@@ -93,6 +98,16 @@ def test_fhir_ingest_views_and_scoping(services: Services, deployment: Deploymen
         assert outcome(r) == ("error", "no such patient in your care team")
         api.call("POST", "/fhir/Observation", nurse, json=observation("nobody-1", "8867-4", "/min", 80.0, now),
                  expect=404)
+        # A reading stamped 20 h ahead (a time-zone slip) would silence the patient: the whole request is refused
+        # with a 422 that says how far ahead it was, and nothing reaches the workers.
+        slip = [observation(PATIENT, "8867-4", "/min", 80.0, now),
+                observation(PATIENT, "8867-4", "/min", 81.0, now + 20 * 3600 * 1000)]
+        r = api.call("POST", "/fhir/Observation", nurse, json=bundle_of(slip), expect=422)
+        severity, said = outcome(r)
+        assert severity == "error"
+        assert "refused: effective time is 20.0 h ahead of the feed's clock; the allowance is 5.0 min" in said, said
+        api.call("POST", "/fhir/Observation", nurse, expect=422,
+                 json=observation(PATIENT, "8867-4", "/min", 80.0, now + 5 * 60_000 + 60_000))
         # Refused requests left no audit record.
         assert len([e for e in api.call("GET", "/api/audit", nurse, expect=200).json()["items"]
                     if e["action"] == "observe"]) == 1
@@ -117,6 +132,9 @@ def test_fhir_ingest_views_and_scoping(services: Services, deployment: Deploymen
         assert flag["resourceType"] == "Flag" and flag["status"] == "active"
         assert flag["subject"]["reference"] == f"Patient/{PATIENT}"
         assert flags(other, PATIENT) == [] and flags(nurse, THEIRS) == []
+        # None of the refused readings reached the twin: its heart rate is still the Bundle's, at the Bundle's time.
+        twin = api.call("GET", "/api/patients/{patient_id}", nurse, path={"patient_id": PATIENT}, expect=200).json()
+        assert_no_reading_after(twin, now)
         assert outcome(api.call("GET", "/fhir/Flag", nurse, params={"patient": "../x"}, expect=422))[0] == "error"
     finally:
         api.stop()

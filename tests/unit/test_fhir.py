@@ -38,7 +38,7 @@ from streams.fhir import (
     parse_datetime_ms,
     vital_observations,
 )
-from streams.schema import Rejected, decode
+from streams.schema import MAX_AHEAD_MS, Rejected, decode
 from twin_state.catalogue import Metric
 from twin_state.twin import Outcome, Position, Reading, Twin, new_twin, step
 from twin_state.view import vital_views
@@ -270,7 +270,12 @@ LOINC_CODE = "http://loinc.org"
     (_observation(effectiveDateTime="2025-11-24T10:00:00"), "to the second with a time zone"),
     (_observation(effectiveDateTime="2025-02-30T10:00:00Z"), "not a valid date"),
     (_observation(effectiveDateTime="1999-12-31T23:59:59Z"), "before 2000"),
-    (_observation(effectiveDateTime="2030-01-01T00:00:00Z"), "ahead of the clock"),
+    (_observation(effectiveDateTime="2030-01-01T00:00:00Z"), "h ahead of the feed's clock"),
+    # Local time written as UTC (a time-zone slip): half an hour ahead of the feed's clock.
+    (_observation(effectiveDateTime="2025-11-24T01:30:00Z"),
+     "heart_rate at 2025-11-24T01:30:00.000Z refused: effective time is 30.0 min ahead of the feed's clock; "
+     "the allowance is 5.0 min"),
+    (_observation(effectiveDateTime="2025-11-24T01:05:01Z"), "effective time is 5.0 min ahead"),
     ({"resourceType": "Bundle", "type": "collection", "entry": []}, "no entries"),
     ({"resourceType": "Bundle", "type": "collection",
       "entry": [{"resource": _observation()}, {"resource": _observation(status="entered-in-error")}]},
@@ -279,6 +284,11 @@ LOINC_CODE = "http://loinc.org"
 def test_ingest_refuses_what_it_cannot_take_with_a_clear_message(resource: dict[str, Any], message: str) -> None:
     with pytest.raises(FhirError, match=message.replace("(", r"\(").replace(".", r"\.")):
         observations_to_wire(resource, T0 + 3_600_000)
+
+
+def test_ingest_takes_an_observation_exactly_the_allowance_ahead_of_the_feed_clock() -> None:
+    (raw,) = observations_to_wire(_observation(effectiveDateTime="2025-11-24T01:05:00Z"), T0 + 3_600_000)
+    assert orjson.loads(raw)["measured_at"] == T0 + 3_600_000 + MAX_AHEAD_MS
 
 
 def test_fhir_error_is_a_value_error_and_not_a_crash_on_garbage() -> None:

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from streams.schema import (
     EARLIEST_MS,
     ID_PATTERN,
-    MAX_FUTURE_MS,
+    MAX_AHEAD_MS,
     MAX_MESSAGE_BYTES,
     Reason,
     Rejected,
@@ -58,7 +58,7 @@ def check(raw: bytes | None, key: bytes | None) -> Reading | Rejected:
     spec = METRICS_BY_NAME[out.metric.value]
     assert isinstance(out.value, float) and math.isfinite(out.value)
     assert spec.possible[0] <= out.value <= spec.possible[1]
-    assert EARLIEST_MS <= out.measured_at <= NOW + MAX_FUTURE_MS
+    assert EARLIEST_MS <= out.measured_at <= NOW + MAX_AHEAD_MS
     assert 0 <= out.seq < 2**63
     assert out.quality is None or 0.0 <= out.quality <= 1.0
     assert decode(encode(out), key, NOW) == out  # what is accepted can be written back and read the same
@@ -91,7 +91,7 @@ plausible_values = {
         ["A", "C", "V", "P", "U", "X"])),
     "unit": st.sampled_from(["/min", "bpm", "%", "Cel", "degF", "mm[Hg]", "{steps}/min", "{ACVPU}", "L/min", "", "x"]),
     "measured_at": st.one_of(st.integers(min_value=-(2**64), max_value=2**64),
-                             st.integers(min_value=EARLIEST_MS - 10, max_value=NOW + MAX_FUTURE_MS + 10)),
+                             st.integers(min_value=EARLIEST_MS - 10, max_value=NOW + MAX_AHEAD_MS + 10)),
     "seq": st.one_of(st.integers(), st.integers(min_value=2**63 - 2, max_value=2**63 + 2)),
     "quality": st.one_of(st.floats(allow_nan=True, allow_infinity=True), SPECIAL_FLOATS, st.integers(),
                          st.integers(min_value=10**300, max_value=10**320)),
@@ -225,7 +225,8 @@ CRAFTED: list[tuple[str, bytes | None, bytes | None, Reason | None]] = [
     ("huge int value", literal("value", b"9" * 400), None, Reason.IMPOSSIBLE_VALUE),
     ("huge int quality", literal("quality", b"9" * 400), None, Reason.BAD_QUALITY),
     ("huge negative int quality", literal("quality", b"-" + b"9" * 400), None, Reason.BAD_QUALITY),
-    ("huge int measured_at", literal("measured_at", b"9" * 400), None, Reason.BAD_TIMESTAMP),
+    ("huge int measured_at", literal("measured_at", b"9" * 400), None, Reason.FUTURE_TIMESTAMP),
+    ("huge negative int measured_at", literal("measured_at", b"-" + b"9" * 400), None, Reason.BAD_TIMESTAMP),
     ("huge int seq", literal("seq", b"9" * 400), None, Reason.BAD_SEQUENCE),
     ("int beyond Python's digit limit", literal("value", b"9" * 5000), None, Reason.NOT_JSON),
     ("2^64 seq", doc_bytes(seq=2**64 - 1), None, Reason.BAD_SEQUENCE),
@@ -235,10 +236,17 @@ CRAFTED: list[tuple[str, bytes | None, bytes | None, Reason | None]] = [
     ("negative timestamp", doc_bytes(measured_at=-1), None, Reason.BAD_TIMESTAMP),
     ("epoch zero", doc_bytes(measured_at=0), None, Reason.BAD_TIMESTAMP),
     ("seconds instead of milliseconds", doc_bytes(measured_at=NOW // 1000), None, Reason.BAD_TIMESTAMP),
-    ("microseconds instead of milliseconds", doc_bytes(measured_at=NOW * 1000), None, Reason.BAD_TIMESTAMP),
-    ("a day and a millisecond ahead", doc_bytes(measured_at=NOW + MAX_FUTURE_MS + 1), None, Reason.BAD_TIMESTAMP),
-    ("exactly a day ahead", doc_bytes(measured_at=NOW + MAX_FUTURE_MS), None, None),
-    ("year 3000", doc_bytes(measured_at=32_503_680_000_000), None, Reason.BAD_TIMESTAMP),
+    ("the last millisecond of 1999", doc_bytes(measured_at=EARLIEST_MS - 1), None, Reason.BAD_TIMESTAMP),
+    ("the first millisecond of 2000", doc_bytes(measured_at=EARLIEST_MS), None, None),
+    ("microseconds instead of milliseconds", doc_bytes(measured_at=NOW * 1000), None, Reason.FUTURE_TIMESTAMP),
+    ("the allowance and a millisecond ahead", doc_bytes(measured_at=NOW + MAX_AHEAD_MS + 1), None,
+     Reason.FUTURE_TIMESTAMP),
+    ("exactly the allowance ahead", doc_bytes(measured_at=NOW + MAX_AHEAD_MS), None, None),
+    ("20 hours ahead (a time-zone slip)", doc_bytes(measured_at=NOW + 20 * 3600 * 1000), None,
+     Reason.FUTURE_TIMESTAMP),
+    ("a day ahead (inside the old allowance)", doc_bytes(measured_at=NOW + 24 * 3600 * 1000), None,
+     Reason.FUTURE_TIMESTAMP),
+    ("year 3000", doc_bytes(measured_at=32_503_680_000_000), None, Reason.FUTURE_TIMESTAMP),
     ("unknown metric", doc_bytes(metric="glucose"), None, Reason.UNKNOWN_METRIC),
     ("metric in capitals", doc_bytes(metric="HEART_RATE"), None, Reason.UNKNOWN_METRIC),
     ("empty metric", doc_bytes(metric=""), None, Reason.UNKNOWN_METRIC),
@@ -270,6 +278,21 @@ def test_crafted_input(raw: bytes | None, key: bytes | None, reason: Reason | No
         assert isinstance(out, Reading), out
     else:
         assert isinstance(out, Rejected) and out.reason is reason, out
+
+
+@pytest.mark.parametrize(("ahead_ms", "says"), [(MAX_AHEAD_MS + 1, "5.0 min"), (20 * 3600 * 1000, "20.0 h"),
+                                                (10**400, "more than 100,000 years")])
+def test_a_reading_from_the_future_says_how_far_ahead_it_was(ahead_ms: int, says: str) -> None:
+    out = decode(literal("measured_at", str(NOW + ahead_ms).encode()), None, NOW)
+    assert isinstance(out, Rejected) and out.reason is Reason.FUTURE_TIMESTAMP
+    assert out.detail.startswith(f"measured_at {says} ahead of the ingest time"), out.detail
+
+
+def test_the_allowance_is_measured_from_the_ingest_time_not_a_fixed_clock() -> None:
+    stamped = doc_bytes(measured_at=NOW + 3600 * 1000)
+    assert isinstance(decode(stamped, None, NOW), Rejected)
+    assert isinstance(decode(stamped, None, NOW + 3600 * 1000 - MAX_AHEAD_MS), Reading)
+    assert isinstance(decode(stamped, None, NOW + 3600 * 1000 - MAX_AHEAD_MS - 1), Rejected)
 
 
 def test_every_truncation_of_a_valid_message_is_not_json() -> None:

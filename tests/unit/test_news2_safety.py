@@ -167,12 +167,12 @@ def test_the_clinical_reason_states_the_score_and_the_assumptions() -> None:
     assert clinical_reason(partial, PolicySettings()) == "NEWS2 9 partial, missing spo2 on_oxygen acvpu temp"
 
 
-def test_decide_appends_the_reason_to_raised_and_escalated_events_and_ids_ignore_it() -> None:
+def test_decide_gives_raised_and_escalated_events_the_reason_and_ids_ignore_it() -> None:
     settings = PolicySettings(persist_ms=0)
     why = {Condition.CLINICAL: "NEWS2 5, assumed: consciousness alert, air"}
     plain_state, plain = decide(PatientAlerts("p-1"), {Condition.CLINICAL: Level.MEDIUM}, 0, settings)
     state, raised = decide(PatientAlerts("p-1"), {Condition.CLINICAL: Level.MEDIUM}, 0, settings, why)
-    assert raised[0].reason == "clinical at MEDIUM: NEWS2 5, assumed: consciousness alert, air"
+    assert raised[0].reason == "NEWS2 5, assumed: consciousness alert, air" and plain[0].reason == "clinical at MEDIUM"
     assert [e.event_id for e in raised] == [e.event_id for e in plain]
     _, worse = decide(state, {Condition.CLINICAL: Level.HIGH}, 1, settings, {Condition.CLINICAL: "NEWS2 7"})
     _, worse_plain = decide(plain_state, {Condition.CLINICAL: Level.HIGH}, 1, settings)

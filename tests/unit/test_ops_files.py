@@ -372,8 +372,11 @@ def test_k8s_worker_has_probes_resources_config_and_secrets_that_exist() -> None
     assert container["resources"]["requests"]["cpu"] and container["resources"]["requests"]["memory"]
     assert container["resources"]["limits"]["memory"]
     assert container["envFrom"] == [{"configMapRef": {"name": "twinmon"}}]
-    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
-    assert set(env) <= known
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
+    plain = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    assert set(env) <= known and set(plain) <= known
+    # The only setting outside the ConfigMap that is not secret: the policy file, mounted in this pod only.
+    assert set(plain) == {"TWINMON_POLICY_FILE"}
     assert "TWINMON_REDIS_URL" in env and "TWINMON_REDIS_URL" not in config["data"]
     secret_keys = set(secret["stringData"])
     for ref in env.values():
@@ -403,6 +406,30 @@ def test_k8s_worker_has_probes_resources_config_and_secrets_that_exist() -> None
     assert service["spec"]["selector"].items() <= redis["spec"]["template"]["metadata"]["labels"].items()
     assert redis["spec"]["volumeClaimTemplates"]
     assert "@twinmon-redis:6379/" in secret["stringData"]["redis-url"]
+
+
+@pytest.mark.parametrize(("deployment", "service"), [("twinmon-worker", "worker"), ("twinmon-feed", "feed")])
+def test_workers_and_feed_run_the_shipped_policy_file_in_k8s_and_compose(deployment: str, service: str) -> None:
+    shipped = (DEPLOY / "policy" / "default.toml").read_text()
+    docs = all_k8s()
+    found = next(d for _, d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == deployment)
+    pod = found["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    path = Path(next(e["value"] for e in container["env"] if e["name"] == "TWINMON_POLICY_FILE"))
+    (mount,) = [m for m in container["volumeMounts"] if Path(m["mountPath"]) == path.parent]
+    assert mount.get("readOnly") is True
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    maps = {d["metadata"]["name"]: d for _, d in docs if d["kind"] == "ConfigMap"}
+    policy_map = maps[volume["configMap"]["name"]]
+    assert policy_map["metadata"]["namespace"] == found["metadata"]["namespace"]
+    assert policy_map["data"][path.name] == shipped, "deploy/k8s/policy.yaml's copy differs from deploy/policy"
+
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    svc = compose["services"][service]
+    in_container = Path(svc["environment"]["TWINMON_POLICY_FILE"])
+    mounts = {Path(c): DEPLOY / h for h, c, *_ in (v.split(":") for v in svc["volumes"] if v.startswith("./"))}
+    assert (mounts[in_container.parent] / in_container.name).read_text() == shipped
+    assert svc["environment"]["TWINMON_KAFKA_BOOTSTRAP"] == "kafka:9092"  # the shared settings still apply
 
 
 def test_k8s_feed_has_probes_its_own_redis_url_tokens_and_a_service() -> None:

@@ -175,7 +175,7 @@ async def test_retrying_through_failures_applies_every_batch_exactly_once() -> N
     batches = [stream[i:i + 200] for i in range(0, len(stream), 200)]
     clean, clean_events = await _run(InMemoryTwinStore(), batches)
     # Per batch: load then save. Fail loads, saves before the write, and saves after it, across the stream.
-    failures = ["before", "ok", "before", "after", "ok", "ok", "ok", "after", "after", "ok", "before", "before"] * 3
+    failures = ["before", "ok", "before", "after", "ok", "ok", "ok", "after", "after", "ok", "before", "before"] * 5
     store = FlakyStore(failures)
     retried, events = await _run(store, batches)
     assert not store.failures, "not every failure was exercised"

@@ -120,7 +120,7 @@ async def test_deterioration_raises_alerts_that_are_published_before_twins_are_s
     assert {e.patient_id for e in raised}, "a deteriorating cohort raised no clinical alert"
     assert all(e.level >= Level.LOW for e in raised)
     # The reason says what the level rests on and what was assumed (nobody recorded consciousness or oxygen).
-    assert all(e.reason.startswith(f"clinical at {e.level.name}: NEWS2 ") for e in raised)
+    assert all(e.reason.startswith("NEWS2 ") for e in raised)
     assert all(e.reason.endswith("assumed: consciousness alert, air") for e in raised)
     proc2 = BatchProcessor(store, publish=publish)
     await proc2.process(deteriorating()[:50], NOW + 10**8)
@@ -177,4 +177,5 @@ async def test_risk_runs_at_most_every_ten_seconds_of_event_time(monkeypatch: py
            for i, (_, r) in enumerate(simulate(1, 600, rate=1.0, seed=3, start_ms=T0))]
     await BatchProcessor(InMemoryTwinStore()).process(one, NOW)
     assert 55 <= len(calls) <= 62, len(calls)  # ~600 readings over 600 s: one evaluation per 10 s
+    # (a refused cuff reading, which is evaluated at once for its re-measure prompt, is not in this stream)
     assert all(b - a >= 10_000 for a, b in itertools.pairwise(calls))

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.schema import MAX_MESSAGE_BYTES, Reason, Rejected, decode, encode
+from streams.schema import MAX_AHEAD_MS, MAX_MESSAGE_BYTES, Reason, Rejected, decode, encode
 from twin_state.catalogue import Metric
 from twin_state.twin import Reading
 
@@ -83,7 +83,9 @@ def test_version_and_quality_are_optional() -> None:
         (msg(value=0).replace(b'"value":0', b'"value":1' + b"0" * 30), Reason.IMPOSSIBLE_VALUE),
         (msg(value=0).replace(b'"value":0', b'"value":1' + b"0" * 400), Reason.IMPOSSIBLE_VALUE),
         (msg(measured_at=-5), Reason.BAD_TIMESTAMP),
-        (msg(measured_at=NOW + 25 * 3600 * 1000), Reason.BAD_TIMESTAMP),
+        (msg(measured_at=NOW + 25 * 3600 * 1000), Reason.FUTURE_TIMESTAMP),
+        (msg(measured_at=NOW + 20 * 3600 * 1000), Reason.FUTURE_TIMESTAMP),
+        (msg(measured_at=NOW + MAX_AHEAD_MS + 1), Reason.FUTURE_TIMESTAMP),
         (msg(seq=-1), Reason.BAD_SEQUENCE),
         (msg(quality=1.5), Reason.BAD_QUALITY),
         (msg(quality=-0.1), Reason.BAD_QUALITY),
