@@ -166,6 +166,7 @@ POLICY_KEYS: Mapping[str, Key[PolicySettings]] = {
 RISK_KEYS: Mapping[str, Key[RiskSettings]] = {
     "horizons_min": Key(lambda v, at, _: _horizons(v, at), list),
     "manual_max_age_min": _number_key(),
+    "acvpu_max_age_min": _number_key(),
     "single_three": Key(lambda v, at, _: _band(v, at), lambda b: b.value),
     "stale_after_ms": Key(lambda v, at, base: _stale_after(v, at, base.stale_after_ms),
                           lambda m: {metric.value: ms for metric, ms in sorted(m.items())}),

@@ -33,7 +33,7 @@ from enum import IntEnum, StrEnum
 
 from twin_state.catalogue import Metric
 from twin_state.clock import MAX_AHEAD_MS
-from twin_state.news2 import RiskBand
+from twin_state.news2 import RiskBand, assumed_text
 from twin_state.risk import Risk, Unconfirmed
 from twin_state.twin import Twin
 
@@ -148,19 +148,49 @@ class PatientAlerts:
     states written before it was kept."""
 
 
+def _now_level(band: RiskBand, settings: PolicySettings) -> Level:
+    # An incomplete score raises nothing by itself: the vitals it lacks are the no-data alert's business, and
+    # what was measured scores below every response threshold.
+    return {RiskBand.HIGH: Level.HIGH, RiskBand.MEDIUM: Level.MEDIUM, RiskBand.LOW_MEDIUM: settings.single_three,
+            RiskBand.LOW: Level.NONE, RiskBand.INCOMPLETE: Level.NONE}[band]
+
+
+def _drifting(risk: Risk, settings: PolicySettings) -> bool:
+    return settings.drift_medium > 0 and risk.drift is not None and risk.drift >= settings.drift_medium
+
+
 def clinical_level(risk: Risk, settings: PolicySettings) -> Level:
     """Current NEWS2 band, or predicted deterioration if that is worse. Prediction never lowers a level."""
-    band = risk.now.risk
-    now = {RiskBand.HIGH: Level.HIGH, RiskBand.MEDIUM: Level.MEDIUM, RiskBand.LOW_MEDIUM: settings.single_three,
-           RiskBand.LOW: Level.NONE}[band]
+    now = _now_level(risk.now.risk, settings)
     h = settings.predicted_horizon_min
     predicted = Level.NONE
     if risk.p(7, h) >= settings.predicted_high:
         predicted = Level.HIGH
-    elif risk.p(5, h) >= settings.predicted_medium or (
-            settings.drift_medium > 0 and risk.drift is not None and risk.drift >= settings.drift_medium):
+    elif risk.p(5, h) >= settings.predicted_medium or _drifting(risk, settings):
         predicted = Level.MEDIUM
     return max(now, predicted)
+
+
+def clinical_reason(risk: Risk, settings: PolicySettings) -> str:
+    """What the clinical level rests on, in words, for the alert's reason: NEWS2 now (and what it lacks), the
+    prediction or drift that raised it, and what was assumed ("NEWS2 5, assumed: consciousness alert, air")."""
+    s = risk.now
+    parts = [f"NEWS2 {s.total}" + (f" partial, missing {' '.join(p.value for p in s.missing)}" if s.missing else "")]
+    h = settings.predicted_horizon_min
+    if risk.p(7, h) >= settings.predicted_high and s.total < 7:
+        parts.append(f"P(NEWS2 >= 7 in {h:g} min) {risk.p(7, h):.2f}")
+    elif risk.p(5, h) >= settings.predicted_medium and s.total < 5:
+        parts.append(f"P(NEWS2 >= 5 in {h:g} min) {risk.p(5, h):.2f}")
+    if _drifting(risk, settings) and risk.drift is not None:
+        parts.append(f"drift {risk.drift:.1f}")
+    if risk.assumed:
+        parts.append(f"assumed: {assumed_text(risk.assumed)}")
+    return ", ".join(parts)
+
+
+def reason_head(reason: str) -> str:
+    """A lifecycle reason without the condition's detail ``decide`` appends ("worsened: NEWS2 7" -> "worsened")."""
+    return reason.split(": ", 1)[0]
 
 
 def unconfirmed_level(risk: Risk, settings: PolicySettings) -> Level:
@@ -200,9 +230,15 @@ def decide(
     reasons: Mapping[Condition, str] | None = None,
 ) -> tuple[PatientAlerts, list[AlertEvent]]:
     """Advance every condition given in ``levels`` to ``now_ms``. Conditions not given are left as they are.
-    ``reasons`` gives a condition's raised events their text (event ids never depend on it); an escalation's reason
-    stays the machine-readable ``worsened`` or ``unacknowledged``."""
+    ``reasons``: what each condition's level rests on, in words: a raised event's reason is that text (by default
+    "<condition> at <LEVEL>"); an escalation's reason is the machine-readable ``worsened`` or ``unacknowledged``
+    followed by ": " and that text (``reason_head`` strips it). Event ids never depend on it."""
     pid = state.patient_id
+
+    def why(condition: Condition, reason: str) -> str:
+        detail = reasons.get(condition) if reasons else None
+        return f"{reason}: {detail}" if detail else reason
+
     opened = dict(state.open)
     pending = dict(state.pending)
     events: list[AlertEvent] = []
@@ -220,8 +256,8 @@ def decide(
             pending.pop(condition, None)
             alert_id = _id(pid, condition.value, p.since)
             alert = OpenAlert(alert_id, condition, p.level, now_ms, now_ms, 0)
-            why = (reasons or {}).get(condition) or f"{condition.value} at {p.level.name}"
-            events.append(_event(alert, pid, Kind.RAISED, p.level, now_ms, why))
+            events.append(_event(alert, pid, Kind.RAISED, p.level, now_ms,
+                                 (reasons or {}).get(condition) or f"{condition.value} at {p.level.name}"))
             opened[condition] = replace(alert, events=1)
             continue
 
@@ -239,7 +275,7 @@ def decide(
             alert = replace(alert, clear_since=None, worse_since=since)
             if condition in _IMMEDIATE or now_ms - since >= settings.persist_ms:
                 alert = replace(alert, level=level, escalated_at=now_ms, worse_since=None)
-                events.append(_event(alert, pid, Kind.ESCALATED, level, now_ms, "worsened"))
+                events.append(_event(alert, pid, Kind.ESCALATED, level, now_ms, why(condition, "worsened")))
                 alert = replace(alert, events=alert.events + 1)
         else:
             alert = replace(alert, clear_since=None, worse_since=None)
@@ -249,7 +285,7 @@ def decide(
         clearing = alert.clear_since is not None
         if alert.acknowledged_by is None and not clearing and due is not None and now_ms - alert.escalated_at >= due:
             alert = replace(alert, escalated_at=now_ms)
-            events.append(_event(alert, pid, Kind.ESCALATED, alert.level, now_ms, "unacknowledged"))
+            events.append(_event(alert, pid, Kind.ESCALATED, alert.level, now_ms, why(condition, "unacknowledged")))
             alert = replace(alert, events=alert.events + 1)
         opened[condition] = alert
     return PatientAlerts(pid, opened, pending, max(state.evaluated_at, now_ms), state.policy_id), events

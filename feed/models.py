@@ -124,9 +124,11 @@ class News2(BaseModel):
     total: int
     subscores: dict[str, int]
     red_flag: bool
-    band: str
+    band: Literal["incomplete", "low", "low-medium", "medium", "high"] = Field(
+        description="RCP response band; incomplete: partial and below every threshold on what was measured")
     partial: bool
-    missing: list[str]
+    missing: list[str] = Field(description="Parameters not measured (or too old to count)")
+    assumed: list[str] = Field(description="Parameters scored on an assumed value, in words")
 
 
 class PatientSummary(BaseModel):

@@ -43,6 +43,7 @@ def news2_model(s: Score) -> models.News2:
     return models.News2(
         total=s.total, subscores={p.value: v for p, v in s.subscores.items()}, red_flag=s.red_flag,
         band=s.risk.value, partial=s.partial, missing=[p.value for p in s.missing],
+        assumed=[a.text for a in s.assumed],
     )
 
 

@@ -338,11 +338,14 @@ def twin_show(patient_id: str, as_json: bool) -> None:
     from alerts.config import ConfigError, load_policy
     from twin_state import codec
     from twin_state.catalogue import ACVPU, BASELINE_MATURE_MIN, Metric
+    from twin_state.news2 import describe
+    from twin_state.risk import news2_now
     from twin_state.view import vital_views
 
     settings = _settings()
     try:
-        stale_after_ms = dict(load_policy(settings.policy_file)[1].risk.stale_after_ms)  # the workers' limits
+        risk_settings = load_policy(settings.policy_file)[1].risk  # the workers' limits
+        stale_after_ms = dict(risk_settings.stale_after_ms)
     except ConfigError as exc:
         raise click.ClickException(f"bad policy file (TWINMON_POLICY_FILE): {exc}") from None
     found, profile = _load_twin(settings, patient_id)
@@ -374,6 +377,7 @@ def twin_show(patient_id: str, as_json: bool) -> None:
     for metric, obs in found.observations.items():
         shown = ACVPU[int(obs.value)] if metric is Metric.CONSCIOUSNESS else f"{obs.value:g} L/min"
         click.echo(f"{metric.value:14} {shown:>9}   entered {(now - obs.measured_at) / 60000:.0f} min ago")
+    click.echo(describe(news2_now(found, profile, now, risk_settings)))
     click.echo(f"policy {_policy_of(settings, patient_id) or '(not yet evaluated by a worker that keeps it)'}")
     c = found.counts
     click.echo(f"readings applied={c.applied} reinitialised={c.reinitialised} rejected: implausible={c.implausible} "

@@ -85,7 +85,7 @@ from alerts.config import ConfigError as ConfigError  # re-exported: the loader'
 from alerts.config import Evaluation, policy_id, settings_json
 from alerts.config import load_config as load_config
 from alerts.config import parse_config as parse_config
-from alerts.policy import AlertEvent, Condition, Kind, Level
+from alerts.policy import AlertEvent, Condition, Kind, Level, reason_head
 from streams.processor import BatchProcessor, RawMessage
 from streams.replay import recording_clock
 from streams.schema import Rejected, decode, encode
@@ -617,13 +617,13 @@ def _ramp_summary(ramps_s: Sequence[float]) -> list[float] | None:
 
 def _is_new(e: AlertEvent) -> bool:
     """A notification of something new or worse: raised, or escalated for worsening."""
-    return e.kind is Kind.RAISED or (e.kind is Kind.ESCALATED and e.reason == WORSENED)
+    return e.kind is Kind.RAISED or (e.kind is Kind.ESCALATED and reason_head(e.reason) == WORSENED)
 
 
 def _event_kinds(events: Iterable[AlertEvent]) -> Counter[str]:
     kinds: Counter[str] = Counter()
     for e in events:
-        reason = f" ({e.reason})" if e.kind is Kind.ESCALATED else ""
+        reason = f" ({reason_head(e.reason)})" if e.kind is Kind.ESCALATED else ""
         kinds[f"{e.kind.value} {e.condition.value} {e.level.name.lower()}{reason}"] += 1
     return kinds
 

@@ -256,6 +256,7 @@ ICU_CHARTED_SETTINGS = RiskSettings(
     },
     # GCS, FiO2 and MechVent are charted every 3 h (90th percentile 4.5 h).
     manual_max_age_min=6 * 60.0,
+    acvpu_max_age_min=6 * 60.0,
 )
 """Risk settings for charted ICU data; everything else as the worker's defaults."""
 
@@ -292,7 +293,7 @@ def replay_stay(
                 outcomes_[outcome] += 1
             i += 1
         r = risk(twin, None, now, settings)
-        out.append(Hour(h, r.now.total, len(r.now.subscores), r.p(5, 60.0), r.p(7, 60.0),
+        out.append(Hour(h, r.now.total, len(r.now.subscores) - len(r.assumed), r.p(5, 60.0), r.p(7, 60.0),
                         model.hourly_row(twin, r, now, settings)))
     return twin, out, outcomes_
 

@@ -63,8 +63,10 @@ def hourly_row(twin: Twin, r: Risk, now_ms: int, settings: RiskSettings) -> tupl
             values.append(nan)
         else:
             values.append(o.value if m is Metric.CONSCIOUSNESS else float(o.value > 0))
-    values += [float(r.now.total), float(len(r.now.subscores)), r.p(5, 60.0), r.p(7, 60.0)]
-    values += [float(r.now.subscores[p]) if p in r.now.subscores else nan for p in Param]
+    # Measured parameters only: an assumed "alert" or "air" is the absence of a chart entry, as before.
+    assumed = {a.param for a in r.assumed}
+    values += [float(r.now.total), float(len(r.now.subscores) - len(assumed)), r.p(5, 60.0), r.p(7, 60.0)]
+    values += [float(r.now.subscores[p]) if p in r.now.subscores and p not in assumed else nan for p in Param]
     return tuple(values)
 
 

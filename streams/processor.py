@@ -36,6 +36,7 @@ from alerts.policy import (
     UnknownAlert,
     acknowledge,
     clinical_level,
+    clinical_reason,
     decide,
     repair,
     resolve,
@@ -336,8 +337,10 @@ class BatchProcessor:
             Condition.UNCONFIRMED: unconfirmed_level(r, cfg.policy),
             **technical_levels(twin, t, cfg.technical),
         }
-        state, events = decide(self._alerts[pid], levels, t, cfg.policy,
-                               {Condition.UNCONFIRMED: unconfirmed_reason(r, cfg.policy)})
+        reasons = {Condition.UNCONFIRMED: unconfirmed_reason(r, cfg.policy)}
+        if levels[Condition.CLINICAL]:
+            reasons[Condition.CLINICAL] = clinical_reason(r, cfg.policy)
+        state, events = decide(self._alerts[pid], levels, t, cfg.policy, reasons)
         self._alerts[pid] = state
         result.alert_events.extend(events)
         return alert_codec.pack(state)

@@ -12,18 +12,32 @@
 | temperature C | <=35.0 | | 35.1-36.0 | 36.1-38.0 | 38.1-39.0 | >=39.1 | |
 
 Aggregate 0-20. Risk: 7 or more high; 5-6 medium; otherwise a single parameter scoring 3 is low-medium (a
-setting: some trusts respond to it as medium); otherwise low.
+setting: some trusts respond to it as medium); otherwise low. A partial score (a parameter missing) that would
+be low is ``incomplete`` instead: the missing parameters could add any number of points, so "low" would be a
+claim the data do not support. A partial score at low-medium or above keeps its band (missing parameters can
+only add points) and stays flagged partial.
 
-Rounding rule for estimates that are not whole chart values (a filtered respiratory rate of 20.6): round half
-up to the chart's resolution before scoring, whole numbers for respiration rate, SpO2, blood pressure and
-pulse (20.5 -> 21 scores 2; 20.49 -> 20 scores 0) and tenths of a degree for temperature (38.05 -> 38.1 scores 1).
-This is what a nurse writing the value on the chart does.
+SpO2 on scale 2 with oxygen unknown is scored as if on oxygen (97 % and above scores 3): over-oxygenating a
+patient at risk of hypercapnia is what scale 2 exists to catch, and air cannot be told from oxygen by the value.
+
+Rounding of values typed by a person (``score(..., estimate=False)``): round half up to the chart's
+resolution before scoring, whole numbers for respiration rate, SpO2, blood pressure and pulse (20.5 -> 21
+scores 2; 20.49 -> 20 scores 0) and tenths of a degree for temperature (38.05 -> 38.1 scores 1). This is what a
+nurse writing the value on the chart does.
+
+Continuous estimates (a filtered level, ``estimate=True``) are not chart values: one between two chart values
+scores the worse of the two (systolic 90.6 scores 3, pulse 90.2 scores 1, temperature 35.04 scores 3 and 38.01
+scores 1). An estimate is uncertain by more than half a chart unit, and the twin must not report a patient as
+better than the nearest charted reading could be.
+
+Assumptions (``score(..., assume=...)``): the twin scores wearable patients whom no one has assessed as Alert
+and on air, and says so in ``Score.assumed``; an assumed parameter is not missing.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -41,13 +55,15 @@ class Param(StrEnum):
 
 
 class RiskBand(StrEnum):
+    INCOMPLETE = "incomplete"
+    """Partial and below every response threshold on what was measured: not known to be low."""
     LOW = "low"
     LOW_MEDIUM = "low-medium"
     MEDIUM = "medium"
     HIGH = "high"
 
 
-BAND_ORDER = {RiskBand.LOW: 0, RiskBand.LOW_MEDIUM: 1, RiskBand.MEDIUM: 2, RiskBand.HIGH: 3}
+BAND_ORDER = {RiskBand.INCOMPLETE: 0, RiskBand.LOW: 0, RiskBand.LOW_MEDIUM: 1, RiskBand.MEDIUM: 2, RiskBand.HIGH: 3}
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,12 +79,40 @@ class Inputs:
 
 
 @dataclass(frozen=True, slots=True)
+class Assumed:
+    """A parameter scored on a value nobody measured, and the value."""
+
+    param: Param
+    value: str
+
+    @property
+    def text(self) -> str:
+        return _ASSUMED_TEXT.get((self.param, self.value), f"{self.param.value} {self.value}")
+
+
+ALERT = Assumed(Param.ACVPU, "A")
+AIR = Assumed(Param.ON_OXYGEN, "air")
+SCALE2_AS_OXYGEN = Assumed(Param.SPO2, "scale 2 as if on oxygen")
+_ASSUMED_TEXT = {(Param.ACVPU, "A"): "consciousness alert", (Param.ON_OXYGEN, "air"): "air",
+                 (Param.SPO2, "scale 2 as if on oxygen"): "SpO2 scale 2 as if on oxygen"}
+
+
+_ASSUMED_ORDER = {Param.ACVPU: 0, Param.ON_OXYGEN: 1, Param.SPO2: 2}
+
+
+def assumed_text(assumed: tuple[Assumed, ...]) -> str:
+    return ", ".join(a.text for a in assumed)
+
+
+@dataclass(frozen=True, slots=True)
 class Score:
     total: int
     subscores: Mapping[Param, int]
     red_flag: bool
     risk: RiskBand
     missing: tuple[Param, ...]
+    assumed: tuple[Assumed, ...] = ()
+    """What was scored on an assumed value (the value is in the subscore); never also in ``missing``."""
 
     @property
     def partial(self) -> bool:
@@ -176,54 +220,71 @@ def acvpu_score(code: str) -> int:
     return 0 if code == "A" else 3
 
 
-def band(total: int, red_flag: bool, single_three: RiskBand = RiskBand.LOW_MEDIUM) -> RiskBand:
+def worse_neighbour(chart: Callable[[float], int], x: float, per_unit: float = 1.0) -> int:
+    """The worse of the scores of the two chart values either side of ``x`` (``per_unit`` chart values per unit:
+    1 for whole numbers, 10 for tenths of a degree); a chart value itself scores as charted. The epsilon absorbs
+    binary representation (36.1 * 10 is 361.00000000000006)."""
+    lo = math.floor(x * per_unit + 1e-9) / per_unit
+    hi = math.ceil(x * per_unit - 1e-9) / per_unit
+    return max(chart(lo), chart(hi))
+
+
+def band(total: int, red_flag: bool, single_three: RiskBand = RiskBand.LOW_MEDIUM, partial: bool = False) -> RiskBand:
     if total >= 7:
         return RiskBand.HIGH
     if total >= 5:
         return RiskBand.MEDIUM
     if red_flag:
         return single_three
-    return RiskBand.LOW
+    return RiskBand.INCOMPLETE if partial else RiskBand.LOW
 
 
-def score(inputs: Inputs, single_three: RiskBand = RiskBand.LOW_MEDIUM) -> Score:
-    """Score what is there; whatever is absent is listed in ``missing`` and the score is partial."""
+def score(inputs: Inputs, single_three: RiskBand = RiskBand.LOW_MEDIUM, *, estimate: bool = False,
+          assume: Iterable[Assumed] = ()) -> Score:
+    """Score what is there; whatever is absent is listed in ``missing`` and the score is partial, unless
+    ``assume`` gives a value for it (consciousness ``ALERT``, oxygen ``AIR``), which is then listed in
+    ``assumed``. ``estimate``: the values are continuous estimates, scored by the worse neighbouring chart value."""
+    fill = {a.param: a for a in assume}
     sub: dict[Param, int] = {}
     missing: list[Param] = []
-    if inputs.rr is not None:
-        sub[Param.RR] = rr_score(inputs.rr)
-    else:
-        missing.append(Param.RR)
-    if inputs.spo2 is not None:
-        if inputs.spo2_scale == 2:
-            sub[Param.SPO2] = spo2_scale2_score(inputs.spo2, bool(inputs.on_oxygen))
+    assumed: list[Assumed] = []
+
+    def put(param: Param, chart: Callable[[float], int], value: float | None, per_unit: float = 1.0) -> None:
+        if value is None:
+            missing.append(param)
         else:
-            sub[Param.SPO2] = spo2_scale1_score(inputs.spo2)
+            sub[param] = worse_neighbour(chart, value, per_unit) if estimate else chart(value)
+
+    put(Param.RR, rr_score, inputs.rr)
+    if inputs.spo2_scale == 2:
+        # Oxygen unknown: scored as if on oxygen, the conservative reading of scale 2 (module docstring).
+        oxygen = inputs.on_oxygen is not False
+        if inputs.spo2 is not None and inputs.on_oxygen is None:
+            assumed.append(SCALE2_AS_OXYGEN)
+        put(Param.SPO2, lambda v: spo2_scale2_score(v, oxygen), inputs.spo2)
     else:
-        missing.append(Param.SPO2)
+        put(Param.SPO2, spo2_scale1_score, inputs.spo2)
     if inputs.on_oxygen is not None:
         sub[Param.ON_OXYGEN] = oxygen_score(inputs.on_oxygen)
+    elif Param.ON_OXYGEN in fill:
+        sub[Param.ON_OXYGEN] = oxygen_score(False)
+        assumed.append(fill[Param.ON_OXYGEN])
     else:
         missing.append(Param.ON_OXYGEN)
-    if inputs.sbp is not None:
-        sub[Param.SBP] = sbp_score(inputs.sbp)
-    else:
-        missing.append(Param.SBP)
-    if inputs.pulse is not None:
-        sub[Param.PULSE] = pulse_score(inputs.pulse)
-    else:
-        missing.append(Param.PULSE)
+    put(Param.SBP, sbp_score, inputs.sbp)
+    put(Param.PULSE, pulse_score, inputs.pulse)
     if inputs.acvpu is not None:
         sub[Param.ACVPU] = acvpu_score(inputs.acvpu)
+    elif Param.ACVPU in fill:
+        sub[Param.ACVPU] = acvpu_score(fill[Param.ACVPU].value)
+        assumed.append(fill[Param.ACVPU])
     else:
         missing.append(Param.ACVPU)
-    if inputs.temp is not None:
-        sub[Param.TEMP] = temp_score(inputs.temp)
-    else:
-        missing.append(Param.TEMP)
+    put(Param.TEMP, temp_score, inputs.temp, 10.0)
     total = sum(sub.values())
     red_flag = any(s == 3 for s in sub.values())
-    return Score(total, sub, red_flag, band(total, red_flag, single_three), tuple(missing))
+    return Score(total, sub, red_flag, band(total, red_flag, single_three, bool(missing)), tuple(missing),
+                 tuple(sorted(assumed, key=lambda a: _ASSUMED_ORDER[a.param])))
 
 
 # Bounds for people typing values into `twinmon news2`: outside them the input is a mistake, not a patient.
@@ -272,6 +333,16 @@ def parse_inputs(doc: object) -> Inputs | str:
     )
 
 
+def describe(s: Score) -> str:
+    """One line for people: "NEWS2 0 incomplete, missing temp; assumed: consciousness alert, air"."""
+    text = f"NEWS2 {s.total} {s.risk.value}"
+    if s.missing:
+        text += f", missing {' '.join(p.value for p in s.missing)}"
+    if s.assumed:
+        text += f"; assumed: {assumed_text(s.assumed)}"
+    return text
+
+
 def to_json(s: Score) -> dict[str, object]:
     return {
         "total": s.total,
@@ -280,4 +351,5 @@ def to_json(s: Score) -> dict[str, object]:
         "risk": s.risk.value,
         "partial": s.partial,
         "missing": [p.value for p in s.missing],
+        "assumed": [a.text for a in s.assumed],
     }

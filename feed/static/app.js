@@ -112,13 +112,25 @@ function renderPatients() {
   $("#patients tbody").replaceChildren(...rows.map((p) => {
     const tr = document.createElement("tr");
     tr.dataset.patientId = p.patient_id;
-    const cells = [p.patient_id, p.news2 ? `${p.news2.total}${p.news2.partial ? "*" : ""}` : "–",
+    // An incomplete score shows its band in words, never a bare number that reads as "low".
+    const cells = [p.patient_id, p.news2 ? `${p.news2.total}${p.news2.partial ? "*" : ""} ${p.news2.band}` : "–",
       pct(p.p_news2_5_60min), pct(p.p_news2_7_60min), pct(p.data_quality), p.stale.join(", ") || "–",
       p.open_alerts ? `${p.open_alerts} (${p.highest_alert})` : "–"];
     for (const c of cells) { const td = document.createElement("td"); td.textContent = c; tr.append(td); }
+    if (p.news2) {
+      tr.children[1].className = `band-${p.news2.band}`;
+      tr.children[1].title = news2Notes(p.news2);
+    }
     tr.addEventListener("click", () => selectPatient(p.patient_id));
     return tr;
   }));
+}
+
+function news2Notes(n) {
+  const notes = [];
+  if (n.missing.length) notes.push(`missing: ${n.missing.join(", ")}`);
+  if (n.assumed.length) notes.push(`assumed: ${n.assumed.join(", ")}`);
+  return notes.join("; ");
 }
 
 async function selectPatient(pid) {
@@ -126,10 +138,11 @@ async function selectPatient(pid) {
   let d;
   try { d = await api(`/api/patients/${encodeURIComponent(pid)}`); } catch (e) { return; }
   $("#patient-view").hidden = false;
-  $("#pv-title").textContent = `${pid} — NEWS2 ${d.summary.news2 ? d.summary.news2.total : "–"}`;
+  const n = d.summary.news2;
+  $("#pv-title").textContent = `${pid} — NEWS2 ${n ? `${n.total} ${n.band}` : "–"}`;
   const sub = d.summary.news2 ? Object.entries(d.summary.news2.subscores).map(([k, v]) => `${k} ${v}`).join(", ") : "";
   $("#pv-meta").textContent = `age ${d.age_band || "?"}; conditions ${d.conditions.join(", ") || "none"}; ` +
-    `subscores: ${sub}`;
+    `subscores: ${sub}` + (n && news2Notes(n) ? `; ${news2Notes(n)}` : "");
   $("#pv-charts").replaceChildren(...d.vitals.map((v) => chart(v, d.history.filter((h) => h.metric === v.metric))));
 }
 

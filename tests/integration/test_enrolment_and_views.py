@@ -68,6 +68,8 @@ def test_twin_show_forecast_and_history_read_the_live_twin(services: Services, d
         worker.wait_for("twinmon_events_consumed_total", len(readings))
         show = deployment.run("twin", "sim-000001").stdout
         assert "heart_rate" in show and "95% band" in show and "valid 1h" in show
+        # Nobody recorded consciousness or oxygen: the NEWS2 line says what it assumed.
+        assert "NEWS2 " in show and "assumed: consciousness alert, air" in show
         forecast = deployment.run("twin", "forecast", "sim-000001", "--horizon", "30m",
                                   "--scenario", "trend-stops").stdout
         assert "forecast in 30 min, trend-stops" in forecast and "spo2" in forecast

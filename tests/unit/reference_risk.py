@@ -57,11 +57,15 @@ def reference_risk(
     twin: Twin, profile: Profile | None, now_ms: int, settings: RiskSettings
 ) -> tuple[dict[tuple[int, float], float], dict[Param, float]]:
     current = news2_now(twin, profile, now_ms, settings)
-    acvpu = _manual(twin, Metric.CONSCIOUSNESS, now_ms, settings.manual_max_age_min)
+    # ACVPU: an "A" counts for acvpu_max_age_min; C, V, P or U until replaced; none recorded scores 0.
+    c = twin.observations.get(Metric.CONSCIOUSNESS)
+    fresh_a = c is not None and now_ms - c.measured_at <= settings.acvpu_max_age_min * 60_000
+    acvpu = None if c is None or (ACVPU[int(c.value)] == "A" and not fresh_a) else ACVPU[int(c.value)]
     o2 = _manual(twin, Metric.O2_FLOW, now_ms, settings.manual_max_age_min)
     on_oxygen = o2 is not None and o2 > 0
+    oxygen_known = o2 is not None
     consciousness = [0.0] * 4
-    consciousness[acvpu_score(ACVPU[int(acvpu)]) if acvpu is not None else 0] = 1.0
+    consciousness[acvpu_score(acvpu) if acvpu is not None else 0] = 1.0
     oxygen = [0.0] * 3
     oxygen[oxygen_score(on_oxygen)] = 1.0
     scale2 = profile is not None and profile.spo2_scale2
@@ -71,7 +75,8 @@ def reference_risk(
         if vital is None or current.subscores.get(param) is None:
             continue
         if param is Param.SPO2:
-            base = (_SPO2_SCALE2_O2 if on_oxygen else _SPO2_SCALE2_AIR) if scale2 else _SPO2_SCALE1
+            # Scale 2 with oxygen unknown is predicted as on oxygen.
+            base = (_SPO2_SCALE2_O2 if on_oxygen or not oxygen_known else _SPO2_SCALE2_AIR) if scale2 else _SPO2_SCALE1
         else:
             base = _BANDS[param]
         mature = vital.baseline_minutes >= BASELINE_MATURE_MIN

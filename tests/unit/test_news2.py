@@ -114,6 +114,7 @@ def test_full_set_aggregate_and_red_flag() -> None:
 def test_wearable_only_score_is_partial_and_says_what_is_missing() -> None:
     s = score(Inputs(rr=16, spo2=97, sbp=120, pulse=70, temp=37.0))
     assert s.partial and s.missing == (Param.ON_OXYGEN, Param.ACVPU) and s.total == 0
+    assert s.risk is RiskBand.INCOMPLETE
 
 
 def test_scale_2_saturation_of_93_or_more_scores_only_on_oxygen() -> None:
@@ -147,7 +148,7 @@ def test_news2_command_scores_each_line_and_carries_on_after_errors() -> None:
     assert len(results) == 4
     assert results[0] == {"total": 5, "subscores": {"rr": 2, "spo2": 1, "on_oxygen": 0, "sbp": 0, "pulse": 1,
                                                     "acvpu": 0, "temp": 1},
-                          "red_flag": False, "risk": "medium", "partial": False, "missing": []}
+                          "red_flag": False, "risk": "medium", "partial": False, "missing": [], "assumed": []}
     assert "spo2 101 is impossible" in results[1]["error"]
     assert "JSON" in results[2]["error"]
     assert results[3]["subscores"] == {"rr": 3, "spo2": 3, "on_oxygen": 2, "pulse": 0}

@@ -58,6 +58,7 @@ CASES: list[tuple[str, str, Any, Any]] = [
     ("policy", "unconfirmed_min_gap_ms", 300_000, 0),
     ("risk", "horizons_min", [15.0, 60.0], [60, "x"]),
     ("risk", "manual_max_age_min", 240.0, 0),
+    ("risk", "acvpu_max_age_min", 120.0, -1.0),
     ("risk", "single_three", "medium", "high"),
     ("risk", "stale_after_ms", {"spo2": 120_000}, {"spo2": 0}),
     ("risk", "slow_persistence_min", 30.0, math.inf),
@@ -92,12 +93,12 @@ def test_every_settings_field_has_a_key_and_every_key_a_test_case() -> None:
 def test_a_field_without_a_key_is_named_not_silently_skipped() -> None:
     @dataclass(frozen=True, slots=True)
     class WiderRisk(RiskSettings):
-        acvpu_max_age_min: float = 60.0
+        gcs_max_age_min: float = 60.0
 
-    with pytest.raises(TypeError, match=r"WiderRisk\.acvpu_max_age_min has no key in alerts\.config"):
+    with pytest.raises(TypeError, match=r"WiderRisk\.gcs_max_age_min has no key in alerts\.config"):
         settings_json(Evaluation(risk=WiderRisk()))
-    with pytest.raises(ConfigError, match=r"risk: unknown key\(s\) acvpu_max_age_min"):
-        parse_config({"risk": {"acvpu_max_age_min": 60.0}}, "a.toml")
+    with pytest.raises(ConfigError, match=r"risk: unknown key\(s\) gcs_max_age_min"):
+        parse_config({"risk": {"gcs_max_age_min": 60.0}}, "a.toml")
 
 
 @pytest.mark.parametrize(("section", "key", "good", "bad"), CASES, ids=[f"{s}.{k}" for s, k, _, _ in CASES])

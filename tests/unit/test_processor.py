@@ -119,6 +119,9 @@ async def test_deterioration_raises_alerts_that_are_published_before_twins_are_s
     raised = [e for e in recorder.events if e.kind is Kind.RAISED and e.condition is Condition.CLINICAL]
     assert {e.patient_id for e in raised}, "a deteriorating cohort raised no clinical alert"
     assert all(e.level >= Level.LOW for e in raised)
+    # The reason says what the level rests on and what was assumed (nobody recorded consciousness or oxygen).
+    assert all(e.reason.startswith("NEWS2 ") for e in raised)
+    assert all(e.reason.endswith("assumed: consciousness alert, air") for e in raised)
     proc2 = BatchProcessor(store, publish=publish)
     await proc2.process(deteriorating()[:50], NOW + 10**8)
     assert order.count("publish") <= order.count("save")

@@ -148,13 +148,15 @@ def flat(trend: float, sd: float) -> kalman.LevelTrend:
 
 
 def test_drift_score_counts_the_direction_news2_charts_as_worse_and_needs_three_vitals() -> None:
-    worse = [(Param.PULSE, flat(0.2, 0.1)), (Param.RR, flat(0.02, 0.01)), (Param.SPO2, flat(-0.02, 0.01))]
+    # Levels of 0 are below the middle of every two-sided zero band (test_news2_safety has the sign rule): there
+    # falling is deterioration; a one-sided saturation deteriorates falling wherever it is.
+    worse = [(Param.PULSE, flat(-0.2, 0.1)), (Param.RR, flat(-0.02, 0.01)), (Param.SPO2, flat(-0.02, 0.01))]
     assert drift_score(worse) == pytest.approx(6.0 / math.sqrt(3))
-    better = [(Param.PULSE, flat(-0.2, 0.1)), (Param.RR, flat(-0.02, 0.01)), (Param.SPO2, flat(0.02, 0.01))]
+    better = [(Param.PULSE, flat(0.2, 0.1)), (Param.RR, flat(0.02, 0.01)), (Param.SPO2, flat(0.02, 0.01))]
     assert drift_score(better) == pytest.approx(-6.0 / math.sqrt(3))
     assert drift_score(worse[:2]) is None
     assert drift_score([*worse[:2], (Param.SBP, None)]) is None  # a vital without a slow trend does not count
-    sbp_down = [*worse, (Param.SBP, flat(-0.2, 0.1)), (Param.TEMP, flat(0.002, 0.001))]
+    sbp_down = [*worse, (Param.SBP, flat(-0.2, 0.1)), (Param.TEMP, flat(-0.002, 0.001))]
     assert drift_score(sbp_down) == pytest.approx(10.0 / math.sqrt(5))
 
 
