@@ -9,8 +9,8 @@ is never personalised: a high NEWS2 is reported as the chart says.
 Predicted risk uses each vital's forecast distribution (normal, from the Kalman filter, damped trend, and the
 slow trend when ``RiskSettings.slow_persistence_min`` asks for it: ``forecast.damped_moments``) at a third,
 two thirds and all of the horizon. For each parameter the probability of each subscore is the
-normal mass over the subscore's interval of real values (each edge where the worse band's first chart value
-is, as NEWS2 now scores an estimate; scale 2 with oxygen unknown uses the on-oxygen table); parameters are
+normal mass over the subscore's interval of real values (the readings to come charted by the chart's rounding, half
+up; scale 2 with oxygen unknown uses the on-oxygen table); parameters are
 taken as independent, so the distribution of the aggregate is the convolution of theirs. The probability of
 reaching a threshold within the horizon is the largest of the three (a lower bound for "at any time within it").
 
@@ -94,6 +94,21 @@ _SPO2_SCALE1 = [(-_INF, 92.0, 3), (92.0, 94.0, 2), (94.0, 96.0, 1), (96.0, _INF,
 _SPO2_SCALE2_AIR = [(-_INF, 84.0, 3), (84.0, 86.0, 2), (86.0, 88.0, 1), (88.0, _INF, 0)]
 _SPO2_SCALE2_O2 = [(-_INF, 84.0, 3), (84.0, 86.0, 2), (86.0, 88.0, 1), (88.0, 92.0, 0), (92.0, 94.0, 1),
                    (94.0, 96.0, 2), (96.0, _INF, 3)]
+# Predicted risk is about readings still to come, which a nurse (or a device's display) charts by the chart's own
+# rounding, half up: its tables keep those edges (whole(x) <= 8 <=> x < 8.5; tenths(t) <= 350 <=> t < 35.05). NEWS2
+# now rounds today's estimate toward the worse band (the tables above); the two agree wherever an estimate is a chart
+# value, and "reached now" counts as reached in every horizon.
+_FORECAST_BANDS: dict[Param, list[Interval]] = {
+    Param.RR: [(-_INF, 8.5, 3), (8.5, 11.5, 1), (11.5, 20.5, 0), (20.5, 24.5, 2), (24.5, _INF, 3)],
+    Param.SBP: [(-_INF, 90.5, 3), (90.5, 100.5, 2), (100.5, 110.5, 1), (110.5, 219.5, 0), (219.5, _INF, 3)],
+    Param.PULSE: [(-_INF, 40.5, 3), (40.5, 50.5, 1), (50.5, 90.5, 0), (90.5, 110.5, 1), (110.5, 130.5, 2),
+                  (130.5, _INF, 3)],
+    Param.TEMP: [(-_INF, 35.05, 3), (35.05, 36.05, 1), (36.05, 38.05, 0), (38.05, 39.05, 1), (39.05, _INF, 2)],
+}
+_FORECAST_SPO2_SCALE1 = [(-_INF, 91.5, 3), (91.5, 93.5, 2), (93.5, 95.5, 1), (95.5, _INF, 0)]
+_FORECAST_SPO2_SCALE2_AIR = [(-_INF, 83.5, 3), (83.5, 85.5, 2), (85.5, 87.5, 1), (87.5, _INF, 0)]
+_FORECAST_SPO2_SCALE2_O2 = [(-_INF, 83.5, 3), (83.5, 85.5, 2), (85.5, 87.5, 1), (87.5, 92.5, 0), (92.5, 94.5, 1),
+                            (94.5, 96.5, 2), (96.5, _INF, 3)]
 _CHART = {Param.RR: rr_score, Param.SBP: sbp_score, Param.PULSE: pulse_score, Param.TEMP: temp_score}
 DRIFT_SIGN: dict[Param, float] = {Param.PULSE: 1.0, Param.RR: 1.0, Param.TEMP: 1.0, Param.SPO2: -1.0, Param.SBP: -1.0}
 """Direction of deterioration for a vital that NEWS2 scores on one side only, or whose zero band is not given to
@@ -257,6 +272,7 @@ def risk(twin: Twin, profile: Profile | None, now_ms: int, settings: RiskSetting
     oxygen[oxygen_score(manual.on_oxygen is True)] = 1.0
     # Scale 2 with oxygen unknown is predicted as on oxygen, as NEWS2 now scores it (news2 module docstring).
     scale2_table = _SPO2_SCALE2_AIR if manual.on_oxygen is False else _SPO2_SCALE2_O2
+    forecast_scale2 = _FORECAST_SPO2_SCALE2_AIR if manual.on_oxygen is False else _FORECAST_SPO2_SCALE2_O2
 
     tables: dict[Param, list[Interval]] = {}
     scale2 = profile is not None and profile.spo2_scale2
@@ -264,7 +280,8 @@ def risk(twin: Twin, profile: Profile | None, now_ms: int, settings: RiskSetting
         vital = twin.vitals.get(metric)
         if vital is None or current.subscores.get(param) is None:
             continue  # missing now (never seen, or stale): contributes nothing, as in the partial score
-        base = (scale2_table if scale2 else _SPO2_SCALE1) if param is Param.SPO2 else _BANDS[param]
+        base = ((forecast_scale2 if scale2 else _FORECAST_SPO2_SCALE1) if param is Param.SPO2
+                else _FORECAST_BANDS[param])
         mature = vital.baseline_minutes >= BASELINE_MATURE_MIN
         target = profile.targets.get(metric) if profile is not None else None
         tables[param] = _personalise(param, list(base), target, vital.baseline if mature else None)

@@ -251,8 +251,9 @@ def test_slow_redis_backpressure_lag_grows_memory_bounded_nothing_dropped(
         baseline = rss_mb(worker)
         slowed.start()
         # As fast as it can, and big enough that a backlog remains after the slow spell, so the rate measured
-        # after it is the worker's, not the producer's (with 120 s of data a run caught up inside the window).
-        load = Load.start(dep, 200, 600 if CHAOS else 300, speed=0, seed=SEED % 1000 + 4)
+        # after it is the worker's, not the producer's: 15 s at ~1k/s while slow, then 3 s at ~10k/s, against
+        # ~100k readings (with 300 s of data, ~33k, a worker at 10.9k/s had caught up inside the window).
+        load = Load.start(dep, 200, 1800 if CHAOS else 900, speed=0, seed=SEED % 1000 + 4)
         t0 = time.monotonic()
         while time.monotonic() - t0 < (60 if CHAOS else 15):
             assert worker.proc.poll() is None, worker.log.read_text()[-3000:]

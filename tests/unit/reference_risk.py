@@ -15,10 +15,10 @@ from twin_state.forecast import Scenario, forecast_vital
 from twin_state.news2 import Param, acvpu_score, oxygen_score
 from twin_state.profile import Profile
 from twin_state.risk import (
-    _BANDS,
-    _SPO2_SCALE1,
-    _SPO2_SCALE2_AIR,
-    _SPO2_SCALE2_O2,
+    _FORECAST_BANDS,
+    _FORECAST_SPO2_SCALE1,
+    _FORECAST_SPO2_SCALE2_AIR,
+    _FORECAST_SPO2_SCALE2_O2,
     FILTERED_PARAMS,
     Interval,
     RiskSettings,
@@ -76,9 +76,10 @@ def reference_risk(
             continue
         if param is Param.SPO2:
             # Scale 2 with oxygen unknown is predicted as on oxygen.
-            base = (_SPO2_SCALE2_O2 if on_oxygen or not oxygen_known else _SPO2_SCALE2_AIR) if scale2 else _SPO2_SCALE1
+            base = ((_FORECAST_SPO2_SCALE2_O2 if on_oxygen or not oxygen_known else _FORECAST_SPO2_SCALE2_AIR)
+                    if scale2 else _FORECAST_SPO2_SCALE1)
         else:
-            base = _BANDS[param]
+            base = _FORECAST_BANDS[param]
         mature = vital.baseline_minutes >= BASELINE_MATURE_MIN
         target = profile.targets.get(metric) if profile is not None else None
         tables[param] = _personalise(param, list(base), target, vital.baseline if mature else None)

@@ -91,7 +91,10 @@ plausible_values = {
         ["A", "C", "V", "P", "U", "X"])),
     "unit": st.sampled_from(["/min", "bpm", "%", "Cel", "degF", "mm[Hg]", "{steps}/min", "{ACVPU}", "L/min", "", "x"]),
     "measured_at": st.one_of(st.integers(min_value=-(2**64), max_value=2**64),
-                             st.integers(min_value=EARLIEST_MS - 10, max_value=NOW + MAX_AHEAD_MS + 10)),
+                             st.integers(min_value=EARLIEST_MS - 10, max_value=NOW + MAX_AHEAD_MS + 10),
+                             # ahead of the allowance by a millisecond to two days, so future_timestamp is reached
+                             # in every run, not only when an unbounded draw happens to land there
+                             st.integers(min_value=NOW + MAX_AHEAD_MS + 1, max_value=NOW + 2 * 86_400_000)),
     "seq": st.one_of(st.integers(), st.integers(min_value=2**63 - 2, max_value=2**63 + 2)),
     "quality": st.one_of(st.floats(allow_nan=True, allow_infinity=True), SPECIAL_FLOATS, st.integers(),
                          st.integers(min_value=10**300, max_value=10**320)),

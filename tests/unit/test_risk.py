@@ -119,10 +119,10 @@ def test_predicted_probability_agrees_with_sampling_the_forecasts() -> None:
     for _ in range(n):
         sample = {p: rng.gauss(f.mean, f.sd) for p, f in forecasts.items()}
         s = score(Inputs(rr=sample[Param.RR], spo2=sample[Param.SPO2], sbp=sample[Param.SBP],
-                         pulse=sample[Param.PULSE], temp=sample[Param.TEMP]), estimate=True)
+                         pulse=sample[Param.PULSE], temp=sample[Param.TEMP]))
         hits += s.total >= 5
     # The analytic value is the max over 5, 10 and 15 minutes; for a steadily rising patient that is at 15. Each
-    # sample is an estimate, scored as NEWS2 now scores one (the worse neighbouring chart value).
+    # sample is a reading still to come, scored as the chart scores one (half up).
     assert r.p(5, 15.0) == pytest.approx(hits / n, abs=0.015)
 
 
