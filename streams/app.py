@@ -191,8 +191,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, *,
             if isinstance(decoded, str):
                 await _reject_one(msg, Reason.BAD_ENROLMENT, decoded, settings.topic_enrolments)
             else:
-                await outage.run("enrolments", functools.partial(profiles.save, decoded))
-                processor.set_profile(decoded)
+                await outage.run("enrolments", functools.partial(processor.apply_profile, decoded, profiles.save))
             metrics.events_consumed.labels(settings.topic_enrolments).inc()
 
     # faust's StreamT stub lacks take_events (faust-streaming adds it on the concrete Stream).

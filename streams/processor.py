@@ -153,23 +153,42 @@ class BatchProcessor:
     def no_data_after_ms(self) -> int:
         return self._eval.technical.no_data_after_ms
 
-    def set_profile(self, profile: Profile) -> None:
-        """A new enrolment profile arrived; risk uses it from the next evaluation."""
-        self._profiles[profile.patient_id] = profile
+    async def apply_profile(self, profile: Profile, save: Callable[[Profile], Awaitable[bool]]) -> bool:
+        """An enrolment change: stored first (``save`` is conditional on it being newer than the stored profile), and
+        only then used. A change the store refused (an older one, replayed or reordered) is not used: the cache takes
+        what the store holds instead. Returns whether the change was stored."""
+        async with self._lock:
+            saved = await save(profile)
+            pid = profile.patient_id
+            if saved:
+                self._profiles[pid] = profile
+            elif self._profile_source is not None:
+                stored = await self._timed("profiles", self._profile_source.get_many([pid]))
+                self._profiles[pid] = stored.get(pid)
+            else:
+                self._profiles.pop(pid, None)
+            return saved
 
     def forget(self, partitions: Iterable[int] | None = None) -> None:
         """Drop cached twins (of ``partitions``, or all) so that the next batch reloads them from the store.
 
-        Called on rebalance: another worker may have moved a patient's twin on while this one did not own it.
+        Called on rebalance: another worker may have moved a patient's twin on, or changed their profile, while this
+        one did not own it. Profiles are dropped with the twins and fetched again with them.
         """
         if partitions is None:
             self._twins.clear()
             self._alerts.clear()
+            self._profiles.clear()
             return
         gone = set(partitions)
         keep = {pid for pid, t in self._twins.items() if t.partition not in gone}
         self._twins = {pid: t for pid, t in self._twins.items() if pid in keep}
         self._alerts = {pid: a for pid, a in self._alerts.items() if pid in keep}
+        # Profiles too: while another worker owned the partition the patient may have been transferred or
+        # discharged, and a kept profile would send alerts to the old team and score on the old conditions. A
+        # profile whose twin is not resident cannot be placed on a partition, so it goes as well (refetched with
+        # the twin at the next load).
+        self._profiles = {pid: p for pid, p in self._profiles.items() if pid in keep}
 
     async def process(self, batch: Sequence[RawMessage], now_ms: int) -> BatchResult:
         async with self._lock, self._forget_on_error():
