@@ -61,14 +61,17 @@ def topics_create() -> None:
 
 @topics.command("check")
 def topics_check() -> None:
-    """Report each topic and its partitions; exit 1 if any is missing."""
-    from streams.kafka_io import check_topics
+    """Report each topic and its partitions; exit 1 if any is missing or the patient-keyed ones differ."""
+    from streams.kafka_io import check_topics, co_partitioned, partition_mismatch
 
     settings = _settings()
     statuses = _run_kafka(check_topics(settings), settings)
     for s in statuses:
         click.echo(f"{s.name:20} {'ok' if s.exists else 'MISSING':8} partitions={s.partitions}")
-    if not all(s.exists for s in statuses):
+    mismatch = partition_mismatch({s.name: s.partitions for s in statuses}, co_partitioned(settings))
+    if mismatch:
+        click.echo(f"error: {mismatch}", err=True)
+    if mismatch or not all(s.exists for s in statuses):
         sys.exit(1)
 
 

@@ -100,6 +100,15 @@ async def probe_kafka(settings: Settings, timeout_s: float = 15.0) -> Refusal | 
     return found
 
 
+def partition_counts(topics: list[tuple[Any, ...]]) -> dict[str, int]:
+    """Partitions per topic in a Metadata response (every version: error code, name, ..., the partition array)."""
+    counts = {}
+    for code, name, *rest in topics:
+        if code == 0:
+            counts[name] = next((len(field) for field in rest if isinstance(field, list)), 0)
+    return counts
+
+
 def denied_topics(topics: list[tuple[Any, ...]]) -> list[str]:
     """Topics a Metadata response (every version: error code, name, ...) says the user may not describe."""
     from aiokafka.errors import TopicAuthorizationFailedError
@@ -108,14 +117,17 @@ def denied_topics(topics: list[tuple[Any, ...]]) -> list[str]:
 
 
 async def probe_kafka_access(settings: Settings) -> Refusal | None:
-    """Whether the authenticated user may use the worker's topics and consumer group (Kafka ACLs).
+    """Whether the authenticated user may use the worker's topics and consumer group (Kafka ACLs), and whether
+    the topics keyed by patient have the same partition count.
 
-    Without this a worker denied its group waits silently for an assignment that never comes.
+    Without this a worker denied its group waits silently for an assignment that never comes, and a worker on
+    mismatched topics applies a patient's profile and alert actions on another worker than their readings.
     """
     from aiokafka.client import AIOKafkaClient
     from aiokafka.errors import GroupAuthorizationFailedError, KafkaError
     from aiokafka.protocol.metadata import MetadataRequest
 
+    from streams.kafka_io import co_partitioned, partition_mismatch
     from streams.security import aiokafka_kwargs
 
     user = settings.kafka_sasl_username
@@ -128,6 +140,8 @@ async def probe_kafka_access(settings: Settings) -> Refusal | None:
         if denied := denied_topics(response.topics):
             return Refusal(f"Kafka denies user {user!r} the topics {', '.join(denied)} (the ACLs must allow "
                            "Describe, Read and Write on them)", True)
+        if mismatch := partition_mismatch(partition_counts(response.topics), co_partitioned(settings)):
+            return Refusal(f"refusing to start: {mismatch}", True)
         try:
             await client.coordinator_lookup(0, settings.app_id)  # 0: a consumer group
         except GroupAuthorizationFailedError:

@@ -39,6 +39,23 @@ def topic_plan(settings: Settings) -> list[NewTopic]:
     ]
 
 
+def co_partitioned(settings: Settings) -> tuple[str, ...]:
+    """Topics keyed by patient whose partitions must line up: a patient's readings, profile and alert actions
+    reach the worker that owns the patient only if all three topics have the same partition count."""
+    return (settings.topic_vitals, settings.topic_enrolments, settings.topic_alert_actions)
+
+
+def partition_mismatch(counts: dict[str, int], topics: Iterable[str]) -> str | None:
+    """Why ``topics`` (those that exist, by partition ``counts``) cannot be co-partitioned, or None if they can."""
+    present = {t: counts[t] for t in topics if counts.get(t)}
+    if len(set(present.values())) <= 1:
+        return None
+    listed = ", ".join(f"{t} has {n}" for t, n in present.items())
+    return (f"the topics' partition counts differ ({listed}): a patient's readings, profile and alert actions "
+            "would reach different workers, so their alerts and profiles would be wrong. Give these topics the "
+            "same partition count (docs/runbook.md, 'Partition counts')")
+
+
 def refused_topics(topic_errors: Iterable[tuple[Any, ...]]) -> KafkaError | None:
     """The first real per-topic error of a CreateTopics response, or None.
 
