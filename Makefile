@@ -5,15 +5,26 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-unit test-integration bench lint services-stop clean chaos audit
+.PHONY: lock pin-images venv demo test test-unit test-integration bench lint services-stop clean chaos audit
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Every package comes from requirements/dev.lock, pinned and hash-checked (pip refuses a file whose hash differs);
+# twinmon itself is installed on top without resolving anything.
+$(STAMP): pyproject.toml requirements/dev.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements/dev.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
 	touch $(STAMP)
+
+## Pin every third-party image in deploy/ to the digest its registry serves now (needs the registries and Go).
+pin-images:
+	bash deploy/local/pin-images.sh
+
+## Re-resolve requirements/*.lock after a change to pyproject.toml's dependencies (needs PyPI; uv from PyPI).
+lock:
+	bash deploy/local/lock.sh
 
 ## Run the monitor on simulated patients with a local Kafka broker and Redis (Ctrl-C stops everything).
 demo: venv
@@ -44,8 +55,8 @@ lint: venv
 	$(BIN)/ruff check streams twin_state alerts feed tests
 	$(BIN)/mypy
 
-## Known vulnerabilities in the installed packages: pip-audit (needs PyPI's JSON API or OSV), offline floor.
-## Not part of `make test`: it needs a vulnerability service that CI may not reach.
+## The supply chain: the lock's hashes and yanked pins against PyPI, known vulnerabilities (pip-audit where a
+## vulnerability service answers, PyPI's advisories of latest releases, an offline floor). Exit 3: incomplete.
 audit: venv
 	bash deploy/local/audit.sh
 
