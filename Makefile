@@ -48,11 +48,11 @@ test-unit: venv
 ## BENCH_ARGS=--quick for a short run; BENCH_ARGS='--only latency' for one stage (twinmon bench --help).
 bench: venv
 	bash deploy/local/kafka.sh fetch
-	$(BIN)/python -m tests.bench.kalman
+	$(BIN)/python -m bench.kalman
 	$(BIN)/twinmon bench $(BENCH_ARGS)
 
 lint: venv
-	$(BIN)/ruff check streams twin_state alerts feed tests
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 
 ## The supply chain: the lock's hashes and yanked pins against PyPI, known vulnerabilities (pip-audit where a

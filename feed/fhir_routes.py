@@ -1,5 +1,5 @@
 """FHIR R4 endpoints of the feed, team-scoped like the rest: the resources themselves come from the pure
-``streams.fhir`` (vital-sign Observations, alert Flags, Observation ingest)."""
+``feed.fhir`` (vital-sign Observations, alert Flags, Observation ingest)."""
 
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -11,9 +11,9 @@ from fastapi.responses import JSONResponse
 
 from alerts import codec as alert_codec
 from feed import models
+from feed.fhir import FhirError, alert_flag, observations_to_wire, vital_observations
 from feed.tokens import Principal
 from streams.enrolment import ANCHORED_ID
-from streams.fhir import FhirError, alert_flag, observations_to_wire, vital_observations
 
 FHIR_JSON = "application/fhir+json"
 

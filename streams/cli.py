@@ -135,8 +135,8 @@ def worker(metrics_port: int | None) -> None:
 def simulate(patients: int, rate: float, duration: float, deteriorating: float, seed: int,
              start_ms: int | None, speed: float | None, out: Path | None) -> None:
     """Produce realistic wearable streams for simulated patients, to Kafka or to a file."""
+    from simulation.simulator import simulate as generate
     from streams.schema import encode
-    from streams.simulator import simulate as generate
 
     pace = speed if speed is not None else (0.0 if out else 1.0)
     start = start_ms if start_ms is not None else default_start_ms(int(time.time() * 1000), duration, pace)
@@ -230,8 +230,8 @@ def replay(input_: Any, output: Any, alerts_out: Any, policy_file: Path | None, 
 
     Ingest times come from the recording clock (docs/event-schema.md): no wall clock, so the same file always
     gives the same twins and alerts."""
-    from streams.replay import alert_wire, read_lines, replay_alerts
-    from streams.replay import replay as run_replay
+    from simulation.replay import alert_wire, read_lines, replay_alerts
+    from simulation.replay import replay as run_replay
     from twin_state import codec
 
     lines = list(read_lines(input_)) if plot or alerts_out else read_lines(input_)
@@ -260,8 +260,8 @@ def replay(input_: Any, output: Any, alerts_out: Any, policy_file: Path | None, 
 
 
 def _plot_replay(lines: list[bytes], out: Path, patient: str | None) -> None:
-    from streams.plot import plot_trace
-    from streams.replay import recording_clock
+    from evaluation.plot import plot_trace
+    from simulation.replay import recording_clock
     from streams.schema import Rejected, decode
     from twin_state.trace import trace
 
@@ -283,7 +283,7 @@ def _plot_replay(lines: list[bytes], out: Path, patient: str | None) -> None:
 @click.option("--patient", default="mimic-s25047", show_default=True, help="Pseudonymous id to give the patient.")
 def import_mimic(csv_path: Path, out: Any, patient: str) -> None:
     """Convert a MIMIC waveform-database per-minute numerics CSV into v1 events (for replay and plots)."""
-    from streams.datasets import mimic_numerics_events
+    from evaluation.datasets import mimic_numerics_events
     from streams.schema import encode
 
     readings = mimic_numerics_events(csv_path, patient_id=patient)
@@ -557,13 +557,13 @@ def evaluate(ctx: click.Context, patients: int, hours: float, seed: int, deterio
     twinmon evaluate physionet2012 --stays DIR --outcomes FILE --json OUT
 
     Runs the worker's own processing (twin, risk, alert policy) with no Kafka or Redis. Definitions are in
-    streams/evaluate.py; each config is a policy file, read as the worker reads TWINMON_POLICY_FILE (docs/policy.md).
+    evaluation/cohort.py; each config is a policy file, read as the worker reads TWINMON_POLICY_FILE (docs/policy.md).
     """
     if ctx.invoked_subcommand is not None:
         return
     from alerts.config import ConfigError, Evaluation, load_config
-    from streams import evaluate as ev
-    from streams.simulator import BASE_RATE
+    from evaluation import cohort as ev
+    from simulation.simulator import BASE_RATE
 
     if compare is not None and config is not None:
         raise click.UsageError("--config and --compare do not go together (each compared file is a config)")
@@ -619,7 +619,7 @@ def evaluate_physionet2012(stays: Path, outcomes: Path, json_out: Path, limit: i
     """Replay PhysioNet/CinC 2012 ICU stays through the twin and score in-hospital death (AUROC, event 1)."""
     import tarfile
 
-    from streams.physionet import evaluate_stays
+    from evaluation.physionet import evaluate_stays
 
     try:
         result = evaluate_stays(stays, outcomes, limit=limit, workers=workers, fit_model=fit_model)
@@ -653,7 +653,7 @@ main.add_command(token)
 @click.argument("bench_args", nargs=-1, type=click.UNPROCESSED)
 def bench(bench_args: tuple[str, ...]) -> None:
     """Throughput, latency, memory, recovery and scale-out on real Kafka and Redis (--help for options)."""
-    from streams.bench import main as bench_main
+    from bench.pipeline import main as bench_main
 
     sys.exit(bench_main(list(bench_args)))
 # --- end twinmon bench ---

@@ -1,4 +1,4 @@
-"""``twinmon fhir``: FHIR R4 as a second input format for the ``vitals`` topic (mapping in streams/fhir.py)."""
+"""``twinmon fhir``: FHIR R4 as a second input format for the ``vitals`` topic (mapping in feed/fhir.py)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def fhir_ingest(file: Any, dry_run: bool) -> None:
     """
     import orjson
 
-    from streams.fhir import FhirError, observations_to_wire
+    from feed.fhir import FhirError, observations_to_wire
 
     try:
         resource = orjson.loads(file.read())

@@ -156,7 +156,7 @@ QUALITY_TAU_MIN = 60.0
 def accepts_unit(spec: VitalSpec | ObservationSpec, unit: str) -> bool:
     return unit == spec.unit or unit in spec.unit_aliases
 
-# Tuned with `twinmon evaluate` (streams/evaluate.py) on simulated tuning cohorts (seeds 11-14; the reported
+# Tuned with `twinmon evaluate` (evaluation/cohort.py) on simulated tuning cohorts (seeds 11-14; the reported
 # evaluation uses other seeds), with the alert thresholds (alerts.policy.PolicySettings): 15 min extrapolated every
 # bout of walking (heart and breathing rates jump within a minute) into a predicted NEWS2 of 5, 13-14 false
 # MEDIUM alerts per patient-day at the old threshold of 0.6 (10 min: 5.5; 5 min: 0.47; 4 min: 0.28; 3 min: 0.17),

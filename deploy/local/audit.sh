@@ -3,7 +3,7 @@
 #
 # First the lock (requirements/dev.lock, what `make venv` installs) against PyPI's project pages: every hash
 # published by PyPI for that version, nothing yanked, and PyPI's advisories for the pins that are the latest
-# release (python -m streams.audit --lock). Then pip-audit, for advisories of every version.
+# release (deploy/local/dependency_audit.py --lock). Then pip-audit, for advisories of every version.
 # pip-audit runs from its own tool environment (.venv-audit) so that its dependencies are not audited as ours,
 # over `pip freeze` of .venv (exact pins, so --no-deps --disable-pip), with --strict: a package it could not
 # look up fails the audit rather than passing silently. It needs a vulnerability service: PyPI's per-version
@@ -26,7 +26,7 @@ if [[ ! -x "$AUDIT_VENV/bin/pip-audit" ]]; then
   "$AUDIT_VENV/bin/pip" install --quiet pip-audit==2.10.1 safety-db==2021.7.17 || exit 2
 fi
 echo "--- requirements/dev.lock against PyPI's project pages"
-"$VENV/bin/python" -m streams.audit --lock requirements/dev.lock
+"$VENV/bin/python" deploy/local/dependency_audit.py --lock requirements/dev.lock
 lock_rc=$?
 [[ $lock_rc -eq 1 ]] && { echo "audit: FAILED - see the lines above"; exit 1; }
 echo "--- container images in deploy/ pinned by digest"
@@ -57,7 +57,7 @@ done
 echo "--- offline check against safety-db"
 # (safety_db's own __init__ opens a relative path, so the file is located without importing it)
 db="$("$AUDIT_VENV/bin/python" -c 'import importlib.util as u; print(u.find_spec("safety_db").submodule_search_locations[0])')/insecure_full.json"
-"$VENV/bin/python" -m streams.audit --db "$db" --freeze "$out/requirements.txt" || exit 1
+"$VENV/bin/python" deploy/local/dependency_audit.py --db "$db" --freeze "$out/requirements.txt" || exit 1
 
 if [[ $audited -eq 1 && -z $unpinned ]]; then echo "audit: pip-audit found no known vulnerabilities"; exit 0; fi
 if [[ $audited -eq 1 ]]; then echo "audit: INCOMPLETE - no known vulnerabilities; some images are not pinned"; exit 3; fi

@@ -15,9 +15,9 @@ from typing import Any
 import orjson
 
 from alerts.codec import event_to_wire
+from simulation.simulator import simulate
 from streams.processor import BatchProcessor, RawMessage
 from streams.schema import encode
-from streams.simulator import simulate
 from tests.conftest import LOCAL, TWINMON, Deployment, WorkerProcess
 from tests.integration.helpers import consume_all, load_twins, replay_twins, twin_differences
 from twin_state.store import InMemoryTwinStore

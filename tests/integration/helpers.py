@@ -9,7 +9,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 
-from streams.replay import replay
+from simulation.replay import replay
 from twin_state import codec
 from twin_state.redis_store import RedisTwinStore
 from twin_state.twin import Twin

@@ -9,8 +9,8 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
+from simulation.simulator import simulate
 from streams.schema import encode
-from streams.simulator import simulate
 from tests.conftest import Deployment, Services
 from tests.integration.helpers import consume_all, produce
 from twin_state.catalogue import Metric

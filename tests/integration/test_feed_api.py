@@ -11,8 +11,8 @@ import httpx
 import orjson
 import pytest
 
+from simulation.simulator import simulate
 from streams.schema import encode
-from streams.simulator import simulate
 from tests.conftest import Deployment, Services, WorkerProcess
 from tests.integration.feed_helpers import ApiProcess, wait_until
 from tests.integration.helpers import consume_all, produce

@@ -8,7 +8,7 @@ import time
 import orjson
 import pytest
 
-from streams.fhir import vital_observations
+from feed.fhir import vital_observations
 from tests.conftest import Deployment, Services
 from tests.integration.helpers import load_twins
 

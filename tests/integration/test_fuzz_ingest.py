@@ -26,8 +26,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from simulation.simulator import simulate
 from streams.schema import MAX_MESSAGE_BYTES, Rejected, decode, encode
-from streams.simulator import simulate
 from tests.conftest import Deployment, Services
 from tests.integration.helpers import consume_all, load_twins, replay_twins, twin_differences
 

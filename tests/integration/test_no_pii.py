@@ -21,8 +21,8 @@ from dataclasses import replace
 import orjson
 import pytest
 
+from simulation.simulator import simulate
 from streams.schema import encode
-from streams.simulator import simulate
 from tests.conftest import Deployment, Services
 from tests.integration.helpers import consume_all, load_twins, produce
 

@@ -7,8 +7,8 @@ import time
 import orjson
 import pytest
 
+from simulation.simulator import simulate
 from streams.schema import encode
-from streams.simulator import simulate
 from tests.conftest import Deployment, Services
 from tests.integration.helpers import consume_all, load_twins, produce, replay_twins, twin_differences
 

@@ -15,9 +15,9 @@ import pytest
 
 from alerts.config import Evaluation, load_config, policy_id
 from alerts.policy import AlertEvent
+from simulation.simulator import simulate
 from streams.processor import BatchProcessor, RawMessage
 from streams.schema import encode
-from streams.simulator import simulate
 from tests.conftest import Deployment, Services
 from tests.integration.helpers import consume_all, produce
 from twin_state.store import InMemoryTwinStore

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from simulation.simulator import simulate
 from streams.schema import encode
-from streams.simulator import simulate
 from tests.conftest import Deployment, Services, WorkerProcess
 from tests.integration.helpers import produce
 from tests.unit.test_ops_files import (

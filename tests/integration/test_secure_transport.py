@@ -24,11 +24,11 @@ import pytest
 from pydantic import SecretStr
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
 
+from simulation.simulator import simulate
 from streams.kafka_io import produce_all
 from streams.schema import encode
 from streams.security import aiokafka_kwargs, redis_client
 from streams.settings import Settings
-from streams.simulator import simulate
 from tests.conftest import LOCAL, Deployment
 from tests.integration.helpers import consume_all, replay_twins, twin_differences
 from tests.integration.test_alerts import offline_event_ids

@@ -1,14 +1,26 @@
-"""The offline vulnerability check of ``make audit`` (streams/audit.py): it finds what its database lists."""
+"""The dependency audit of ``make audit`` (deploy/local/dependency_audit.py): it finds what its data lists."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from streams.audit import Finding, Pin, check_lock, findings, main, normalise, parse_freeze, parse_lock
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "deploy" / "local"))
+import dependency_audit as audit
+from dependency_audit import (
+    Finding,
+    Pin,
+    check_lock,
+    findings,
+    main,
+    normalise,
+    parse_freeze,
+    parse_lock,
+)
 
 DB = {
     "$meta": {"advisory": "test", "timestamp": 1625119201},
@@ -129,8 +141,6 @@ def test_check_lock_fails_on_an_advisory_a_yank_an_unpublished_hash_or_a_missing
 def test_a_silent_pypi_is_incomplete_not_a_pass_or_a_failure(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import streams.audit as audit
-
     (tmp_path / "x.lock").write_text(LOCK)
     monkeypatch.setattr(audit, "fetch_projects", lambda names: dict.fromkeys(names))
     assert audit.main(["--lock", str(tmp_path / "x.lock")]) == 3

@@ -10,8 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from alerts.policy import AlertEvent, Condition, Kind, Level
-from streams.cli import main
-from streams.evaluate import (
+from evaluation.cohort import (
     START_MS,
     ConfigError,
     PatientRun,
@@ -28,9 +27,10 @@ from streams.evaluate import (
     write_comparison,
     write_report,
 )
+from simulation.simulator import BASE_RATE, cohort_truth, simulate
+from streams.cli import main
 from streams.processor import Evaluation
 from streams.schema import encode
-from streams.simulator import BASE_RATE, cohort_truth, simulate
 from twin_state.catalogue import Metric
 from twin_state.news2 import Inputs, RiskBand, score
 from twin_state.twin import Reading

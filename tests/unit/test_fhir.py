@@ -1,4 +1,4 @@
-"""FHIR views and ingest (streams/fhir.py), validated with two FHIR model libraries from PyPI.
+"""FHIR views and ingest (feed/fhir.py), validated with two FHIR model libraries from PyPI.
 
 * ``fhirclient`` 4.4.0 models, generated from FHIR 4.0.1 (R4) StructureDefinitions, in strict mode: wrong types,
   missing required elements and unknown elements raise ``FHIRValidationError``.
@@ -26,7 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alerts.policy import Condition, Level, OpenAlert
-from streams.fhir import (
+from feed.fhir import (
     ACK_EXTENSION,
     FHIR_DEVICE,
     UCUM,

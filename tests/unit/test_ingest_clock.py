@@ -24,11 +24,11 @@ from alerts.policy import (
     repair,
     technical_levels,
 )
-from streams.evaluate import evaluate_recorded
+from evaluation.cohort import evaluate_recorded
+from simulation.replay import RECORDING_LOOKAHEAD, recording_clock, replay, replay_alerts
+from simulation.simulator import simulate
 from streams.processor import BatchProcessor, RawMessage, ingest_ms
-from streams.replay import RECORDING_LOOKAHEAD, recording_clock, replay, replay_alerts
 from streams.schema import MAX_AHEAD_MS, Reason, Rejected, decode, encode
-from streams.simulator import simulate
 from twin_state.catalogue import Metric
 from twin_state.clock import repair_twin
 from twin_state.store import InMemoryTwinStore

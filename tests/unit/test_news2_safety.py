@@ -22,8 +22,8 @@ from alerts.policy import (
     decide,
     reason_head,
 )
+from evaluation.cohort import ConfigError, parse_config, settings_json
 from streams.cli import main
-from streams.evaluate import ConfigError, parse_config, settings_json
 from twin_state import kalman
 from twin_state.catalogue import Metric
 from twin_state.news2 import (

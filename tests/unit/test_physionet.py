@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.datasets import DEFAULT_START_MS
-from streams.physionet import (
+from evaluation.datasets import DEFAULT_START_MS
+from evaluation.physionet import (
     CUFF,
     DEFAULT_SCORE,
     LAB,

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from streams import physionet_model as model
-from streams.physionet import auroc
+from evaluation import physionet_model as model
+from evaluation.physionet import auroc
 
 NAN = math.nan
 

@@ -29,12 +29,12 @@ from alerts.config import (
     settings_json,
 )
 from alerts.policy import Condition, Kind, Level, OpenAlert, PatientAlerts, PolicySettings, TechnicalSettings
+from evaluation.cohort import compare, evaluate_recorded, write_comparison
 from feed import views
+from simulation.simulator import simulate
 from streams.cli import main
-from streams.evaluate import compare, evaluate_recorded, write_comparison
 from streams.processor import BatchProcessor, RawMessage
 from streams.schema import encode
-from streams.simulator import simulate
 from twin_state.catalogue import Metric
 from twin_state.risk import RiskSettings
 from twin_state.store import InMemoryTwinStore

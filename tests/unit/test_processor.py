@@ -9,10 +9,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from alerts.policy import AlertEvent, Condition, Kind, Level
+from simulation.simulator import simulate
 from streams.metrics import Metrics
 from streams.processor import BatchProcessor, RawMessage
 from streams.schema import Reason, encode
-from streams.simulator import simulate
 from twin_state.store import InMemoryTwinStore
 from twin_state.twin import Outcome, Twin
 

@@ -127,7 +127,7 @@ def test_predicted_probability_agrees_with_sampling_the_forecasts() -> None:
 
 
 def test_optimised_risk_agrees_with_the_reference_on_a_simulated_cohort() -> None:
-    from streams.simulator import simulate
+    from simulation.simulator import simulate
     from tests.unit.reference_risk import reference_risk
     from twin_state.profile import Profile
 

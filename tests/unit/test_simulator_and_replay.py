@@ -8,10 +8,10 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from simulation.replay import replay
+from simulation.simulator import simulate
 from streams.cli import main
-from streams.replay import replay
 from streams.schema import decode, encode
-from streams.simulator import simulate
 from twin_state.catalogue import Metric
 
 T0 = 1_763_942_400_000

@@ -10,9 +10,9 @@ import msgpack
 import pytest
 
 from alerts.policy import Level, PolicySettings, clinical_level
-from streams.evaluate import ConfigError, parse_config
-from streams.feasibility import KS, REQUIRED_Z, episode
-from streams.simulator import _make_patient
+from evaluation.cohort import ConfigError, parse_config
+from evaluation.feasibility import KS, REQUIRED_Z, episode
+from simulation.simulator import _make_patient
 from twin_state import codec, kalman
 from twin_state.catalogue import SLOW, SLOW_CORRELATION_MIN, TREND_PERSISTENCE_MIN, Metric
 from twin_state.errors import CorruptTwin

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from streams import step_response
-from streams.step_response import CADENCES, STEPS, Cell, markdown, period_s, readings_to_reflect, table
+from evaluation import step_response
+from evaluation.step_response import CADENCES, STEPS, Cell, markdown, period_s, readings_to_reflect, table
 from twin_state.catalogue import Metric
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "step-response.md"

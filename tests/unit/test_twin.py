@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.simulator import simulate
+from simulation.simulator import simulate
 from twin_state import codec
 from twin_state.catalogue import CATALOGUE, Metric
 from twin_state.errors import CorruptTwin

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from streams.simulator import simulate
+from simulation.simulator import simulate
 from twin_state import codec
 from twin_state.catalogue import Metric
 from twin_state.errors import CorruptTwin

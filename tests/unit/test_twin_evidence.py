@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from streams.datasets import mimic_numerics_events
-from streams.evaluate_twin import EVALUATED, ErrorSample, filter_errors, format_accuracy, summarise
-from streams.plot import plot_trace
-from streams.simulator import simulate, simulate_with_truth
+from evaluation.datasets import mimic_numerics_events
+from evaluation.plot import plot_trace
+from evaluation.twin_accuracy import EVALUATED, ErrorSample, filter_errors, format_accuracy, summarise
+from simulation.simulator import simulate, simulate_with_truth
 from twin_state.catalogue import CATALOGUE, Metric
 from twin_state.trace import Trace, trace
 from twin_state.twin import ACCEPTED, Outcome

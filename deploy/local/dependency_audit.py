@@ -5,7 +5,7 @@ neither answers (see ``make audit``), this checks ``pip freeze`` output against 
 ``safety-db`` package from PyPI: PyUp's free database, whose last release is dated 2021-07-17. So it catches only
 advisories published by then; it is a floor, not a replacement, and ``make audit`` says so when it is all there is.
 
-    python -m streams.audit --db .venv-audit/.../safety_db/insecure_full.json --freeze requirements.txt
+    python deploy/local/dependency_audit.py --db .venv-audit/.../safety_db/insecure_full.json --freeze requirements.txt
 
 ``--lock requirements/dev.lock`` checks the lock against PyPI's project pages (``/pypi/<name>/json``, which this
 machine reaches where the per-version pages pip-audit needs do not): every locked hash must be a file PyPI

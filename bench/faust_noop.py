@@ -1,6 +1,6 @@
 """Faust's own ceiling: a worker whose vitals agent takes batches exactly as twinmon's does and does nothing.
 
-``python -m streams.bench_noop N OUT`` (run by ``twinmon bench`` with the deployment's ``TWINMON_*`` settings)
+``python -m bench.faust_noop N OUT`` (run by ``twinmon bench`` with the deployment's ``TWINMON_*`` settings)
 consumes ``N`` events of the vitals topic in a Faust agent with ``take_events`` and the same app settings as
 ``create_app``, acknowledging each batch and doing nothing else, then writes one JSON object to ``OUT``
 (events/s from the first event to the N-th, batches, CPU seconds) and exits. The gap between this rate and a

@@ -45,7 +45,7 @@ staleness limits (minutes, for streamed monitor data) would call every hourly ch
 data get limits of a few hours. Each stay's score is a function of those hourly outputs and is compared with
 in-hospital death: AUROC (exact Mann-Whitney, ties as half) and the challenge's event-1 score, min(sensitivity,
 positive predictivity), at a fixed decision threshold (``default_threshold``). The default score
-(``DEFAULT_SCORE``) is the shipped mortality model (``streams.physionet_model``: a logistic regression over
+(``DEFAULT_SCORE``) is the shipped mortality model (``evaluation.physionet_model``: a logistic regression over
 per-stay summaries of the hourly twin outputs, vital signs only); the single summaries (``SCORES``: mean NEWS2
 and the like) are reported beside it. The model and its threshold were fitted and chosen on set A, so on set A
 they are in-sample; ``cross_validated`` (10 folds, refitted without each) is the honest figure there.
@@ -69,8 +69,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from streams import physionet_model as model
-from streams.datasets import DEFAULT_START_MS
+from evaluation import physionet_model as model
+from evaluation.datasets import DEFAULT_START_MS
 from twin_state.catalogue import CATALOGUE, OBSERVATIONS, Metric
 from twin_state.risk import RiskSettings, risk
 from twin_state.twin import Outcome, Position, Reading, Twin, new_twin, step
@@ -321,7 +321,7 @@ SCORES: dict[str, Callable[[Sequence[Hour]], float]] = {
 """Per-stay scores from the hourly outputs. Means are over the hours with at least one parameter present."""
 
 MODEL_SCORE = "twin_model"
-"""The shipped logistic model's probability of death (``streams.physionet_model``) from the stay's hourly twin
+"""The shipped logistic model's probability of death (``evaluation.physionet_model``) from the stay's hourly twin
 outputs. Before it, the best single summary was ``mean_news2_last24h`` (AUROC 0.7274 on set A)."""
 DEFAULT_SCORE = MODEL_SCORE
 CV_MIN_STAYS, CV_MIN_DEATHS = 100, 10

@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from streams.simulator import simulate_with_truth
+from simulation.simulator import simulate_with_truth
 from twin_state.catalogue import CATALOGUE, Metric
 from twin_state.twin import Position, Twin, new_twin, step
 

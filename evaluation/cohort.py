@@ -86,10 +86,10 @@ from alerts.config import Evaluation, policy_id, settings_json
 from alerts.config import load_config as load_config
 from alerts.config import parse_config as parse_config
 from alerts.policy import AlertEvent, Condition, Kind, Level, reason_head
+from simulation.replay import recording_clock
+from simulation.simulator import BASE_RATE, cohort_truth, simulate_with_truth
 from streams.processor import BatchProcessor, RawMessage
-from streams.replay import recording_clock
 from streams.schema import Rejected, decode, encode
-from streams.simulator import BASE_RATE, cohort_truth, simulate_with_truth
 from twin_state.catalogue import ACVPU, CATALOGUE, Metric
 from twin_state.news2 import Inputs, score
 from twin_state.risk import risk
@@ -576,7 +576,7 @@ def evaluate_recorded(path: Path | str, evaluation: Evaluation | None = None) ->
     started = time.perf_counter()
 
     def items() -> Iterator[Item]:
-        # Ingest times from the recording clock (streams.replay), as ``twinmon replay`` has them: a reading
+        # Ingest times from the recording clock (simulation.replay), as ``twinmon replay`` has them: a reading
         # stamped ahead of the recording is dead-lettered here as the worker would dead-letter it.
         clock = 0
         with Path(path).open("rb") as fh:
@@ -675,7 +675,7 @@ def _results(c: _Collected, onsets: Mapping[str, int | None], spans: Mapping[str
     out: dict[str, Any] = {
         "definitions": {
             "alert_level": ALERT_LEVEL.name.lower(), "early_tolerance_min": tolerance_ms / MS_PER_MIN,
-            "raw_threshold": RAW_THRESHOLD, "see": "streams/evaluate.py module docstring",
+            "raw_threshold": RAW_THRESHOLD, "see": "evaluation/cohort.py module docstring",
         },
         "twinmon": figures_json(twin),
         "baseline": figures_json(base),
@@ -855,7 +855,7 @@ def write_report(result: Mapping[str, Any], out_dir: Path | str, title: str = "t
         f"# {title}", "",
         _cohort_md(result["cohort"]), "",
         f"Runtime {result['runtime_s']} s ({result['workers']} process(es)); {result['messages']} messages, "
-        f"{result['dead_letters']} dead-lettered. Definitions: `streams/evaluate.py` (clinical alert = "
+        f"{result['dead_letters']} dead-lettered. Definitions: `evaluation/cohort.py` (clinical alert = "
         f"{result['definitions']['alert_level']} or above; early tolerance "
         f"{result['definitions']['early_tolerance_min']:g} min).", "",
         "## Figures", "", figures_table(result), "",

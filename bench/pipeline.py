@@ -5,7 +5,7 @@ from a checkout, or the ones given with ``--bootstrap`` and ``--redis-url``), ea
 consumer groups and key prefixes:
 
 throughput  10,000 simulated patients' readings produced beforehand; the ceiling is a bare aiokafka consumer
-            reading them back (best of two); then Faust alone (``streams.bench_noop``: the same app settings
+            reading them back (best of two); then Faust alone (``bench.faust_noop``: the same app settings
             and ``take_events`` batches, no work); then ``twinmon worker`` with risk and alerts on, timed through
             its own ``twinmon_events_consumed_total`` from the first scrape above zero to N (start-up and group
             join excluded). Worker CPU per event is reported too: it holds steadier than events/s when other
@@ -58,8 +58,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
+from simulation.simulator import simulate
 from streams.schema import decode, encode
-from streams.simulator import simulate
 from twin_state import codec
 from twin_state.catalogue import Metric
 from twin_state.redis_store import RedisTwinStore
@@ -252,7 +252,7 @@ def faust_noop_rate(env: dict[str, str], n: int, log_path: Path) -> dict[str, An
     env = {**env, "TWINMON_APP_ID": env["TWINMON_APP_ID"] + "-noop", "TWINMON_DATA_DIR": str(log_path) + ".d"}
     out = log_path.with_suffix(".json")
     with log_path.open("ab") as log:
-        done = subprocess.run([sys.executable, "-m", "streams.bench_noop", str(n), str(out)], env=env, stdout=log,
+        done = subprocess.run([sys.executable, "-m", "bench.faust_noop", str(n), str(out)], env=env, stdout=log,
                               stderr=subprocess.STDOUT, timeout=WORKER_START_TIMEOUT_S + STALL_TIMEOUT_S, check=False)
     if done.returncode != 0 or not out.exists():
         raise BenchFailure(f"the Faust no-op worker exited {done.returncode}:\n{log_path.read_text()[-3000:]}")

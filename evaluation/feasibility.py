@@ -26,7 +26,7 @@ A detector that looks once a minute and may raise 0.2 false alerts per patient-d
 looks, a separation of ``REQUIRED_Z`` (the normal quantile of 1 - 0.2 / 1440); true NEWS2 (the chart on the
 noise-free values) at ``onset + k`` is reported beside it.
 
-Run: ``python -m streams.feasibility --patients 100 --hours 24 --seed 1 [--json FILE]``.
+Run: ``python -m evaluation.feasibility --patients 100 --hours 24 --seed 1 [--json FILE]``.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from streams.simulator import Patient, _make_patient, simulate_with_truth
+from simulation.simulator import Patient, _make_patient, simulate_with_truth
 from twin_state.catalogue import CATALOGUE, Metric
 from twin_state.news2 import Inputs, score
 
@@ -207,7 +207,7 @@ def feasibility(patients: int, duration_s: float, seed: int, share: float = 0.3)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m streams.feasibility", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m evaluation.feasibility", description=__doc__.split("\n")[0])
     parser.add_argument("--patients", type=int, default=100)
     parser.add_argument("--hours", type=float, default=24.0)
     parser.add_argument("--seed", type=int, default=1)

@@ -9,7 +9,7 @@ charted) take the training set's median; inputs are standardised with the traini
 
 Only vital signs, consciousness and oxygen go in: no age, no laboratory values, no diagnosis.
 
-The shipped model (``streams/physionet2012_set_a.model.json``) was fitted on all of set A; its decision
+The shipped model (``evaluation/physionet2012_set_a.model.json``) was fitted on all of set A; its decision
 threshold was chosen on set A's out-of-fold predictions (10-fold cross-validation). Reported on set A itself the
 shipped model is in-sample and optimistic: ``cross_validated`` refits it inside each fold, which is the honest
 figure for set A. Refit with ``twinmon evaluate physionet2012 ... --fit-model OUT.json``.
@@ -171,5 +171,5 @@ def cross_validated(features: np.ndarray, labels: np.ndarray, folds: int = FOLDS
 
 def shipped() -> LogisticModel:
     """The model fitted on PhysioNet 2012 set A that twinmon ships (see the module docstring)."""
-    text = resources.files("streams").joinpath(SHIPPED).read_text()
+    text = resources.files("evaluation").joinpath(SHIPPED).read_text()
     return LogisticModel.from_json(text)

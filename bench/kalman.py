@@ -10,7 +10,7 @@ import numpy as np
 from filterpy.common import Q_continuous_white_noise
 from filterpy.kalman import KalmanFilter
 
-from streams.simulator import simulate
+from simulation.simulator import simulate
 from twin_state import kalman
 from twin_state.risk import risk
 from twin_state.twin import Position, new_twin, step

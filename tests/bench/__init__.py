@@ -1,1 +1,0 @@
-"""Benchmarks against the real local Kafka broker and Redis (``make bench``)."""
