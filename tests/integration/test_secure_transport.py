@@ -254,10 +254,11 @@ def test_redis_acl_user_is_least_privilege(secure: Secure) -> None:
         client = redis_client(settings)
         try:
             assert await client.ping()
-            await client.hset(f"{TAG}:probe", "f", "1")  # its own prefix: allowed
-            assert await client.hget(f"{TAG}:probe", "f") == b"1"
+            await client.hset(f"{TAG}:twin:{{probe}}", "f", "1")  # its own keys: allowed
+            assert await client.hget(f"{TAG}:twin:{{probe}}", "f") == b"1"
             for denied in (
                 lambda: client.hset("other:probe", "f", "1"),  # a key outside its prefix
+                lambda: client.hset(f"{TAG}:probe", "f", "1"),  # nor outside its key families
                 lambda: client.hget("twinmon:twin:{x}", "s"),
                 lambda: client.flushall(),
                 lambda: client.flushdb(),
