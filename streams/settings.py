@@ -43,6 +43,8 @@ class Settings(BaseSettings):
                              "(streams/fastdrain.py); false = faust-streaming's stock consumer")
     metrics_host: str = Field("127.0.0.1", description="Address the Prometheus endpoint binds")
     metrics_port: int = Field(9464, ge=0, le=65535, description="Port of the Prometheus endpoint (0 = off)")
+    metrics_token: SecretStr | None = Field(None, description="Bearer token /metrics requires (unset = none); "
+                                            "the probes /healthz and /readyz stay open")
     data_dir: str = Field(".twinmon/worker", description="Faust's working directory for this worker")
     log_level: str = "info"
     policy_file: str | None = Field(None, description="The policy file (TOML, docs/policy.md) whose thresholds the "

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from redis.exceptions import NoPermissionError, ResponseError
 from feed.index import FeedIndex
 from streams.security import redis_client
 from streams.settings import Settings
-from tests.conftest import LOCAL
+from tests.integration.helpers import local_script
 from twin_state.profile import Profile, Status
 from twin_state.redis_store import RedisProfileStore, RedisTwinStore
 from twin_state.twin import Twin
@@ -63,18 +62,13 @@ def acl_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AclRedis]:
     env = {**os.environ, "REDIS_ADMIN_PASSWORD": passwords["admin"], "REDIS_CLIENT_PASSWORD": passwords[WORKER_USER],
            "REDIS_FEED_PASSWORD": passwords[FEED_USER], "REDIS_KEY_PREFIX": TAG}
 
-    def script(*args: str) -> str:
-        out = subprocess.run(["bash", *args], env=env, capture_output=True, text=True, timeout=120, check=False)
-        if out.returncode != 0:
-            pytest.fail(f"{args} failed:\n{out.stderr[-3000:]}")
-        return out.stdout.strip()
 
-    script(str(LOCAL / "certs.sh"), str(root / "certs"))
+    local_script(env, "certs.sh", str(root / "certs"))
     try:
-        url = script(str(LOCAL / "redis.sh"), "start-secure", str(root / "redis"), str(root / "certs"))
+        url = local_script(env, "redis.sh", "start-secure", str(root / "redis"), str(root / "certs"))
         yield AclRedis(int(url.rsplit(":", 1)[1].split("/")[0]), root / "certs" / "ca.pem", passwords)
     finally:
-        script(str(LOCAL / "redis.sh"), "stop", str(root / "redis"))
+        local_script(env, "redis.sh", "stop", str(root / "redis"))
 
 
 def key_families() -> dict[str, str]:
