@@ -13,6 +13,10 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
+import socket
+import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,3 +244,58 @@ def test_the_feed_reads_the_workers_keys_and_runs_its_indexes_as_its_own_user(ac
             await feed.aclose()
 
     asyncio.run(go())
+
+
+def test_the_kubernetes_redis_config_and_acl_file_run_on_a_real_redis(acl_redis: AclRedis, tmp_path: Path) -> None:
+    """deploy/k8s/redis.yaml's redis.conf and probes, with ``redis.sh acl-file``'s users, on this machine's Redis:
+    TLS only, the default user off, the health user PINGs and nothing else, the feed's user as restricted."""
+    from tests.unit.test_k8s_security import find
+
+    docs = find()
+    conf = docs[("ConfigMap", "twinmon-redis")]["data"]["redis.conf"]
+    (container,) = docs[("StatefulSet", "twinmon-redis")]["spec"]["template"]["spec"]["containers"]
+    certs = acl_redis.ca.parent
+    env = {**os.environ, "REDIS_ADMIN_PASSWORD": acl_redis.passwords["admin"],
+           "REDIS_CLIENT_PASSWORD": acl_redis.passwords[WORKER_USER],
+           "REDIS_FEED_PASSWORD": acl_redis.passwords[FEED_USER], "REDIS_KEY_PREFIX": TAG}
+    (tmp_path / "users.acl").write_text(local_script(env, "redis.sh", "acl-file") + "\n")
+    assert all(p not in (tmp_path / "users.acl").read_text() for p in acl_redis.passwords.values())
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    paths = {"/etc/redis/tls/tls.crt": str(certs / "server.pem"), "/etc/redis/tls/tls.key": str(certs / "server.key"),
+             "/etc/redis/tls/ca.crt": str(certs / "ca.pem"), "/etc/redis/acl/users.acl": str(tmp_path / "users.acl"),
+             "dir /data": f"dir {tmp_path}", "tls-port 6379": f"tls-port {port}"}
+    for old, new in paths.items():
+        assert old in conf
+        conf = conf.replace(old, new)
+    (tmp_path / "redis.conf").write_text(conf)
+    assert container["args"][0] == "redis-server"
+    log = (tmp_path / "redis.log").open("wb")
+    server = subprocess.Popen([shutil.which("redis-server") or "redis-server", str(tmp_path / "redis.conf"),
+                               "--bind", "127.0.0.1"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        probe = container["readinessProbe"]["exec"]["command"]
+        for old, new in paths.items():
+            probe = [w.replace(old, new) for w in probe]
+        probe = [w.replace("redis-cli ", f"redis-cli -h 127.0.0.1 -p {port} ") for w in probe]
+        deadline = time.monotonic() + 30
+        while subprocess.run(probe, capture_output=True, check=False).returncode != 0:
+            assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "redis.log").read_text()
+            time.sleep(0.2)
+        k8s = AclRedis(port, acl_redis.ca, acl_redis.passwords)
+        health = redis.Redis(host="127.0.0.1", port=port, ssl=True, ssl_ca_certs=str(acl_redis.ca),
+                             username="health", password="anything")  # the user has no password
+        assert health.ping()
+        with pytest.raises(NoPermissionError):
+            health.hget(f"{TAG}:twin:{{p-1}}", "s")
+        feed = k8s.client(FEED_USER)
+        assert feed.hget(f"{TAG}:twin:{{p-1}}", "s") is None
+        with pytest.raises(NoPermissionError):
+            feed.hsetnx(f"{TAG}:twin:{{p-1}}", "s", "x")
+        assert k8s.client(WORKER_USER).hset(f"{TAG}:twin:{{p-1}}", "s", "x") == 1
+        with pytest.raises(redis.ConnectionError):  # no plaintext port
+            redis.Redis(host="127.0.0.1", port=port, socket_timeout=3).ping()
+    finally:
+        server.terminate()
+        server.wait(30)
