@@ -536,7 +536,8 @@ def progress(metrics_url: str, interval: float, count: int) -> None:
     """Print a worker's live progress: events/s, twins updated, dead letters, alerts, consumer lag."""
     from streams.progress import watch
 
-    watch(metrics_url, interval, count)
+    token = _settings().metrics_token  # the workers' TWINMON_METRICS_TOKEN, if their /metrics needs one
+    watch(metrics_url, interval, count, token.get_secret_value() if token else None)
 
 
 @main.group(invoke_without_command=True)

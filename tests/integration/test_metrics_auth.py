@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Deployment
+from tests.conftest import TWINMON, Deployment
 from tests.unit.test_ops_files import PROMETHEUS_SH
 
 pytestmark = pytest.mark.integration
@@ -71,6 +71,10 @@ def test_metrics_need_the_token_and_prometheus_sends_it(deployment: Deployment, 
         code, body = get(worker.metrics_url, token)
         assert code == 200 and "twinmon_events_consumed_total" in body
         assert get(f"{base}/healthz")[0] == 200  # the kubelet's probes carry no credentials
+        progress = subprocess.run([TWINMON, "progress", "--metrics-url", worker.metrics_url, "--count", "1",
+                                   "--interval", "0.2"], env={**deployment.env, "TWINMON_METRICS_TOKEN": token},
+                                  capture_output=True, text=True, timeout=30, check=False)
+        assert progress.returncode == 0 and "events/s" in progress.stdout, progress.stdout + progress.stderr
 
         token_file = tmp_path / "metrics-token"
         token_file.write_text(token)
