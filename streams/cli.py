@@ -59,6 +59,23 @@ def topics_create() -> None:
     click.echo(f"created: {', '.join(created)}" if created else "all topics already exist")
 
 
+@topics.command("acls")
+@click.option("--file", "acl_file", type=click.Path(exists=True, dir_okay=False), default="deploy/kafka-acls.toml",
+              show_default=True, help="The principals and their ACLs.")
+def topics_acls(acl_file: str) -> None:
+    """Add the Kafka ACLs of twinmon's principals for these topic names and TWINMON_APP_ID (idempotent)."""
+    from streams.kafka_acls import AclFileError, load
+    from streams.kafka_io import apply_acls, topic_names
+
+    settings = _settings()
+    try:
+        bindings = load(acl_file).bindings(topic_names(settings), settings.app_id)
+    except (AclFileError, ValueError) as exc:
+        raise click.ClickException(f"bad ACL file {acl_file}: {exc}") from None
+    sent = _run_kafka(apply_acls(settings, bindings), settings)
+    click.echo(f"{sent} ACLs in place for {len(load(acl_file).principals)} principals")
+
+
 @topics.command("check")
 def topics_check() -> None:
     """Report each topic and its partitions; exit 1 if any is missing or the patient-keyed ones differ."""
@@ -104,9 +121,10 @@ def worker(metrics_port: int | None) -> None:
     click.echo(f"policy: {built.processor.policy_id} ({built.policy_name}) from "
                f"{settings.policy_file or 'the code defaults'}", err=True)
     if settings.metrics_port:
-        serve(settings.metrics_host, settings.metrics_port, built.metrics.registry, built.status)
+        token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+        serve(settings.metrics_host, settings.metrics_port, built.metrics.registry, built.status, token)
         click.echo(f"metrics: http://{settings.metrics_host}:{settings.metrics_port}/metrics "
-                   "(health: /healthz, /readyz)", err=True)
+                   f"({'bearer token required; ' if token else ''}health: /healthz, /readyz)", err=True)
     # No patient data in logs: the Kafka client's DEBUG output carries message keys and values.
     from streams.logsafety import hold_payload_loggers, limit_repeats
 
@@ -521,7 +539,8 @@ def progress(metrics_url: str, interval: float, count: int) -> None:
     """Print a worker's live progress: events/s, twins updated, dead letters, alerts, consumer lag."""
     from streams.progress import watch
 
-    watch(metrics_url, interval, count)
+    token = _settings().metrics_token  # the workers' TWINMON_METRICS_TOKEN, if their /metrics needs one
+    watch(metrics_url, interval, count, token.get_secret_value() if token else None)
 
 
 @main.group(invoke_without_command=True)

@@ -16,8 +16,10 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
+        # A check across settings (the model validator) has no field: its message names the variables itself.
         problems = "; ".join(
-            f"TWINMON_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+            f"TWINMON_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" if e["loc"]
+            else e["msg"].removeprefix("Value error, ") for e in exc.errors()
         )
         raise click.UsageError(f"bad configuration: {problems}") from None
 

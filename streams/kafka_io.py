@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
+from streams.kafka_acls import Binding
 from streams.security import aiokafka_kwargs
 from streams.settings import Settings
 
@@ -97,6 +98,42 @@ async def check_topics(settings: Settings) -> list[TopicStatus]:
         described = await admin.describe_topics(present) if present else []
         counts = {d["topic"]: len(d["partitions"]) for d in described}
         return [TopicStatus(n, n in existing, counts.get(n, 0)) for n in names]
+    finally:
+        await admin.close()
+
+
+# Kafka's protocol codes (org.apache.kafka.common.acl / resource): resource types, pattern types, operations.
+_RESOURCE = {"topic": 2, "group": 3, "cluster": 4}
+_PATTERN = {"literal": 3, "prefixed": 4}
+_OPERATION = {"Read": 3, "Write": 4, "Create": 5, "Delete": 6, "Alter": 7, "Describe": 8, "DescribeConfigs": 10,
+              "AlterConfigs": 11, "IdempotentWrite": 12}
+_ALLOW, _ANY_HOST = 3, "*"
+
+
+def topic_names(settings: Settings) -> dict[str, str]:
+    """Topic role (as in deploy/kafka-acls.toml) -> this installation's topic name."""
+    return {"vitals": settings.topic_vitals, "dlq": settings.topic_dlq, "alerts": settings.topic_alerts,
+            "enrolments": settings.topic_enrolments, "alert_actions": settings.topic_alert_actions,
+            "audit": settings.topic_audit}
+
+
+async def apply_acls(settings: Settings, bindings: Iterable[Binding]) -> int:
+    """Add the allow bindings (adding one that exists changes nothing); returns how many were sent."""
+    from aiokafka.protocol.admin import CreateAclsRequest
+
+    admin = AIOKafkaAdminClient(**aiokafka_kwargs(settings))
+    await admin.start()
+    sent = 0
+    try:
+        for b in bindings:
+            request = CreateAclsRequest(_RESOURCE[b.resource], b.name, _PATTERN[b.pattern], b.principal, _ANY_HOST,
+                                        _OPERATION[b.operation], _ALLOW)
+            response = await admin._send_request(request)  # aiokafka has the request but no public call for it
+            for code, message in response.creation_responses:
+                if code:
+                    raise for_code(code)(f"ACL {b.operation} on {b.resource} {b.name} for {b.principal}: {message}")
+            sent += 1
+        return sent
     finally:
         await admin.close()
 

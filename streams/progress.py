@@ -10,9 +10,10 @@ import click
 from prometheus_client.parser import text_string_to_metric_families
 
 
-def scrape(url: str) -> dict[str, float]:
+def scrape(url: str, token: str | None = None) -> dict[str, float]:
     """Sum every sample of each metric family (over labels), keyed by sample name."""
-    with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - operator-supplied local URL
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})  # noqa: S310 - operator-supplied local URL
+    with urllib.request.urlopen(request, timeout=2) as resp:  # noqa: S310 - operator-supplied local URL
         text = resp.read().decode()
     totals: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
@@ -21,13 +22,13 @@ def scrape(url: str) -> dict[str, float]:
     return totals
 
 
-def watch(url: str, interval: float, count: int) -> None:
+def watch(url: str, interval: float, count: int, token: str | None = None) -> None:
     prev: dict[str, float] | None = None
     prev_t = 0.0
     printed = 0
     while count == 0 or printed < count:
         try:
-            cur = scrape(url)
+            cur = scrape(url, token)
         except (urllib.error.URLError, OSError):
             click.echo(f"waiting for the worker's metrics at {url} ...")
             time.sleep(interval)

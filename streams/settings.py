@@ -20,6 +20,8 @@ class Settings(BaseSettings):
     kafka_ssl_certfile: str | None = Field(None, description="Client certificate, for mutual TLS")
     kafka_ssl_keyfile: str | None = None
     redis_ssl_cafile: str | None = Field(None, description="CA bundle for a rediss:// URL")
+    require_tls: bool = Field(False, description="Refuse to start unless Kafka (SSL or SASL_SSL) and Redis "
+                              "(rediss://) are both reached over TLS")
     redis_url: SecretStr = Field(
         SecretStr("redis://127.0.0.1:6379/0"), description="Redis URL; may carry a password, so it is secret"
     )
@@ -41,6 +43,8 @@ class Settings(BaseSettings):
                              "(streams/fastdrain.py); false = faust-streaming's stock consumer")
     metrics_host: str = Field("127.0.0.1", description="Address the Prometheus endpoint binds")
     metrics_port: int = Field(9464, ge=0, le=65535, description="Port of the Prometheus endpoint (0 = off)")
+    metrics_token: SecretStr | None = Field(None, description="Bearer token /metrics requires (unset = none); "
+                                            "the probes /healthz and /readyz stay open")
     data_dir: str = Field(".twinmon/worker", description="Faust's working directory for this worker")
     log_level: str = "info"
     policy_file: str | None = Field(None, description="The policy file (TOML, docs/policy.md) whose thresholds the "
@@ -73,4 +77,16 @@ class Settings(BaseSettings):
             raise ValueError("SASL needs TWINMON_KAFKA_SASL_USERNAME and TWINMON_KAFKA_SASL_PASSWORD")
         if bool(self.kafka_ssl_certfile) != bool(self.kafka_ssl_keyfile):
             raise ValueError("mutual TLS needs both TWINMON_KAFKA_SSL_CERTFILE and TWINMON_KAFKA_SSL_KEYFILE")
+        redis_tls = self.redis_url.get_secret_value().startswith("rediss://")
+        # A CA file says TLS was meant; with a plaintext URL it would be unused and the connection unencrypted.
+        if self.redis_ssl_cafile and not redis_tls:
+            raise ValueError("TWINMON_REDIS_SSL_CAFILE is set but TWINMON_REDIS_URL does not start with rediss://: "
+                             "the connection would not use TLS (use rediss://, or unset the CA file)")
+        if self.require_tls:
+            if "SSL" not in self.kafka_security_protocol:
+                sasl = " (SASL over plaintext exposes the login)" if "SASL" in self.kafka_security_protocol else ""
+                raise ValueError(f"TWINMON_REQUIRE_TLS is on but TWINMON_KAFKA_SECURITY_PROTOCOL is "
+                                 f"{self.kafka_security_protocol}{sasl}: use SASL_SSL or SSL")
+            if not redis_tls:
+                raise ValueError("TWINMON_REQUIRE_TLS is on but TWINMON_REDIS_URL does not start with rediss://")
         return self

@@ -37,6 +37,12 @@
 #                           user may create, describe, read and write
 #                           (default: vitals,alerts,enrolments,alert-actions,audit)
 #   KAFKA_ACL_GROUP_PREFIX  consumer group prefix it may use (default twinmon)
+# and twinmon's own principals, from KAFKA_ACL_FILE (default
+# deploy/kafka-acls.toml): each ROLE there gets its SCRAM user when
+# KAFKA_<ROLE>_PASSWORD is set (KAFKA_WORKER_PASSWORD, KAFKA_FEED_PASSWORD,
+# ...), and the file's ACLs are added with topic names
+# KAFKA_ACL_TOPIC_PREFIX + the file's defaults (default prefix: none) and
+# consumer group TWINMON_APP_ID = KAFKA_ACL_APP_ID (default twinmon).
 # STATE_DIR/admin.properties (mode 600) is a client config for the admin user,
 # e.g. kafka.sh run org.apache.kafka.tools.AclCommand --command-config it.
 # Passwords are never printed; they are in STATE_DIR files readable by the
@@ -394,7 +400,23 @@ EOF
         admin_cred=$(scram_credential admin "$KAFKA_ADMIN_PASSWORD")
         client_cred=$(scram_credential "$user" "$KAFKA_CLIENT_PASSWORD")
         SCRAM_ARGS=(--add-scram "$admin_cred" --add-scram "$client_cred")
+        local role name var users
+        users=$(acl_file_lines --users)
+        while read -r role name; do
+            var=KAFKA_${role^^}_PASSWORD
+            [[ -n ${!var:-} ]] || continue
+            check_password "$var"
+            SCRAM_ARGS+=(--add-scram "$(scram_credential "$name" "${!var}")")
+        done <<<"$users"
     fi
+}
+
+ACL_FILE=${KAFKA_ACL_FILE:-$SCRIPT_DIR/../kafka-acls.toml}
+# The file's principals ("ROLE USER") or its kafka-acls arguments, one call a
+# line, rendered by streams/kafka_acls.py (standard library only).
+acl_file_lines() {
+    python3 "$SCRIPT_DIR/../../streams/kafka_acls.py" "$ACL_FILE" "$@" \
+        || die "cannot read the ACL file $ACL_FILE"
 }
 
 write_secure_listeners() {
@@ -446,6 +468,15 @@ grant_client_acls() {
         --operation DescribeConfigs --operation Read --operation Write
     acl_add "$state" "$port" --group "$group_prefix" --operation Read --operation Describe
     log "ACLs: User:$(client_user) on topic prefixes $topic_prefixes and group prefix $group_prefix"
+    local line args calls
+    calls=$(acl_file_lines "${KAFKA_ACL_TOPIC_PREFIX:-}" "${KAFKA_ACL_APP_ID:-twinmon}")
+    while read -r line; do
+        read -r -a args <<<"$line"
+        run_class org.apache.kafka.tools.AclCommand --bootstrap-server "127.0.0.1:$port" \
+            "${ADMIN_CONFIG[@]}" --add "${args[@]}" >>"$state/acl.log" 2>&1 \
+            || { tail_log "$state/acl.log" 30; die "cannot add the ACLs of $ACL_FILE"; }
+    done <<<"$calls"
+    log "ACLs: the principals of $ACL_FILE"
 }
 
 cmd_start_secure() {

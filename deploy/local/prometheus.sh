@@ -23,6 +23,9 @@
 #                               STATE_DIR/targets/start.json (default: none)
 #   PROMETHEUS_ENV              the env label of those targets (default local)
 #   PROMETHEUS_SCRAPE_INTERVAL  scrape and rule interval (default 5s)
+#   PROMETHEUS_METRICS_TOKEN_FILE  file holding the workers' metrics bearer
+#                               token (TWINMON_METRICS_TOKEN); sent on every
+#                               scrape of twinmon-worker (default: none)
 #   PROMETHEUS_START_TIMEOUT    seconds to wait for /-/ready (default 60)
 #   TWINMON_CACHE               where the install lock lives (~/.cache/twinmon)
 #
@@ -112,6 +115,13 @@ scrape_configs:
       - files: ["$state/targets/*.json"]
         refresh_interval: 1s
 EOF
+    if [[ -n ${PROMETHEUS_METRICS_TOKEN_FILE:-} ]]; then
+        cat >>"$state/prometheus.yml" <<EOF
+    authorization:
+      type: Bearer
+      credentials_file: $PROMETHEUS_METRICS_TOKEN_FILE
+EOF
+    fi
     if [[ -n ${PROMETHEUS_TARGETS:-} ]]; then
         python3 - "$PROMETHEUS_TARGETS" "${PROMETHEUS_ENV:-local}" >"$state/targets/start.json" <<'PY'
 import json, sys

@@ -9,6 +9,9 @@
 #                               TLS only (no plaintext port), ACL users, the
 #                               default user off; prints
 #                               "rediss://127.0.0.1:PORT/0" (no credentials)
+#   redis.sh acl-file           print the same users (hashed passwords) as an
+#                               aclfile for a Redis run elsewhere, e.g. the
+#                               Secret of deploy/k8s/redis.yaml
 #   redis.sh stop STATE_DIR     stop; no error if not running
 #   redis.sh status STATE_DIR   exit 0 if running
 #
@@ -168,15 +171,42 @@ cmd_start() {
 # ---- Secure Redis (start-secure) -------------------------------------------
 
 SECURE_CERT_DIR=
-# What twinmon sends: its Lua scripts (EVALSHA, SCRIPT LOAD/EXISTS when a
-# pipeline first runs them), the hash/list/set reads and writes, MULTI/EXEC
-# pipelines, SCAN for the patient list, PING. (redis-py also tries CLIENT
-# SETINFO on connect; it ignores a refusal, and Redis 7.0 has no such command.)
+# What the workers and the CLI send: their Lua scripts (EVALSHA, SCRIPT
+# LOAD/EXISTS when a pipeline first runs them), the hash/list/set reads and
+# writes, MULTI/EXEC pipelines, SCAN for the patient list, PING. (redis-py also
+# tries CLIENT SETINFO on connect; it ignores a refusal, and Redis 7.0 has no
+# such command.)
 DEFAULT_ACL_COMMANDS="+evalsha +eval +script|load +script|exists +hget +hmget +hset +rpush +ltrim +lrange +sadd +srem +smembers +scan +multi +exec +discard +ping"
-# The feed reads twins, profiles, history and its indexes, and writes only the
-# audit and alert-history indexes (one Lua script: HSETNX, ZADD, ZCARD, ZRANGE,
-# ZREMRANGEBYRANK, HDEL; scripts' commands are checked against the ACL too).
-DEFAULT_FEED_ACL_COMMANDS="+evalsha +eval +script|load +script|exists +hget +hmget +lrange +smembers +sismember +hsetnx +hdel +zadd +zcard +zrange +zremrangebyrank +zrevrangebyscore +scan +ping"
+# Key families (PREFIX:FAMILY:*) by owner. The workers read and write theirs and
+# nothing else; the feed only reads them, and writes only its own indexes.
+WORKER_KEY_FAMILIES="twin hist profile team"
+FEED_KEY_FAMILY=feed
+# The feed: reads of the workers' keys in the user's root permissions, read
+# only (%R~); its writes (one Lua script: HSETNX, ZADD, ZCARD, ZRANGE,
+# ZREMRANGEBYRANK, HDEL; a script's commands are checked against the ACL too)
+# in a selector that holds only its own keys, so no write command reaches a
+# twin, profile, history or team set whatever the key.
+DEFAULT_FEED_ACL_COMMANDS="+hget +hmget +lrange +smembers +sismember +scan +ping"
+DEFAULT_FEED_WRITE_COMMANDS="+evalsha +eval +script|load +script|exists +hsetnx +hdel +hmget +zadd +zcard +zrange +zremrangebyrank +zrevrangebyscore"
+
+# key_patterns PERM PREFIX FAMILY...: "%PERM~PREFIX:FAMILY:*" for each family.
+key_patterns() {
+    local perm=$1 prefix=$2 family out=()
+    shift 2
+    for family in "$@"; do out+=("%$perm~$prefix:$family:*"); done
+    printf '%s' "${out[*]}"
+}
+
+# The ACL lines of the application's users (hashed passwords), as they go into
+# an aclfile: users.acl here, the Secret of deploy/k8s/redis.yaml there.
+app_acl_lines() {
+    local user=$1 feed_user=$2 prefix=$3 families
+    read -r -a families <<<"$WORKER_KEY_FAMILIES"
+    echo "user $user on #$(sha256 "$REDIS_CLIENT_PASSWORD") resetchannels resetkeys $(key_patterns RW "$prefix" "${families[@]}") -@all ${REDIS_ACL_COMMANDS:-$DEFAULT_ACL_COMMANDS}"
+    if [[ -n ${REDIS_FEED_PASSWORD:-} ]]; then
+        echo "user $feed_user on #$(sha256 "$REDIS_FEED_PASSWORD") resetchannels resetkeys $(key_patterns R "$prefix" "${families[@]}") -@all ${REDIS_FEED_ACL_COMMANDS:-$DEFAULT_FEED_ACL_COMMANDS} ($(key_patterns RW "$prefix" "$FEED_KEY_FAMILY") resetchannels -@all ${REDIS_FEED_WRITE_COMMANDS:-$DEFAULT_FEED_WRITE_COMMANDS})"
+    fi
+}
 
 check_password() {
     local name=$1 value=${!1:-}
@@ -189,13 +219,12 @@ sha256() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
 
 # users.acl holds only SHA-256 hashes of the passwords; the default
 # (passwordless) user is off.
-write_secure_config() {
-    local state=$1 port=$2 cert=$SECURE_CERT_DIR user prefix feed_user
-    user=${REDIS_CLIENT_USER:-twinmon}
-    feed_user=${REDIS_FEED_USER:-twinmon-feed}
-    prefix=${REDIS_KEY_PREFIX:-twinmon}
-    [[ -s $cert/ca.pem && -s $cert/server.pem && -s $cert/server.key ]] \
-        || die "$cert has no ca.pem/server.pem/server.key (make them with certs.sh $cert)"
+ACL_USER= ACL_FEED_USER= ACL_PREFIX=
+check_acl_settings() {
+    ACL_USER=${REDIS_CLIENT_USER:-twinmon}
+    ACL_FEED_USER=${REDIS_FEED_USER:-twinmon-feed}
+    ACL_PREFIX=${REDIS_KEY_PREFIX:-twinmon}
+    local user=$ACL_USER feed_user=$ACL_FEED_USER prefix=$ACL_PREFIX
     [[ $user =~ ^[A-Za-z0-9._-]+$ && $user != admin && $user != default ]] \
         || die "bad REDIS_CLIENT_USER '$user'"
     [[ $feed_user =~ ^[A-Za-z0-9._-]+$ && $feed_user != admin && $feed_user != default && $feed_user != "$user" ]] \
@@ -204,16 +233,20 @@ write_secure_config() {
     check_password REDIS_ADMIN_PASSWORD
     check_password REDIS_CLIENT_PASSWORD
     [[ -z ${REDIS_FEED_PASSWORD:-} ]] || check_password REDIS_FEED_PASSWORD
+}
+
+write_secure_config() {
+    local state=$1 port=$2 cert=$SECURE_CERT_DIR
+    [[ -s $cert/ca.pem && -s $cert/server.pem && -s $cert/server.key ]] \
+        || die "$cert has no ca.pem/server.pem/server.key (make them with certs.sh $cert)"
+    check_acl_settings
     (
         umask 077
         cat >"$state/users.acl" <<EOF
 user default off resetkeys resetchannels -@all
 user admin on #$(sha256 "$REDIS_ADMIN_PASSWORD") ~* &* +@all
-user $user on #$(sha256 "$REDIS_CLIENT_PASSWORD") resetchannels ~$prefix:* -@all ${REDIS_ACL_COMMANDS:-$DEFAULT_ACL_COMMANDS}
 EOF
-        if [[ -n ${REDIS_FEED_PASSWORD:-} ]]; then
-            echo "user $feed_user on #$(sha256 "$REDIS_FEED_PASSWORD") resetchannels ~$prefix:* -@all ${REDIS_FEED_ACL_COMMANDS:-$DEFAULT_FEED_ACL_COMMANDS}" >>"$state/users.acl"
-        fi
+        app_acl_lines "$ACL_USER" "$ACL_FEED_USER" "$ACL_PREFIX" >>"$state/users.acl"
         cat >"$state/redis.conf" <<EOF
 # Written by deploy/local/redis.sh start-secure on every start.
 port 0
@@ -228,6 +261,19 @@ tls-protocols "TLSv1.2 TLSv1.3"
 aclfile $state/users.acl
 EOF
     )
+}
+
+# The aclfile of a Redis run elsewhere (deploy/k8s/redis.yaml): the same users,
+# plus "health", which may only PING (for probes; it needs no password and
+# can do nothing else).
+cmd_acl_file() {
+    [[ $# -eq 0 ]] || die "usage: redis.sh acl-file"
+    check_password REDIS_FEED_PASSWORD  # the feed runs as its own user there
+    check_acl_settings
+    echo "user default off resetkeys resetchannels -@all"
+    echo "user health on nopass resetkeys resetchannels -@all +ping"
+    echo "user admin on #$(sha256 "$REDIS_ADMIN_PASSWORD") ~* &* +@all"
+    app_acl_lines "$ACL_USER" "$ACL_FEED_USER" "$ACL_PREFIX"
 }
 
 cmd_start_secure() {
@@ -273,6 +319,7 @@ main() {
     case $verb in
         start) cmd_start "$@" ;;
         start-secure) cmd_start_secure "$@" ;;
+        acl-file) cmd_acl_file "$@" ;;
         stop) cmd_stop "$@" ;;
         status) cmd_status "$@" ;;
         *)

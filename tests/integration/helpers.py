@@ -95,3 +95,18 @@ def twin_differences(stored: dict[str, Twin], expected: dict[str, Twin], tol: fl
         b = {k: v for k, v in codec.to_dict(expected[pid]).items() if k not in ("partition", "offset")}
         _close(a, b, pid, tol, problems)
     return problems
+
+
+def local_script(env: dict[str, str], script: str, *args: str) -> str:
+    """Run a deploy/local script (certs.sh, kafka.sh, redis.sh...) with ``env``; its stdout, or the test fails."""
+    import subprocess
+
+    import pytest
+
+    from tests.conftest import LOCAL
+
+    out = subprocess.run(["bash", str(LOCAL / script), *args], env=env, capture_output=True, text=True, timeout=300,
+                         check=False)
+    if out.returncode != 0:
+        pytest.fail(f"{script} {' '.join(args[:1])} failed:\n{out.stderr[-4000:]}")
+    return out.stdout.strip()

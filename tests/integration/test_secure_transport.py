@@ -60,14 +60,20 @@ def _script(script: str, *args: str, env: dict[str, str]) -> str:
 def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
     root = tmp_path_factory.mktemp("secure")
     certs, kafka_state, redis_state = root / "certs", root / "kafka", root / "redis"
-    passwords = {name: secrets.token_urlsafe(18) for name in ("kafka_admin", "kafka_client", "redis_admin",
-                                                               "redis_client", "redis_feed")}
+    passwords = {name: secrets.token_urlsafe(18) for name in ("kafka_admin", "kafka_client", "kafka_worker",
+                                                               "kafka_feed", "redis_admin", "redis_client",
+                                                               "redis_feed")}
     env = {
         **os.environ,
         "KAFKA_ADMIN_PASSWORD": passwords["kafka_admin"],
         "KAFKA_CLIENT_PASSWORD": passwords["kafka_client"],
         "KAFKA_ACL_TOPIC_PREFIXES": f"{TAG}-",
         "KAFKA_ACL_GROUP_PREFIX": TAG,
+        # The worker's and the feed's own principals (deploy/kafka-acls.toml) for this module's topics and group.
+        "KAFKA_WORKER_PASSWORD": passwords["kafka_worker"],
+        "KAFKA_FEED_PASSWORD": passwords["kafka_feed"],
+        "KAFKA_ACL_TOPIC_PREFIX": f"{TAG}-",
+        "KAFKA_ACL_APP_ID": f"{TAG}-app",
         "REDIS_ADMIN_PASSWORD": passwords["redis_admin"],
         "REDIS_CLIENT_PASSWORD": passwords["redis_client"],
         "REDIS_FEED_PASSWORD": passwords["redis_feed"],  # the care-team feed's own user (twinmon-feed)
@@ -112,6 +118,12 @@ def deployment(secure: Secure, tmp_path: Path) -> Deployment:
     return Deployment(dict(secure.env), tmp_path)
 
 
+def as_principal(secure: Secure, role: str) -> dict[str, str]:
+    """Environment changes that make a twinmon process use the Kafka principal of ``role`` (worker, feed)."""
+    return {"TWINMON_KAFKA_SASL_USERNAME": f"twinmon-{role}",
+            "TWINMON_KAFKA_SASL_PASSWORD": secure.passwords[f"kafka_{role}"]}
+
+
 def _settings(env: dict[str, str]) -> Settings:
     return Settings(**{k[len("TWINMON_"):].lower(): v for k, v in env.items()  # type: ignore[arg-type]
                        if k.startswith("TWINMON_")})
@@ -143,7 +155,7 @@ def test_pipeline_over_sasl_ssl_and_redis_tls_with_acl_users(secure: Secure, dep
            (b"sim-000002", orjson.dumps({"v": 1, "patient_id": "sim-000002"}), "missing_field")]
     asyncio.run(produce_all(settings, settings.topic_vitals, [(k, v) for k, v, _ in bad]))
 
-    worker = deployment.start_worker()
+    worker = deployment.start_worker(**as_principal(secure, "worker"))
     try:
         worker.wait_for("twinmon_events_consumed_total", len(readings) + len(bad) + PATIENTS, timeout=120)
 
@@ -254,10 +266,11 @@ def test_redis_acl_user_is_least_privilege(secure: Secure) -> None:
         client = redis_client(settings)
         try:
             assert await client.ping()
-            await client.hset(f"{TAG}:probe", "f", "1")  # its own prefix: allowed
-            assert await client.hget(f"{TAG}:probe", "f") == b"1"
+            await client.hset(f"{TAG}:twin:{{probe}}", "f", "1")  # its own keys: allowed
+            assert await client.hget(f"{TAG}:twin:{{probe}}", "f") == b"1"
             for denied in (
                 lambda: client.hset("other:probe", "f", "1"),  # a key outside its prefix
+                lambda: client.hset(f"{TAG}:probe", "f", "1"),  # nor outside its key families
                 lambda: client.hget("twinmon:twin:{x}", "s"),
                 lambda: client.flushall(),
                 lambda: client.flushdb(),
@@ -370,12 +383,12 @@ def test_feed_over_sasl_ssl_and_redis_tls_with_acl_users(secure: Secure, deploym
     settings = _settings(secure.env)
     deployment.run("topics", "create")
     nurse = deployment.token("nurse-5", "ward-9")
-    worker = deployment.start_worker("feed-worker")
+    worker = deployment.start_worker("feed-worker", **as_principal(secure, "worker"))
     # The feed as its own, narrower ACL user (redis.sh's DEFAULT_FEED_ACL_COMMANDS, docs/configuration.md).
     feed_url = secure.env["TWINMON_REDIS_URL"].replace(f"twinmon:{secure.passwords['redis_client']}@",
                                                        f"twinmon-feed:{secure.passwords['redis_feed']}@")
     assert feed_url != secure.env["TWINMON_REDIS_URL"]
-    api = deployment.start_api(TWINMON_REDIS_URL=feed_url)
+    api = deployment.start_api(TWINMON_REDIS_URL=feed_url, **as_principal(secure, "feed"))
     pid = "feed-000001"  # enrolled through the API; not one of the other tests' patients
     try:
         call = api.call
