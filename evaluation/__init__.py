@@ -1,0 +1,13 @@
+"""Research and evaluation tools: cohorts, real-data replays, charts. Never imported by the worker or the feed."""
+
+
+class MissingExtra(ImportError):
+    """A tool needs a library of twinmon's ``evaluation`` extra, which the worker image does not install."""
+
+
+def require_charts() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise MissingExtra("charts need matplotlib, from twinmon's evaluation extra: "
+                           "pip install 'twinmon[evaluation]' (make venv installs it)") from None

@@ -86,6 +86,7 @@ from alerts.config import Evaluation, policy_id, settings_json
 from alerts.config import load_config as load_config
 from alerts.config import parse_config as parse_config
 from alerts.policy import AlertEvent, Condition, Kind, Level, reason_head
+from evaluation import require_charts
 from simulation.replay import recording_clock
 from simulation.simulator import BASE_RATE, cohort_truth, simulate_with_truth
 from streams.processor import BatchProcessor, RawMessage
@@ -918,6 +919,7 @@ def write_comparison(cmp: Mapping[str, Any], out_dir: Path | str) -> list[Path]:
 
 
 def _figure(width: float, height: float) -> Any:
+    require_charts()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

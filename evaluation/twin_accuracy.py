@@ -104,25 +104,6 @@ def summarise(samples: Iterable[ErrorSample], *, plausible_only: bool = False) -
     }
 
 
-def filter_accuracy(
-    patients: int,
-    duration_s: float,
-    seed: int,
-    *,
-    deteriorating_share: float = 0.3,
-    rate: float = 1.0,
-    warm_up_s: float = WARM_UP_S,
-    plausible_only: bool = False,
-) -> dict[Metric, Accuracy]:
-    """Raw and filtered RMSE against the truth, with the reading count, per vital in ``EVALUATED``.
-
-    Over ``simulate``'s readings of ``patients`` patients for ``duration_s`` seconds; see ``filter_errors``.
-    """
-    samples = filter_errors(patients, duration_s, seed, deteriorating_share=deteriorating_share, rate=rate,
-                            warm_up_s=warm_up_s)
-    return summarise(samples, plausible_only=plausible_only)
-
-
 def format_accuracy(result: dict[Metric, Accuracy]) -> str:
     """A small fixed-width table: vital, n, raw RMSE, filtered RMSE, reduction."""
     lines = [f"{'vital':<14}{'n':>9}{'raw RMSE':>11}{'filt RMSE':>11}{'reduction':>11}"]

@@ -30,7 +30,17 @@ def _version() -> str:
         return "0+unknown"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        from evaluation import MissingExtra
+
+        try:
+            return super().invoke(ctx)
+        except MissingExtra as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """twinmon: real-time digital twins of monitored patients.
 
@@ -278,6 +288,9 @@ def replay(input_: Any, output: Any, alerts_out: Any, policy_file: Path | None, 
 
 
 def _plot_replay(lines: list[bytes], out: Path, patient: str | None) -> None:
+    from evaluation import require_charts
+
+    require_charts()
     from evaluation.plot import plot_trace
     from simulation.replay import recording_clock
     from streams.schema import Rejected, decode
@@ -582,6 +595,9 @@ def evaluate(ctx: click.Context, patients: int, hours: float, seed: int, deterio
         return
     from alerts.config import ConfigError, Evaluation, load_config
     from evaluation import cohort as ev
+    from evaluation import require_charts
+
+    require_charts()  # the report's charts: said before the cohort runs, not after
     from simulation.simulator import BASE_RATE
 
     if compare is not None and config is not None:

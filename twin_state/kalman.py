@@ -28,10 +28,6 @@ class LevelTrend:
     p01: float
     p11: float
 
-    @property
-    def level_var(self) -> float:
-        return self.p00
-
 
 def start(z: float, r: float, trend_var: float) -> LevelTrend:
     """A filter whose first reading is ``z``: level known to within the reading's noise, trend unknown."""

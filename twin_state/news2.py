@@ -63,9 +63,6 @@ class RiskBand(StrEnum):
     HIGH = "high"
 
 
-BAND_ORDER = {RiskBand.INCOMPLETE: 0, RiskBand.LOW: 0, RiskBand.LOW_MEDIUM: 1, RiskBand.MEDIUM: 2, RiskBand.HIGH: 3}
-
-
 @dataclass(frozen=True, slots=True)
 class Inputs:
     rr: float | None = None

@@ -99,7 +99,8 @@ def test_the_lock_satisfies_every_requirement_of_pyproject() -> None:
     root = Path(__file__).resolve().parents[2]
     project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
     pins = parse_lock((root / "requirements" / "dev.lock").read_text())
-    for line in [*project["dependencies"], *project["optional-dependencies"]["dev"]]:
+    extras = [line for lines in project["optional-dependencies"].values() for line in lines]
+    for line in [*project["dependencies"], *extras]:
         req = Requirement(line)
         name = normalise(req.name)
         assert name in pins, f"{req.name} is in pyproject.toml but not in requirements/dev.lock (make lock)"

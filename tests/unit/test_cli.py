@@ -75,3 +75,26 @@ def test_bad_alert_actions_are_refused_before_anything_is_sent(args: list[str], 
     out = CliRunner().invoke(main, args, env={"TWINMON_KAFKA_BOOTSTRAP": "127.0.0.1:1"})
     assert out.exit_code == 2, out.output
     assert message in out.output and "Traceback" not in out.output
+
+
+def test_the_worker_image_needs_no_evaluation_library_and_evaluate_says_what_to_install() -> None:
+    """The runtime lock (the image) carries no charting or reference-filter library; a chart command says which
+    extra it needs instead of a traceback."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    runtime = (root / "requirements" / "runtime.lock").read_text()
+    for package in ("matplotlib", "filterpy", "scipy", "pytest"):
+        assert f"\n{package}==" not in runtime, package
+    # matplotlib hidden from this interpreter: the worker's modules import, evaluate refuses clearly.
+    code = ("import sys; sys.modules['matplotlib'] = None\n"
+            "import streams.app, feed.api\n"
+            "from click.testing import CliRunner\nfrom streams.cli import main\n"
+            "r = CliRunner().invoke(main, ['evaluate', '--patients', '1', '--hours', '0.1', '--out', sys.argv[1]])\n"
+            "print(r.exit_code); print(r.output)")
+    out = subprocess.run([sys.executable, "-c", code, str(root / ".twinmon" / "never")], capture_output=True,
+                         text=True, timeout=120, check=True).stdout
+    assert out.startswith("1\n") and "pip install 'twinmon[evaluation]'" in out and "Traceback" not in out
+    assert not (root / ".twinmon" / "never").exists()
