@@ -1,4 +1,4 @@
-"""How early can the simulated cohort's deterioration be told apart from noise? A diagnostic for issue #4's lead target.
+"""How early can the simulated cohort's deterioration be told apart from noise? A diagnostic for the lead-time target.
 
 The lead-time target asks for an alert 30 minutes before raw NEWS2 first reaches 5, which on the simulated
 cohort happens a median of about half an hour after the true onset: an alert within a few minutes of the onset.

@@ -79,9 +79,8 @@ def faust_app(settings: Settings) -> faust.App:
         # A SIGKILLed worker's partitions move to the others after this long.
         broker_session_timeout=settings.kafka_session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout_s / 3),
-        # Room for this many fetched messages per stream before the fetcher waits: with the stock 4,096 a worker
-        # with a backlog hands messages over one at a time as the agent frees slots (twinmon bench --only
-        # throughput, same services: 4,421 events/s at 4,096, 4,734 at 16,384, 5,590 at 65,536; +20 MB RSS).
+        # Room for this many fetched messages per stream before the fetcher waits: with a small buffer a worker
+        # with a backlog hands messages over one at a time as the agent frees slots (docs/performance.md).
         stream_buffer_maxsize=settings.stream_buffer,
     )
 
