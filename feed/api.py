@@ -32,6 +32,7 @@ from alerts import codec as alert_codec
 from alerts.config import load_policy
 from alerts.policy import PatientAlerts
 from feed import models, views
+from feed.audit_log import AuditWriter, audit_key
 from feed.background import Hub, alert_history_indexer, audit_indexer, live_alerts
 from feed.index import FeedIndex
 from feed.shared import SharedByTeam
@@ -224,6 +225,7 @@ class Feed:
             lambda team: self.summaries(team, int(time.time() * 1000)), settings.api_twin_poll_s / 2)
         self._producer: AIOKafkaProducer | None = None  # made in start(): aiokafka needs the running loop
         self.producer_started = False
+        self._audit: AuditWriter | None = None
         self.tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -233,10 +235,12 @@ class Feed:
         return self._producer
 
     async def start(self) -> None:
+        key = audit_key(self.settings)  # before any connection: no key, no feed
         self._producer = producer(self.settings)
         await start_producer(self._producer)
         self.producer_started = True
-        for name, work in (("audit", audit_indexer(self.settings, self.index)),
+        self._audit = AuditWriter(self._producer, self.settings.topic_audit, key, "feed")
+        for name, work in (("audit", audit_indexer(self.settings, self.index, key)),
                            ("alert-history", alert_history_indexer(self.settings, self.index)),
                            ("live", live_alerts(self.settings, self.hub))):
             self.tasks.append(asyncio.create_task(work, name=f"feed-{name}"))
@@ -274,12 +278,13 @@ class Feed:
     # --- writes: audit first (acks=all), then the change ---
     async def audit_record(self, who: Principal, action: str, patient_id: str, alert_id: str | None = None,
                            reason: str = "") -> str:
-        """Append one record to the audit topic and wait for the broker's acknowledgement; its id."""
+        """Append one signed, chained record to the audit topic and wait for the broker's acknowledgement; its id."""
         record = models.AuditRecord(id=uuid.uuid4().hex, at=int(time.time() * 1000), user=who.user, team=who.team,
                                     action=action, patient_id=patient_id, alert_id=alert_id,
                                     reason=reason)
-        await (await self.producer.send(self.settings.topic_audit, record.model_dump_json().encode(),
-                                        key=who.team.encode()))
+        if self._audit is None:
+            raise RuntimeError("the feed is not started")
+        await self._audit.append(record)
         return record.id
 
     async def audited(self, who: Principal, action: str, patient_id: str, topic: str, value: bytes,
