@@ -8,6 +8,7 @@ import asyncio
 import getpass
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import orjson
@@ -69,17 +70,21 @@ def cli_record(user: str | None, team: str, action: str, patient_id: str, alert_
                        os_user=os_user)
 
 
-async def audited_send(settings: Settings, record: AuditRecord, topic: str, key: bytes, value: bytes) -> str:
-    """The CLI's write: ``record`` on the audit topic, acknowledged, then the change; the record's id."""
+async def audited_send(settings: Settings, records: Sequence[AuditRecord], topic: str,
+                       messages: Sequence[tuple[bytes, bytes]]) -> list[str]:
+    """The CLI's write: ``records`` on the audit topic, each acknowledged, then the change's ``(key, value)``
+    messages on ``topic``, all acknowledged; the records' ids."""
     signing_key = audit_key(settings)
     prod = producer(settings)
     await start_producer(prod)
     try:
-        await AuditWriter(prod, settings.topic_audit, signing_key, "cli").append(record)
-        await (await prod.send(topic, value, key=key))
+        writer = AuditWriter(prod, settings.topic_audit, signing_key, "cli")
+        for record in records:
+            await writer.append(record)
+        await asyncio.gather(*[await prod.send(topic, value, key=key) for key, value in messages])
     finally:
         await prod.stop()
-    return record.id
+    return [r.id for r in records]
 
 
 async def read_trail(settings: Settings) -> tuple[list[bytes | None], int]:

@@ -492,8 +492,8 @@ def _send_enrolment(patient_id: str, team: str, status: str, age_band: str | Non
     from feed.audit_log import audited_send, cli_record
 
     record = cli_record(user, team, "enrol" if status == "enrolled" else "discharge", patient_id)
-    audit_id = _run_kafka(audited_send(settings, record, settings.topic_enrolments, patient_id.encode(), wire),
-                          settings)
+    (audit_id,) = _run_kafka(audited_send(settings, [record], settings.topic_enrolments,
+                                          [(patient_id.encode(), wire)]), settings)
     click.echo(f"{status}: {patient_id} ({team}; audit record {audit_id})")
 
 

@@ -53,8 +53,8 @@ def _send(patient_id: str, alert_id: str, user: str, action: str, reason: str = 
     # The audit record goes to the trail of the patient's team on file (none for a patient never enrolled).
     profile = redis_call(settings, lambda c: RedisProfileStore(c, settings.redis_prefix).get(patient_id))
     record = cli_record(user, profile.care_team if profile else "", action, patient_id, alert_id, reason)
-    audit_id = run_kafka(audited_send(settings, record, settings.topic_alert_actions, patient_id.encode(),
-                                      msg.model_dump_json().encode()), settings)
+    (audit_id,) = run_kafka(audited_send(settings, [record], settings.topic_alert_actions,
+                                         [(patient_id.encode(), msg.model_dump_json().encode())]), settings)
     click.echo(f"{action} sent for alert {alert_id} (audit record {audit_id})")
 
 

@@ -1,8 +1,8 @@
 """Every write is audited first and the trail is tamper-evident, on the real broker: changes made through the feed
-(`twinmon serve`) and through the CLI (`enrol`, `discharge`, `alert ack`, `alert resolve`) each leave a signed,
-chained audit record before the change; `twinmon audit verify` passes on that trail, and then fails, naming the
-count, for a record forged with only the Kafka credentials, an altered copy, a record missing from a writer's
-chain, and a partition whose first records were deleted."""
+(`twinmon serve`) and through the CLI (`enrol`, `discharge`, `alert ack`, `alert resolve`, `fhir ingest`) each
+leave a signed, chained audit record before the change; `twinmon audit verify` passes on that trail, and then
+fails, naming the count, for a record forged with only the Kafka credentials, an altered copy, a record missing
+from a writer's chain, a replay, and a partition whose first record was deleted."""
 
 from __future__ import annotations
 
@@ -41,6 +41,16 @@ def _save_profile(services: Services, prefix: str, pid: str) -> None:
     asyncio.run(go())
 
 
+def _heart_rate(pid: str) -> dict[str, Any]:
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60))
+    return {"resourceType": "Observation", "status": "final",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                      "code": "vital-signs"}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+            "subject": {"reference": f"Patient/{pid}"}, "effectiveDateTime": at,
+            "valueQuantity": {"value": 72, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}}
+
+
 def _verify(deployment: Deployment) -> tuple[int, dict[str, int], str]:
     out = deployment.run("audit", "verify", check=False)
     counts = {}
@@ -73,24 +83,28 @@ def test_every_write_is_audited_and_verify_catches_forgery_alteration_and_drops(
         deployment.run("alert", "ack", "aud-1", ALERT, "--user", "nurse-cli")
         deployment.run("alert", "resolve", "aud-1", ALERT, "--user", "nurse-cli", "--reason", "seen at bedside")
         deployment.run("alert", "ack", "never-enrolled-9", ALERT, "--user", "nurse-cli")  # no team on file
+        obs = deployment.tmp / "obs.json"
+        obs.write_bytes(orjson.dumps(_heart_rate("aud-1")))
+        assert "1 audit records" in deployment.run("fhir", "ingest", str(obs), "--user", "nurse-cli").stdout
 
-        records = consume_all(services.bootstrap, topic, 8)
+        records = consume_all(services.bootstrap, topic, 9)
         docs = [orjson.loads(r.value) for r in records]
         assert sorted((d["source"], d["action"], d["team"]) for d in docs) == [
             ("cli", "acknowledge", ""), ("cli", "acknowledge", TEAM), ("cli", "discharge", TEAM),
-            ("cli", "enrol", TEAM), ("cli", "resolve", TEAM),
+            ("cli", "enrol", TEAM), ("cli", "observe", TEAM), ("cli", "resolve", TEAM),
             ("feed", "discharge", TEAM), ("feed", "enrol", TEAM), ("feed", "update", TEAM)]
         me = getpass.getuser()
         users = {(d["action"], d["user"], d["os_user"]) for d in docs if d["source"] == "cli"}
         assert users == {("enrol", "dr-cli", me), ("discharge", me, me), ("acknowledge", "nurse-cli", me),
-                         ("resolve", "nurse-cli", me)}
+                         ("resolve", "nurse-cli", me), ("observe", "nurse-cli", me)}
         assert all(d["user"] == "nurse-audit" and d["os_user"] is None for d in docs if d["source"] == "feed")
-        assert len({d["writer"] for d in docs}) == 6  # the feed's chain and one per CLI command
+        assert len({d["writer"] for d in docs}) == 7  # the feed's chain and one per CLI command
         # The audit record was on the broker before the change was sent.
         audited_at = {(d["patient_id"], d["action"]): r.timestamp for d, r in zip(docs, records, strict=True)}
         for change_topic, action_of in ((env["TWINMON_TOPIC_ENROLMENTS"], lambda m: "enrol" if m["status"] ==
                                          "enrolled" else "discharge"),
-                                        (env["TWINMON_TOPIC_ALERT_ACTIONS"], lambda m: str(m["action"]))):
+                                        (env["TWINMON_TOPIC_ALERT_ACTIONS"], lambda m: str(m["action"])),
+                                        (env["TWINMON_TOPIC_VITALS"], lambda m: "observe")):
             for change in consume_all(services.bootstrap, change_topic, 1):
                 msg = orjson.loads(change.value)
                 key = (msg["patient_id"], action_of(msg))
@@ -99,10 +113,10 @@ def test_every_write_is_audited_and_verify_catches_forgery_alteration_and_drops(
 
         code, counts, text = _verify(deployment)
         assert code == 0, text
-        assert counts["records"] == 8 and counts["intact"] == 8 and counts["writers"] == 6
+        assert counts["records"] == 9 and counts["intact"] == 9 and counts["writers"] == 7
         assert "aud-" not in text and "nurse" not in text  # counts only
         # The CLI's records reach the team's trail in the feed.
-        wait_until("the CLI's records indexed", lambda: len(_audit_page(api, nurse)) == 7)  # the team's 7
+        wait_until("the CLI's records indexed", lambda: len(_audit_page(api, nurse)) == 8)  # the team's 8
 
         # --- a record forged with only the Kafka credentials (no key): a bad MAC, never indexed ---
         template = next(d for d in docs if d["source"] == "cli" and d["action"] == "acknowledge" and d["team"])
@@ -110,9 +124,9 @@ def test_every_write_is_audited_and_verify_catches_forgery_alteration_and_drops(
                   "mac": "0" * 64}
         produce(services.bootstrap, topic, [(TEAM.encode(), orjson.dumps(forged))])
         code, counts, text = _verify(deployment)
-        assert code == 1 and counts["bad mac"] == 1 and counts["intact"] == 8, text
+        assert code == 1 and counts["bad mac"] == 1 and counts["intact"] == 9, text
         deployment.run("alert", "ack", "aud-1", ALERT, "--user", "nurse-cli")  # after it, same partition
-        wait_until("the next record indexed", lambda: len(_audit_page(api, nurse)) == 8)
+        wait_until("the next record indexed", lambda: len(_audit_page(api, nurse)) == 9)
         assert all(i["id"] != forged["id"] for i in _audit_page(api, nurse))
 
         # --- an altered copy of a real record ---

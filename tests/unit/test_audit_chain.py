@@ -98,9 +98,18 @@ def test_malformed_unchained_and_truncated_are_problems() -> None:
                                   ["discharge", "p-1", "--team", "w7"],
                                   ["alert", "ack", "p-1", "a" * 24, "--user", "u"],
                                   ["alert", "resolve", "p-1", "a" * 24, "--user", "u", "--reason", "r"],
-                                  ["audit", "verify"]])
+                                  ["fhir", "ingest", "FILE"], ["audit", "verify"]])
 def test_every_write_and_verify_refuse_to_start_without_the_key(args: list[str], tmp_path: Path) -> None:
     # Kafka and Redis unreachable: a command that got past the key check would say so instead.
+    if "FILE" in args:
+        obs = tmp_path / "obs.json"
+        obs.write_bytes(orjson.dumps({"resourceType": "Observation", "status": "final",
+                                      "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+                                      "subject": {"reference": "Patient/p-1"},
+                                      "effectiveDateTime": "2026-01-01T00:00:00Z",
+                                      "valueQuantity": {"value": 72, "system": "http://unitsofmeasure.org",
+                                                        "code": "/min"}}))
+        args = [str(obs) if a == "FILE" else a for a in args]
     out = CliRunner().invoke(main, args, env={"TWINMON_KAFKA_BOOTSTRAP": "127.0.0.1:1", "TWINMON_AUDIT_KEY": "",
                                               "TWINMON_REDIS_URL": "redis://127.0.0.1:1/0",
                                               "TWINMON_TOKENS_FILE": str(tmp_path / "t.json")})
