@@ -32,6 +32,7 @@ from alerts import codec as alert_codec
 from alerts.config import load_policy
 from alerts.policy import PatientAlerts
 from feed import models, views
+from feed.audit_log import AuditWriter, audit_key
 from feed.background import Hub, alert_history_indexer, audit_indexer, live_alerts
 from feed.index import FeedIndex
 from feed.shared import SharedByTeam
@@ -39,6 +40,7 @@ from feed.tokens import Principal, TokenBook
 from streams.actions import AlertActionV1
 from streams.enrolment import ANCHORED_ID, EnrolmentV1, profile_to_wire
 from streams.kafka_io import producer, start_producer
+from streams.logsafety import exception_summary
 from streams.security import redis_client
 from streams.settings import Settings
 from twin_state.profile import Status
@@ -107,8 +109,8 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 )
 
 
-class SecurityHeaders:
-    """Adds ``SECURITY_HEADERS`` to every HTTP response: the page, static files, the API and its errors."""
+class _HttpMiddleware:
+    """An ASGI middleware for HTTP requests (``http``); anything else (lifespan, websocket) passes through."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -117,7 +119,16 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.http(scope, receive, send)
 
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class SecurityHeaders(_HttpMiddleware):
+    """Adds ``SECURITY_HEADERS`` to every HTTP response: the page, static files, the API and its errors."""
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 present = {k.lower() for k, _ in message.get("headers", [])}
@@ -126,6 +137,30 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+class CatchAll(_HttpMiddleware):
+    """Answers any exception a route or middleware lets through with a 500 that names a request id, and logs only
+    that id and ``exception_summary`` (type and where). It does not re-raise: Starlette's ServerErrorMiddleware
+    would, and uvicorn would then log the exception's message, which can quote a patient."""
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            request_id = uuid.uuid4().hex[:16]
+            log.error("request %s failed: %s", request_id, exception_summary(exc))
+            if not started:  # else the client sees its response cut short, as a server crash would
+                await _error(500, f"internal error (request id {request_id}, in the server log)",
+                             headers={"X-Request-Id": request_id}, path=scope.get("path", ""))(
+                    scope, receive, send)
 
 
 class BodyLimit:
@@ -190,6 +225,7 @@ class Feed:
             lambda team: self.summaries(team, int(time.time() * 1000)), settings.api_twin_poll_s / 2)
         self._producer: AIOKafkaProducer | None = None  # made in start(): aiokafka needs the running loop
         self.producer_started = False
+        self._audit: AuditWriter | None = None
         self.tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -199,10 +235,12 @@ class Feed:
         return self._producer
 
     async def start(self) -> None:
+        key = audit_key(self.settings)  # before any connection: no key, no feed
         self._producer = producer(self.settings)
         await start_producer(self._producer)
         self.producer_started = True
-        for name, work in (("audit", audit_indexer(self.settings, self.index)),
+        self._audit = AuditWriter(self._producer, self.settings.topic_audit, key, "feed")
+        for name, work in (("audit", audit_indexer(self.settings, self.index, key)),
                            ("alert-history", alert_history_indexer(self.settings, self.index)),
                            ("live", live_alerts(self.settings, self.hub))):
             self.tasks.append(asyncio.create_task(work, name=f"feed-{name}"))
@@ -240,12 +278,13 @@ class Feed:
     # --- writes: audit first (acks=all), then the change ---
     async def audit_record(self, who: Principal, action: str, patient_id: str, alert_id: str | None = None,
                            reason: str = "") -> str:
-        """Append one record to the audit topic and wait for the broker's acknowledgement; its id."""
+        """Append one signed, chained record to the audit topic and wait for the broker's acknowledgement; its id."""
         record = models.AuditRecord(id=uuid.uuid4().hex, at=int(time.time() * 1000), user=who.user, team=who.team,
                                     action=action, patient_id=patient_id, alert_id=alert_id,
                                     reason=reason)
-        await (await self.producer.send(self.settings.topic_audit, record.model_dump_json().encode(),
-                                        key=who.team.encode()))
+        if self._audit is None:
+            raise RuntimeError("the feed is not started")
+        await self._audit.append(record)
         return record.id
 
     async def audited(self, who: Principal, action: str, patient_id: str, topic: str, value: bytes,
@@ -335,11 +374,6 @@ def create_api(settings: Settings) -> FastAPI:
             message = "the request body is not readable JSON (it must be UTF-8 and not nested too deeply)"
         return _error(exc.status_code, message, path=request.url.path)
 
-    @api.exception_handler(Exception)
-    async def _crash(request: Request, exc: Exception) -> JSONResponse:
-        log.error("request failed: %s", type(exc).__name__)
-        return _error(500, "internal error; the server log has the error type", path=request.url.path)
-
     @api.middleware("http")
     async def access_log(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
         # Method, route template, status and duration only: never the query string or headers (tokens).
@@ -352,6 +386,7 @@ def create_api(settings: Settings) -> FastAPI:
         return response
 
     api.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)
+    api.add_middleware(CatchAll)  # inside SecurityHeaders, so a 500 carries them too
     api.add_middleware(SecurityHeaders)  # added last: outermost, so even a refused body's 413 carries them
 
     # --- health ---

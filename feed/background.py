@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer
 from pydantic import BaseModel, ValidationError
 
 from feed import models
+from feed.audit_chain import mac_ok
 from feed.index import FeedIndex
 from streams.security import aiokafka_kwargs
 from streams.settings import Settings
@@ -75,8 +78,15 @@ def parse_alert_event(raw: bytes | None) -> dict[str, Any] | None:
     return _parse(models.AlertEvent, raw)
 
 
-def parse_audit(raw: bytes | None) -> dict[str, Any] | None:
-    return _parse(models.AuditRecord, raw)
+def parse_audit(raw: bytes | None, key: bytes) -> dict[str, Any] | None:
+    """The record, or None when malformed or not signed with ``key`` (a forged record is never indexed)."""
+    if raw is None:
+        return None
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return _parse(models.AuditRecord, raw) if isinstance(doc, dict) and mac_ok(doc, key) else None
 
 
 async def _forever(name: str, run: Callable[[], Awaitable[None]]) -> None:
@@ -117,8 +127,9 @@ def _indexer(settings: Settings, name: str, topic: str, parse: Callable[[bytes |
     return _forever(name, run)
 
 
-def audit_indexer(settings: Settings, index: FeedIndex) -> Coroutine[Any, Any, None]:
-    return _indexer(settings, "audit", settings.topic_audit, parse_audit, index.add_audit)
+def audit_indexer(settings: Settings, index: FeedIndex, key: bytes) -> Coroutine[Any, Any, None]:
+    return _indexer(settings, "audit", settings.topic_audit, functools.partial(parse_audit, key=key),
+                    index.add_audit)
 
 
 def alert_history_indexer(settings: Settings, index: FeedIndex) -> Coroutine[Any, Any, None]:

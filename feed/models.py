@@ -102,14 +102,21 @@ class AlertEvent(BaseModel):
 
 class AuditRecord(BaseModel):
     id: str
-    at: int = Field(description="Epoch ms when the API accepted the request")
-    user: str
+    at: int = Field(description="Epoch ms when the API (or the CLI) accepted the request")
+    user: str = Field(description="feed: the bearer token's user; cli: the --user given, not verified")
     team: str
     action: Literal["enrol", "update", "discharge", "acknowledge", "resolve", "observe"]
     """``observe``: readings entered through ``POST /fhir/Observation`` (reason says how many)."""
     patient_id: str
     alert_id: str | None = None
     reason: str = ""
+    source: Literal["feed", "cli"] = Field("feed", description="Where the change was made: feed (user from the "
+                                           "token) or cli (user as asserted on the command line)")
+    os_user: str | None = Field(None, description="cli: the operating-system account that ran the command")
+    writer: str = Field("", description="The writing process's chain id (docs/operations.md, audit trail)")
+    seq: int = Field(0, description="Position in the writer's chain, from 1")
+    prev: str = Field("", description="MAC of the writer's previous record; empty for its first")
+    mac: str = Field("", description="HMAC-SHA256 of the record under the audit key")
 
 
 T = TypeVar("T")

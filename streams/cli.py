@@ -18,6 +18,7 @@ import orjson
 from streams.cli_alerts import alert
 from streams.cli_common import load_settings as _settings
 from streams.cli_common import redis_call as _redis_call
+from streams.cli_common import require_audit_key
 from streams.cli_common import run_kafka as _run_kafka
 from streams.cli_fhir import fhir
 from streams.settings import Settings
@@ -470,6 +471,11 @@ def twin_history(patient_id: str, last: int) -> None:
         click.echo(f"{stamp}Z {metric:14} raw {raw:7.1f}  estimate {est:7.1f} +/- {1.96 * sd:5.1f}  {outcome}")
 
 
+_AUDITED_USER = click.option(
+    "--user", default=None, help="Who makes the change, recorded in the audit trail as asserted at the CLI, with "
+                                 "the OS account [default: the OS account].")
+
+
 @main.command()
 @click.argument("patient_id")
 @click.option("--team", required=True, help="Care team that will see this patient's alerts.")
@@ -478,26 +484,27 @@ def twin_history(patient_id: str, last: int) -> None:
               help="Relevant condition, repeatable (hypercapnic_respiratory_failure selects SpO2 scale 2).")
 @click.option("--target", "targets", multiple=True, metavar="VITAL=LO:HI",
               help="Clinician-set target range, repeatable, e.g. spo2=88:92.")
+@_AUDITED_USER
 def enrol(patient_id: str, team: str, age_band: str | None, conditions: tuple[str, ...],
-          targets: tuple[str, ...]) -> None:
-    """Enrol (or update) a patient: care team and profile, sent to the workers through Kafka."""
-    _send_enrolment(patient_id, team, "enrolled", age_band, list(conditions), targets)
+          targets: tuple[str, ...], user: str | None) -> None:
+    """Enrol (or update) a patient: care team and profile, sent to the workers through Kafka (audited first)."""
+    _send_enrolment(patient_id, team, "enrolled", age_band, list(conditions), targets, user)
 
 
 @main.command()
 @click.argument("patient_id")
 @click.option("--team", required=True, help="The care team the patient is discharged from.")
-def discharge(patient_id: str, team: str) -> None:
-    """Discharge a patient: they leave their team's lists."""
-    _send_enrolment(patient_id, team, "discharged", None, [], ())
+@_AUDITED_USER
+def discharge(patient_id: str, team: str, user: str | None) -> None:
+    """Discharge a patient: they leave their team's lists (audited first)."""
+    _send_enrolment(patient_id, team, "discharged", None, [], (), user)
 
 
 def _send_enrolment(patient_id: str, team: str, status: str, age_band: str | None, conditions: list[str],
-                    targets: tuple[str, ...]) -> None:
+                    targets: tuple[str, ...], user: str | None) -> None:
     from pydantic import ValidationError as PydanticValidationError
 
     from streams.enrolment import EnrolmentV1, profile_to_wire
-    from streams.kafka_io import produce_all
 
     parsed: dict[str, tuple[float, float]] = {}
     for t in targets:
@@ -514,9 +521,14 @@ def _send_enrolment(patient_id: str, team: str, status: str, age_band: str | Non
         first = exc.errors()[0]
         raise click.UsageError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
     settings = _settings()
+    require_audit_key(settings)
     wire = profile_to_wire(model.to_profile())
-    _run_kafka(produce_all(settings, settings.topic_enrolments, [(patient_id.encode(), wire)]), settings)
-    click.echo(f"{status}: {patient_id} ({team})")
+    from feed.audit_log import audited_send, cli_record
+
+    record = cli_record(user, team, "enrol" if status == "enrolled" else "discharge", patient_id)
+    (audit_id,) = _run_kafka(audited_send(settings, [record], settings.topic_enrolments,
+                                          [(patient_id.encode(), wire)]), settings)
+    click.echo(f"{status}: {patient_id} ({team}; audit record {audit_id})")
 
 
 @main.command()
@@ -680,6 +692,9 @@ from streams.cli_feed import serve, token  # noqa: E402
 
 main.add_command(serve)
 main.add_command(token)
+from streams.cli_audit import audit  # noqa: E402
+
+main.add_command(audit)
 # --- end care-team feed ---
 
 

@@ -6,7 +6,7 @@ import time
 
 import click
 
-from streams.cli_common import load_settings, redis_call, run_kafka
+from streams.cli_common import load_settings, redis_call, require_audit_key, run_kafka
 
 
 @click.group()
@@ -38,7 +38,6 @@ def _send(patient_id: str, alert_id: str, user: str, action: str, reason: str = 
     from pydantic import ValidationError
 
     from streams.actions import AlertActionV1
-    from streams.kafka_io import produce_all
 
     try:
         msg = AlertActionV1(action=action, patient_id=patient_id, alert_id=alert_id, user=user, reason=reason,
@@ -47,9 +46,16 @@ def _send(patient_id: str, alert_id: str, user: str, action: str, reason: str = 
         first = exc.errors()[0]
         raise click.UsageError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
     settings = load_settings()
-    run_kafka(produce_all(settings, settings.topic_alert_actions,
-                          [(patient_id.encode(), msg.model_dump_json().encode())]), settings)
-    click.echo(f"{action} sent for alert {alert_id}")
+    require_audit_key(settings)
+    from feed.audit_log import audited_send, cli_record
+    from twin_state.redis_store import RedisProfileStore
+
+    # The audit record goes to the trail of the patient's team on file (none for a patient never enrolled).
+    profile = redis_call(settings, lambda c: RedisProfileStore(c, settings.redis_prefix).get(patient_id))
+    record = cli_record(user, profile.care_team if profile else "", action, patient_id, alert_id, reason)
+    (audit_id,) = run_kafka(audited_send(settings, [record], settings.topic_alert_actions,
+                                         [(patient_id.encode(), msg.model_dump_json().encode())]), settings)
+    click.echo(f"{action} sent for alert {alert_id} (audit record {audit_id})")
 
 
 @alert.command("ack")
@@ -57,7 +63,7 @@ def _send(patient_id: str, alert_id: str, user: str, action: str, reason: str = 
 @click.argument("alert_id")
 @click.option("--user", required=True, help="Who acknowledges (recorded in the audit trail).")
 def alert_ack(patient_id: str, alert_id: str, user: str) -> None:
-    """Acknowledge an alert: someone is on it; it stops escalating."""
+    """Acknowledge an alert: someone is on it; it stops escalating (audited as --user, asserted at the CLI)."""
     _send(patient_id, alert_id, user, "acknowledge")
 
 

@@ -24,6 +24,16 @@ def load_settings() -> Settings:
         raise click.UsageError(f"bad configuration: {problems}") from None
 
 
+def require_audit_key(settings: Settings) -> None:
+    """A command that writes a change refuses to start without the audit trail's signing key."""
+    from feed.audit_log import AuditKeyMissing, audit_key
+
+    try:
+        audit_key(settings)
+    except AuditKeyMissing as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 def run_kafka(coro: Any, settings: Settings) -> Any:
     from aiokafka.errors import KafkaConnectionError, KafkaError
 
@@ -41,6 +51,8 @@ def run_kafka(coro: Any, settings: Settings) -> Any:
         raise click.ClickException(refusal.message if refusal else unreachable) from None
     except KafkaError as exc:
         raise click.ClickException(f"Kafka refused: {type(exc).__name__}: {exc}") from None
+    except TwinmonError as exc:  # e.g. no audit key: said before anything is sent
+        raise click.ClickException(str(exc)) from None
 
 
 def redis_call(settings: Settings, fn: Any) -> Any:

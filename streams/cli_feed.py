@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from streams.cli_common import load_settings, run_kafka
+from streams.cli_common import load_settings, require_audit_key, run_kafka
 
 
 @click.command()
@@ -30,6 +30,7 @@ def serve(host: str | None, port: int | None) -> None:
         load_policy(settings.policy_file)  # the feed computes the risk it shows with the workers' policy
     except ConfigError as exc:
         raise click.ClickException(f"bad policy file (TWINMON_POLICY_FILE): {exc}") from None
+    require_audit_key(settings)
     tokens = Path(settings.tokens_file)
     if not tokens.exists():
         click.echo(f"warning: no tokens file at {tokens}; issue one with `twinmon token issue`", err=True)

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from streams.cli_common import load_settings, run_kafka
+from streams.cli_common import load_settings, redis_call, require_audit_key, run_kafka
 
 
 @click.group()
@@ -18,10 +18,13 @@ def fhir() -> None:
 @fhir.command("ingest")
 @click.argument("file", type=click.File("rb"))
 @click.option("--dry-run", is_flag=True, help="Convert and check, print the messages, send nothing.")
-def fhir_ingest(file: Any, dry_run: bool) -> None:
+@click.option("--user", default=None, help="Who enters the readings, recorded in the audit trail as asserted at "
+                                           "the CLI, with the OS account [default: the OS account].")
+def fhir_ingest(file: Any, dry_run: bool, user: str | None) -> None:
     """Send the Observation or Bundle of Observations in FILE (JSON; - for stdin) to the vitals topic.
 
-    All or nothing: one entry twinmon cannot take refuses the whole file, naming the entry and the reason.
+    All or nothing: one entry twinmon cannot take refuses the whole file, naming the entry and the reason. Each
+    patient's readings are audited first (action observe), in the trail of the team on the patient's profile.
     """
     import orjson
 
@@ -40,8 +43,17 @@ def fhir_ingest(file: Any, dry_run: bool) -> None:
         for _, m in keyed:
             click.echo(m.decode())
         return
-    from streams.kafka_io import produce_all
+    from collections import Counter
+
+    from feed.audit_log import audited_send, cli_record
+    from twin_state.redis_store import RedisProfileStore
 
     settings = load_settings()
-    sent = run_kafka(produce_all(settings, settings.topic_vitals, keyed), settings)
-    click.echo(f"sent {sent} readings to {settings.topic_vitals}")
+    require_audit_key(settings)
+    # Audited first, one record per patient with the count, as the feed's POST /fhir/Observation.
+    counts = Counter(k.decode() for k, _ in keyed)
+    profiles = redis_call(settings, lambda c: RedisProfileStore(c, settings.redis_prefix).get_many(sorted(counts)))
+    records = [cli_record(user, profiles[pid].care_team if pid in profiles else "", "observe", pid,
+                          reason=f"{n} readings (FHIR file)") for pid, n in sorted(counts.items())]
+    run_kafka(audited_send(settings, records, settings.topic_vitals, keyed), settings)
+    click.echo(f"sent {len(keyed)} readings to {settings.topic_vitals} ({len(records)} audit records)")

@@ -7,6 +7,12 @@ who acknowledged alerts in the worker's log. Its loggers are therefore held at I
 wants to debug twinmon still sees twinmon's and Faust's own debug output, and the Kafka client's connection
 and rebalance messages at INFO.
 
+The level alone is not enough where a framework configures logging after us (uvicorn's ``dictConfig``, a
+library that sets its own logger's level): ``guard_logging`` also puts a ``PayloadGuard`` on the root logger's
+handlers, which drops any record of those libraries below INFO whatever their logger's level, and strips the
+exception text from records of ``EXCEPTION_LOGGERS`` (uvicorn logs an application's exception with its message,
+and a message can quote a patient): the type and where it was raised remain.
+
 While a broker is down the same client lines repeat many times a second; ``limit_repeats`` keeps one of each
 per ``REPEAT_WINDOW_S`` and counts the rest, so an outage stays readable and does not fill the disk.
 """
@@ -27,6 +33,51 @@ def hold_payload_loggers(level: str) -> None:
     floor = requested if isinstance(requested, int) else logging.INFO
     for name in PAYLOAD_LOGGERS:
         logging.getLogger(name).setLevel(max(floor, logging.INFO))
+
+
+EXCEPTION_LOGGERS = ("uvicorn",)
+"""Servers that log an application's exception with its message and traceback."""
+
+
+def _under(name: str, roots: tuple[str, ...]) -> bool:
+    return any(name == r or name.startswith(r + ".") for r in roots)
+
+
+def exception_summary(exc: BaseException) -> str:
+    """The exception's type and the innermost frame it was raised in (module and line), never its message."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = f" at {tb.tb_frame.f_globals.get('__name__', '?')}:{tb.tb_lineno}" if tb is not None else ""
+    return f"{type(exc).__name__}{where}"
+
+
+class PayloadGuard(logging.Filter):
+    """On a handler: drops DEBUG records of ``PAYLOAD_LOGGERS`` and withholds the exception text of
+    ``EXCEPTION_LOGGERS`` (replaced by ``exception_summary``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.INFO and _under(record.name, PAYLOAD_LOGGERS):
+            return False
+        if record.exc_info and _under(record.name, EXCEPTION_LOGGERS):
+            exc = record.exc_info[1]
+            if exc is not None:
+                record.msg = f"{record.getMessage()} [{exception_summary(exc)}; message withheld]"
+                record.args = None
+            record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return True
+
+
+def guard_logging(level: str) -> None:
+    """``hold_payload_loggers(level)``, and a ``PayloadGuard`` on every handler of the root logger and of
+    ``EXCEPTION_LOGGERS`` (call it after the handlers exist: after ``basicConfig`` and the server's own setup)."""
+    hold_payload_loggers(level)
+    handlers = [*logging.getLogger().handlers]
+    for name in [n for n in list(logging.root.manager.loggerDict) if _under(n, EXCEPTION_LOGGERS)]:
+        handlers.extend(getattr(logging.getLogger(name), "handlers", []))
+    for handler in handlers:
+        if not any(isinstance(f, PayloadGuard) for f in handler.filters):
+            handler.addFilter(PayloadGuard())
 
 
 REPEAT_WINDOW_S = 30.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -64,10 +64,21 @@ class Settings(BaseSettings):
     api_port: int = Field(8080, ge=0, le=65535, description="Port of the feed's HTTP API and web page")
     tokens_file: str = Field(".twinmon/tokens.json", description="Bearer tokens: SHA-256 hashes, user, team")
     topic_audit: str = Field("audit", description="Append-only audit trail of enrolment changes and alert actions")
+    audit_key: SecretStr | None = Field(None, description="HMAC key that signs the audit trail "
+                                        "(the feed, the CLI's write commands and `twinmon audit verify` need it)")
     api_max_body_bytes: int = Field(64 * 1024, ge=1024, description="Largest request body the API accepts")
     api_heartbeat_s: float = Field(15.0, gt=0, description="Seconds between SSE heartbeat comments")
     api_twin_poll_s: float = Field(2.0, gt=0, description="Seconds between twin summary polls for the SSE stream")
     # --- end care-team feed ---
+
+    @field_validator("audit_key")
+    @classmethod
+    def _audit_key_is_long(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None or not v.get_secret_value():
+            return None
+        if len(v.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (e.g. `openssl rand -hex 32`)")
+        return v
 
     @model_validator(mode="after")
     def _security_is_complete(self) -> Settings:

@@ -176,6 +176,7 @@ def new_deployment(bootstrap: str, redis_url: str, tmp_path: Path) -> Deployment
         "TWINMON_TOKENS_FILE": str(tmp_path / "tokens.json"),
         "TWINMON_PARTITIONS": "4",
         "TWINMON_LOG_LEVEL": "warning",
+        "TWINMON_AUDIT_KEY": f"test-audit-key-{uuid.uuid4().hex}",
     }
     dep = Deployment(env, tmp_path)
     dep.run("topics", "create")

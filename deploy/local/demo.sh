@@ -37,6 +37,9 @@ export TWINMON_REDIS_URL=$REDIS_URL
 export TWINMON_METRICS_PORT=$METRICS_PORT
 export TWINMON_DATA_DIR=$STATE/worker
 ENV
+# The audit trail's signing key: made once, kept with the demo's data (a new key would fail the old records' MACs).
+[[ -s $STATE/audit-key ]] || (umask 077 && openssl rand -hex 32 >"$STATE/audit-key")
+echo "export TWINMON_AUDIT_KEY=\$(cat $STATE/audit-key)" >>"$STATE/env"
 # shellcheck source=/dev/null
 source "$STATE/env"
 

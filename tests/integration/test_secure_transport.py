@@ -104,6 +104,7 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
             "TWINMON_TOPIC_AUDIT": f"{TAG}-audit",
             "TWINMON_PARTITIONS": "2",
             "TWINMON_LOG_LEVEL": "info",  # chattier logs: more places a secret could leak into
+            "TWINMON_AUDIT_KEY": secrets.token_hex(32),
         }
         yield Secure(twinmon_env, passwords, (kafka_state, redis_state),
                      int(redis_url.rsplit(":", 1)[1].split("/")[0]))

@@ -118,7 +118,8 @@ def test_patients_sort_by_predicted_risk_and_detail_carries_bands_and_a_widening
 
 def test_serve_says_in_one_line_when_kafka_is_unreachable(tmp_path: Path) -> None:
     out = CliRunner().invoke(main, ["serve", "--port", "0"], env={
-        "TWINMON_KAFKA_BOOTSTRAP": "127.0.0.1:1", "TWINMON_TOKENS_FILE": str(tmp_path / "t.json")})
+        "TWINMON_KAFKA_BOOTSTRAP": "127.0.0.1:1", "TWINMON_TOKENS_FILE": str(tmp_path / "t.json"),
+        "TWINMON_AUDIT_KEY": "k" * 32})
     assert out.exit_code == 1
     assert "cannot reach Kafka at 127.0.0.1:1 (set TWINMON_KAFKA_BOOTSTRAP)" in out.output
     assert "Traceback" not in out.output

@@ -72,3 +72,26 @@ def test_limit_repeats_covers_every_kafka_client_logger_and_nothing_else(caplog:
         for name in list(logging.root.manager.loggerDict):
             if name.startswith("aiokafka"):
                 logging.getLogger(name).removeFilter(limiter)
+
+
+def test_the_guard_drops_kafka_client_debug_lines_and_withholds_exception_messages() -> None:
+    from streams.logsafety import PayloadGuard
+
+    guard = PayloadGuard()
+    # Whatever the logger's level, a handler with the guard never emits the Kafka client's DEBUG lines.
+    assert not guard.filter(_record("aiokafka.producer.producer", "Sending (key=%s value=%s)", b"k", b"v",
+                                    level=logging.DEBUG))
+    assert guard.filter(_record("aiokafka.conn", "Unable connect to node", level=logging.INFO))
+    assert guard.filter(_record("twinmon.feed", "debug of our own", level=logging.DEBUG))
+    try:
+        raise KeyError("pii-canary-1234/173.25")
+    except KeyError as exc:
+        info = (type(exc), exc, exc.__traceback__)
+    crash = logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, "Exception in %s", ("ASGI app",), info)
+    assert guard.filter(crash)
+    text = logging.Formatter().format(crash)
+    assert "pii-canary" not in text and "Traceback" not in text
+    assert text.startswith("Exception in ASGI app [KeyError at tests.unit.test_logsafety:")
+    # Other loggers keep their tracebacks (twinmon's own code logs exception types only).
+    ours = logging.LogRecord("twinmon.x", logging.ERROR, __file__, 1, "x", None, info)
+    assert guard.filter(ours) and ours.exc_info is info
