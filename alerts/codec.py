@@ -7,7 +7,7 @@ from typing import Any
 import msgpack
 
 from alerts.policy import Condition, Level, OpenAlert, PatientAlerts, Pending
-from twin_state.errors import CorruptTwin
+from twin_state.errors import CorruptAlertState
 
 FORMAT = 1
 
@@ -32,7 +32,8 @@ def pack(state: PatientAlerts) -> bytes:
 def unpack(blob: bytes) -> PatientAlerts:
     data: Any = msgpack.unpackb(blob, raw=False)
     if not isinstance(data, list) or not data or data[0] != FORMAT:
-        raise CorruptTwin(f"stored alert state has format {data[0] if data else None!r}; this twinmon reads {FORMAT}")
+        raise CorruptAlertState(f"stored alert state has format {data[0] if data else None!r}; "
+                                f"this twinmon reads {FORMAT}")
     _, pid, evaluated_at, opened, pending, *trailing = data
     return PatientAlerts(
         patient_id=pid,

@@ -37,7 +37,7 @@ ID_HEX = 12
 
 
 @dataclass(frozen=True, slots=True)
-class Evaluation:
+class AlertingConfig:
     """Everything the policy file sets: how risk is computed, when it alerts, how often it runs."""
 
     risk: RiskSettings = field(default_factory=RiskSettings)
@@ -177,11 +177,11 @@ TECHNICAL_KEYS: Mapping[str, Key[TechnicalSettings]] = {
     "quality_floor": _number_key(0.0, 1.0, lo_open=False),
     "quality_min_readings": _number_key(0.0, lo_open=False),
 }
-EVALUATION_KEYS: Mapping[str, Key[Evaluation]] = {
+EVALUATION_KEYS: Mapping[str, Key[AlertingConfig]] = {
     "every_ms": _ms_key(),
 }
 SECTIONS: Mapping[str, tuple[str, Mapping[str, Key[Any]]]] = {
-    # file section -> (field of Evaluation it sets, or "" for Evaluation's own scalar fields; its keys)
+    # file section -> (field of AlertingConfig it sets, or "" for AlertingConfig's own scalar fields; its keys)
     "policy": ("policy", POLICY_KEYS),
     "risk": ("risk", RISK_KEYS),
     "technical": ("technical", TECHNICAL_KEYS),
@@ -202,11 +202,11 @@ def _section(table: Mapping[str, object], base: S, keys: Mapping[str, Key[S]], w
 
 
 def parse_config(doc: Mapping[str, object], source: str = "config",
-                 base: Evaluation | None = None) -> tuple[str, Evaluation]:
+                 base: AlertingConfig | None = None) -> tuple[str, AlertingConfig]:
     """``(name, evaluation)`` from a parsed TOML document: ``base`` (default: the defaults) with its overrides.
 
     ``name`` labels reports (default: the file's stem); it is not part of the policy id."""
-    out = base or Evaluation()
+    out = base or AlertingConfig()
     _check_keys(doc, ("name", *SECTIONS), source)
     name = doc.get("name", Path(source).stem)
     if not isinstance(name, str) or not name.strip():
@@ -227,7 +227,7 @@ def parse_config(doc: Mapping[str, object], source: str = "config",
     return name.strip(), out
 
 
-def load_config(path: Path | str) -> tuple[str, Evaluation]:
+def load_config(path: Path | str) -> tuple[str, AlertingConfig]:
     """A policy file; raises ``ConfigError`` with the file and the key named."""
     p = Path(path)
     try:
@@ -240,15 +240,15 @@ def load_config(path: Path | str) -> tuple[str, Evaluation]:
     return parse_config(doc, str(p))
 
 
-def load_policy(path: Path | str | None) -> tuple[str, Evaluation]:
+def load_policy(path: Path | str | None) -> tuple[str, AlertingConfig]:
     """What a process runs: the policy file at ``path`` (``load_config``), or the code defaults without one."""
-    return ("defaults", Evaluation()) if not path else load_config(path)
+    return ("defaults", AlertingConfig()) if not path else load_config(path)
 
 
 def _shown(settings: object, keys: Mapping[str, Key[Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in fields(settings):  # type: ignore[arg-type]  # always a settings dataclass
-        if isinstance(settings, Evaluation) and f.name in _NESTED:
+        if isinstance(settings, AlertingConfig) and f.name in _NESTED:
             continue
         key = keys.get(f.name)
         if key is None:
@@ -258,12 +258,12 @@ def _shown(settings: object, keys: Mapping[str, Key[Any]]) -> dict[str, Any]:
     return out
 
 
-def settings_json(e: Evaluation) -> dict[str, Any]:
+def settings_json(e: AlertingConfig) -> dict[str, Any]:
     """Every setting, in the policy file's own terms (a file with exactly these keys gives ``e`` back)."""
     return {section: _shown(getattr(e, attr) if attr else e, keys) for section, (attr, keys) in SECTIONS.items()}
 
 
-def policy_id(e: Evaluation) -> str:
+def policy_id(e: AlertingConfig) -> str:
     """A short stable id of the settings: "pol-" and 12 hex digits of the BLAKE2b hash of their canonical JSON."""
     canonical = json.dumps(settings_json(e), sort_keys=True, separators=(",", ":"), allow_nan=False)
     return ID_PREFIX + hashlib.blake2b(canonical.encode(), digest_size=ID_HEX // 2).hexdigest()

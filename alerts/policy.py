@@ -33,6 +33,7 @@ from enum import IntEnum, StrEnum
 
 from twin_state.catalogue import Metric
 from twin_state.clock import MAX_AHEAD_MS
+from twin_state.errors import TwinmonError
 from twin_state.news2 import RiskBand, assumed_text
 from twin_state.risk import Risk, Unconfirmed
 from twin_state.twin import Twin
@@ -347,7 +348,7 @@ def repair(state: PatientAlerts, now_ms: int, allowance_ms: int = MAX_AHEAD_MS) 
     )
 
 
-class UnknownAlert(LookupError):
+class UnknownAlert(TwinmonError, LookupError):
     """No open alert with that id for this patient (already resolved, or never existed)."""
 
 

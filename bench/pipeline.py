@@ -62,6 +62,7 @@ from simulation.simulator import simulate
 from streams.schema import decode, encode
 from twin_state import codec
 from twin_state.catalogue import Metric
+from twin_state.errors import TwinmonError
 from twin_state.redis_store import RedisTwinStore
 from twin_state.twin import Position, Reading, Twin, new_twin, step
 
@@ -82,7 +83,7 @@ LATENCY_WARMUP_S = 10.0
 CONSUMED = "twinmon_events_consumed_total"
 
 
-class BenchFailure(Exception):
+class BenchFailure(TwinmonError):
     """The pipeline (or a service it needs) is broken; the figures would be meaningless."""
 
 

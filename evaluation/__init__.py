@@ -1,7 +1,10 @@
 """Research and evaluation tools: cohorts, real-data replays, charts. Never imported by the worker or the feed."""
 
 
-class MissingExtra(ImportError):
+from twin_state.errors import TwinmonError
+
+
+class MissingExtra(TwinmonError, ImportError):
     """A tool needs a library of twinmon's ``evaluation`` extra, which the worker image does not install."""
 
 

@@ -81,8 +81,8 @@ from typing import Any
 
 import orjson
 
+from alerts.config import AlertingConfig, policy_id, settings_json
 from alerts.config import ConfigError as ConfigError  # re-exported: the loader's home is alerts.config
-from alerts.config import Evaluation, policy_id, settings_json
 from alerts.config import load_config as load_config
 from alerts.config import parse_config as parse_config
 from alerts.policy import AlertEvent, Condition, Kind, Level, reason_head
@@ -419,7 +419,7 @@ Item = tuple[int, RawMessage, Reading | None, float | None]
 """(processor clock ms, message, the decoded reading if it is valid, its true value if known)."""
 
 
-async def _run(items: Iterable[Item], evaluation: Evaluation, windows: Mapping[str, int | None],
+async def _run(items: Iterable[Item], evaluation: AlertingConfig, windows: Mapping[str, int | None],
                traced: Sequence[str]) -> _Collected:
     out = _Collected()
 
@@ -503,7 +503,7 @@ class _ShardJob:
     seed: int
     deteriorating_share: float
     rate: float
-    evaluation: Evaluation
+    evaluation: AlertingConfig
     windows: dict[str, int | None]
     traced: tuple[str, ...]
     shard: int
@@ -525,7 +525,7 @@ def evaluate_cohort(
     duration_s: float,
     seed: int,
     deteriorating_share: float,
-    evaluation: Evaluation | None = None,
+    evaluation: AlertingConfig | None = None,
     *,
     rate: float = BASE_RATE,
     workers: int | None = None,
@@ -539,7 +539,7 @@ def evaluate_cohort(
     """
     if patients < 1 or duration_s <= 0:
         raise ValueError("patients and duration must be positive")
-    evaluation = evaluation or Evaluation()
+    evaluation = evaluation or AlertingConfig()
     started = time.perf_counter()
     truth = cohort_truth(patients, duration_s, seed, deteriorating_share)
     onsets = {pid: None if o is None else START_MS + round(o * 1000) for pid, (o, _ramp) in truth.items()}
@@ -570,10 +570,10 @@ def evaluate_cohort(
     return result
 
 
-def evaluate_recorded(path: Path | str, evaluation: Evaluation | None = None) -> dict[str, Any]:
+def evaluate_recorded(path: Path | str, evaluation: AlertingConfig | None = None) -> dict[str, Any]:
     """Run a recorded file of ``vitals`` events (JSON lines, in delivery order, as ``twinmon simulate --out``
     writes) through the worker's processing. A recording has no truth: alert burden only."""
-    evaluation = evaluation or Evaluation()
+    evaluation = evaluation or AlertingConfig()
     started = time.perf_counter()
 
     def items() -> Iterator[Item]:
@@ -745,8 +745,8 @@ _ROWS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def compare(a: tuple[str, Evaluation], b: tuple[str, Evaluation],
-            run: Callable[[Evaluation], dict[str, Any]]) -> dict[str, Any]:
+def compare(a: tuple[str, AlertingConfig], b: tuple[str, AlertingConfig],
+            run: Callable[[AlertingConfig], dict[str, Any]]) -> dict[str, Any]:
     """Run the same cohort (``run``) under two configurations; both results and their differences."""
     ra, rb = run(a[1]), run(b[1])
     rows = []

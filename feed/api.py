@@ -43,6 +43,7 @@ from streams.kafka_io import producer, start_producer
 from streams.logsafety import exception_summary
 from streams.security import redis_client
 from streams.settings import Settings
+from twin_state.errors import TwinmonError
 from twin_state.profile import Status
 from twin_state.redis_store import RedisProfileStore, RedisTwinStore
 
@@ -60,7 +61,7 @@ WITH_BODY: dict[int | str, dict[str, Any]] = {
 }
 
 
-class ApiError(Exception):
+class ApiError(TwinmonError):
     def __init__(self, status: int, message: str, detail: list[str] | None = None) -> None:
         super().__init__(message)
         self.status = status

@@ -64,6 +64,7 @@ import orjson
 from alerts.policy import Condition, Level, OpenAlert
 from streams.schema import ID_PATTERN, Reason, Rejected, decode
 from twin_state.catalogue import CATALOGUE, Metric
+from twin_state.errors import TwinmonError
 from twin_state.twin import Twin
 from twin_state.view import DEFAULT_STALE_AFTER_MS, VitalView, vital_views
 
@@ -90,7 +91,7 @@ SEQ_STRIDE = 16
 """Room for every ``Metric`` ordinal in the ``seq`` of an ingested reading (there are fewer than 16)."""
 
 
-class FhirError(ValueError):
+class FhirError(TwinmonError, ValueError):
     """A FHIR resource twinmon cannot take, with a message meant for the person who sent it."""
 
 

@@ -19,9 +19,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from streams.schema import ID_PATTERN
+from twin_state.errors import TwinmonError
 
 
-class TokenError(ValueError):
+class TokenError(TwinmonError, ValueError):
     """A problem with the tokens file or a request to it, worded for a person."""
 
 

@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from alerts.codec import event_to_wire
 from alerts.policy import AlertEvent
-from streams.processor import BatchProcessor, Evaluation, RawMessage
+from streams.processor import AlertingConfig, BatchProcessor, RawMessage
 from streams.schema import Rejected, decode
 from twin_state.store import InMemoryTwinStore
 from twin_state.twin import Outcome, Position, Twin, new_twin, step
@@ -102,14 +102,14 @@ def replay(lines: Iterable[bytes], now_ms: int | None = None) -> ReplayResult:
     return result
 
 
-def replay_alerts(lines: Iterable[bytes], evaluation: Evaluation | None = None) -> list[AlertEvent]:
+def replay_alerts(lines: Iterable[bytes], evaluation: AlertingConfig | None = None) -> list[AlertEvent]:
     """The alert events the worker would publish for this log, in order: its ``BatchProcessor`` (twin, risk, alert
     policy) with an in-memory store, ingest times from the recording clock, and the no-data sweep every
     ``SWEEP_EVERY_MS`` of it. Event ids depend on event times, not on batching, so they are the worker's ids."""
-    return asyncio.run(_replay_alerts(lines, evaluation or Evaluation()))
+    return asyncio.run(_replay_alerts(lines, evaluation or AlertingConfig()))
 
 
-async def _replay_alerts(lines: Iterable[bytes], evaluation: Evaluation) -> list[AlertEvent]:
+async def _replay_alerts(lines: Iterable[bytes], evaluation: AlertingConfig) -> list[AlertEvent]:
     events: list[AlertEvent] = []
 
     async def publish(batch: Sequence[AlertEvent]) -> None:

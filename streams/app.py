@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 
 from alerts import config
 from alerts.codec import event_to_wire
-from alerts.config import Evaluation, policy_id
+from alerts.config import AlertingConfig, policy_id
 from alerts.policy import AlertEvent, UnknownAlert
 from streams import fastdrain
 from streams.actions import decode_action
@@ -85,14 +85,14 @@ def faust_app(settings: Settings) -> faust.App:
     )
 
 
-def load_policy(settings: Settings) -> tuple[str, Evaluation]:
+def load_policy(settings: Settings) -> tuple[str, AlertingConfig]:
     """The policy file's name and settings (the code defaults without one); ``alerts.config.ConfigError``, naming
     the file and the key, if it is wrong, so the worker stops before it consumes anything."""
     return config.load_policy(settings.policy_file)
 
 
 def create_app(settings: Settings, registry: CollectorRegistry | None = None, *,
-               policy: tuple[str, Evaluation] | None = None) -> Worker:
+               policy: tuple[str, AlertingConfig] | None = None) -> Worker:
     """``policy``: the policy file's name and settings, if already loaded (``load_policy``)."""
     name, evaluation = policy if policy is not None else load_policy(settings)
     pid = policy_id(evaluation)

@@ -605,7 +605,7 @@ def evaluate(ctx: click.Context, patients: int, hours: float, seed: int, deterio
     """
     if ctx.invoked_subcommand is not None:
         return
-    from alerts.config import ConfigError, Evaluation, load_config
+    from alerts.config import AlertingConfig, ConfigError, load_config
     from evaluation import cohort as ev
     from evaluation import require_charts
 
@@ -619,7 +619,7 @@ def evaluate(ctx: click.Context, patients: int, hours: float, seed: int, deterio
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
 
-    def run(evaluation: Evaluation) -> dict[str, Any]:
+    def run(evaluation: AlertingConfig) -> dict[str, Any]:
         if recorded is not None:
             click.echo(f"evaluate: replaying {recorded}", err=True)
             return ev.evaluate_recorded(recorded, evaluation)
@@ -637,7 +637,7 @@ def evaluate(ctx: click.Context, patients: int, hours: float, seed: int, deterio
             click.echo(f"| {row['metric']} | {row['a']} | {row['b']} | {row['b_minus_a']} |")
         click.echo(f"| policy id | {result['a']['result']['policy_id']} | {result['b']['result']['policy_id']} | |")
     else:
-        result = run(configs[0][1] if configs else Evaluation())
+        result = run(configs[0][1] if configs else AlertingConfig())
         paths = ev.write_report(result, out)
         click.echo(ev.figures_table(result))
         click.echo(f"policy {result['policy_id']}")

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
 from alerts import codec as alert_codec
-from alerts.config import Evaluation as Evaluation  # re-exported: callers build one to pass in
+from alerts.config import AlertingConfig as AlertingConfig  # re-exported: callers build one to pass in
 from alerts.config import policy_id
 from alerts.policy import (
     AlertEvent,
@@ -111,13 +111,13 @@ class BatchProcessor:
         *,
         profiles: ProfileSource | None = None,
         publish: AlertPublisher | None = None,
-        evaluation: Evaluation | None = None,
+        evaluation: AlertingConfig | None = None,
     ) -> None:
         self._store = store
         self._metrics = metrics
         self._profile_source = profiles
         self._publish = publish
-        self._eval = evaluation or Evaluation()
+        self._eval = evaluation or AlertingConfig()
         self._policy_id = policy_id(self._eval)
         self._twins: dict[str, Twin] = {}
         self._alerts: dict[str, PatientAlerts] = {}

@@ -5,5 +5,17 @@ class TwinmonError(Exception):
     """Root of every error twinmon raises on purpose."""
 
 
-class CorruptTwin(TwinmonError):
-    """A stored twin could not be decoded (written by an incompatible version, or damaged)."""
+class CorruptRecord(TwinmonError):
+    """A stored record could not be decoded (written by an incompatible version, or damaged)."""
+
+
+class CorruptTwin(CorruptRecord):
+    """A stored twin could not be decoded."""
+
+
+class CorruptProfile(CorruptRecord):
+    """A stored enrolment profile could not be decoded."""
+
+
+class CorruptAlertState(CorruptRecord):
+    """A stored alert state could not be decoded."""

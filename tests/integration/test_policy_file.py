@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from alerts.config import Evaluation, load_config, policy_id
+from alerts.config import AlertingConfig, load_config, policy_id
 from alerts.policy import AlertEvent
 from simulation.simulator import simulate
 from streams.processor import BatchProcessor, RawMessage
@@ -31,7 +31,7 @@ persist_ms = 120000   # a level must hold 2 min, not 30 s, before it is raised
 """
 
 
-def offline(messages: list[tuple[bytes, bytes]], evaluation: Evaluation) -> dict[str, AlertEvent]:
+def offline(messages: list[tuple[bytes, bytes]], evaluation: AlertingConfig) -> dict[str, AlertEvent]:
     events: list[AlertEvent] = []
 
     async def publish(batch: Sequence[AlertEvent]) -> None:
@@ -50,13 +50,13 @@ def test_a_worker_runs_its_policy_file_and_stamps_its_id_on_every_alert_event(
     path.write_text(POLICY)
     name, evaluation = load_config(path)
     pid = policy_id(evaluation)
-    assert pid != policy_id(Evaluation())
+    assert pid != policy_id(AlertingConfig())
 
     start = int(time.time() * 1000) - 3 * 3_600_000
     readings = simulate(6, 3 * 3600.0, rate=0.25, seed=31, start_ms=start, deteriorating_share=1.0)
     messages = [(r.patient_id.encode(), encode(r)) for _, r in readings]
     expected = offline(messages, evaluation)
-    defaults = offline(messages, Evaluation())
+    defaults = offline(messages, AlertingConfig())
     assert expected, "the cohort should raise alerts under the trial policy"
     # The check can fail: under the defaults the same stream gives other events (raised earlier).
     assert {(i, e.at) for i, e in expected.items()} != {(i, e.at) for i, e in defaults.items()}

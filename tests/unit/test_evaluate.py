@@ -29,7 +29,7 @@ from evaluation.cohort import (
 )
 from simulation.simulator import BASE_RATE, cohort_truth, simulate
 from streams.cli import main
-from streams.processor import Evaluation
+from streams.processor import AlertingConfig
 from streams.schema import encode
 from twin_state.catalogue import Metric
 from twin_state.news2 import Inputs, RiskBand, score
@@ -173,7 +173,7 @@ def test_config_overrides_only_what_it_names() -> None:
         parse_config(doc, "strict.toml")
     doc["policy"]["predicted_horizon_min"] = 90  # type: ignore[index]
     name, e = parse_config(doc, "strict.toml")
-    d = Evaluation()
+    d = AlertingConfig()
     assert name == "strict"
     assert e.policy.persist_ms == 60_000 and e.policy.predicted_medium == 0.8 and e.policy.single_three is Level.MEDIUM
     assert e.policy.predicted_high == d.policy.predicted_high and e.policy.clear_ms == d.policy.clear_ms
@@ -186,7 +186,7 @@ def test_config_overrides_only_what_it_names() -> None:
 
 
 def test_an_empty_config_is_the_defaults_named_after_the_file() -> None:
-    assert parse_config({}, "dir/current.toml") == ("current", Evaluation())
+    assert parse_config({}, "dir/current.toml") == ("current", AlertingConfig())
 
 
 @pytest.mark.parametrize(("doc", "message"), [
@@ -276,7 +276,7 @@ def test_report_files_are_written(small: dict[str, Any], tmp_path: Path) -> None
 
 
 def test_comparison_reports_both_runs_and_the_settings_that_differ(small: dict[str, Any], tmp_path: Path) -> None:
-    def fake_run(e: Evaluation) -> dict[str, Any]:
+    def fake_run(e: AlertingConfig) -> dict[str, Any]:
         return {**small, "settings": settings_json(e)}  # the same figures: only the settings differ
 
     a = parse_config({}, "a.toml")

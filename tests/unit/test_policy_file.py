@@ -21,8 +21,8 @@ from alerts import codec
 from alerts.config import (
     ID_PREFIX,
     SECTIONS,
+    AlertingConfig,
     ConfigError,
-    Evaluation,
     load_config,
     parse_config,
     policy_id,
@@ -82,11 +82,11 @@ def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def test_every_settings_field_has_a_key_and_every_key_a_test_case() -> None:
     owners = {"policy": PolicySettings, "risk": RiskSettings, "technical": TechnicalSettings}
     for section, (attr, keys) in SECTIONS.items():
-        cls = owners.get(section, Evaluation)
-        names = {f.name for f in fields(cls)} - ({"policy", "risk", "technical"} if cls is Evaluation else set())
+        cls = owners.get(section, AlertingConfig)
+        names = {f.name for f in fields(cls)} - ({"policy", "risk", "technical"} if cls is AlertingConfig else set())
         assert set(keys) == names, f"[{section}]: fields without a key {names - set(keys)}, keys without a field " \
                                    f"{set(keys) - names}"
-        assert attr == ("" if cls is Evaluation else section)
+        assert attr == ("" if cls is AlertingConfig else section)
     assert {(s, k) for s, k, _, _ in CASES} == {(s, k) for s, (_, keys) in SECTIONS.items() for k in keys}
 
 
@@ -96,18 +96,18 @@ def test_a_field_without_a_key_is_named_not_silently_skipped() -> None:
         gcs_max_age_min: float = 60.0
 
     with pytest.raises(TypeError, match=r"WiderRisk\.gcs_max_age_min has no key in alerts\.config"):
-        settings_json(Evaluation(risk=WiderRisk()))
+        settings_json(AlertingConfig(risk=WiderRisk()))
     with pytest.raises(ConfigError, match=r"risk: unknown key\(s\) gcs_max_age_min"):
         parse_config({"risk": {"gcs_max_age_min": 60.0}}, "a.toml")
 
 
 @pytest.mark.parametrize(("section", "key", "good", "bad"), CASES, ids=[f"{s}.{k}" for s, k, _, _ in CASES])
 def test_each_key_sets_only_its_setting_and_refuses_a_bad_value(section: str, key: str, good: Any, bad: Any) -> None:
-    defaults = flat(settings_json(Evaluation()))
+    defaults = flat(settings_json(AlertingConfig()))
     _, e = parse_config({section: {key: good}}, "a.toml")
     changed = {k for k, v in flat(settings_json(e)).items() if defaults[k] != v}
     assert changed and all(k == f"{section}.{key}" or k.startswith(f"{section}.{key}.") for k in changed), changed
-    assert policy_id(e) != policy_id(Evaluation())
+    assert policy_id(e) != policy_id(AlertingConfig())
     with pytest.raises(ConfigError) as info:
         parse_config({section: {key: bad}}, "dir/b.toml")
     message = str(info.value)
@@ -126,7 +126,7 @@ def test_settings_json_reads_back_as_the_same_settings() -> None:
         if key != "predicted_horizon_min":  # 30 is not among the changed horizons (15, 60)
             doc.setdefault(section, {})[key] = good
     _, e = parse_config(doc, "all.toml")
-    assert e != Evaluation()
+    assert e != AlertingConfig()
     _, again = parse_config(settings_json(e), "again.toml")
     assert again == e and policy_id(again) == policy_id(e)
 
@@ -150,14 +150,14 @@ def test_the_id_names_the_thresholds_not_the_file(tmp_path: Path) -> None:
     (pid,) = ids
     assert re.fullmatch(rf"{ID_PREFIX}[0-9a-f]{{12}}", pid)
     assert pid == policy_id(parse_config({"policy": {"persist_ms": 45_000}})[1])
-    assert pid != policy_id(parse_config({"policy": {"persist_ms": 45_001}})[1]) != policy_id(Evaluation())
+    assert pid != policy_id(parse_config({"policy": {"persist_ms": 45_001}})[1]) != policy_id(AlertingConfig())
 
 
 def test_the_shipped_default_file_is_the_code_defaults_with_every_key_written_out() -> None:
     name, e = load_config(DEFAULT_FILE)
-    assert name == "default" and e == Evaluation() and policy_id(e) == policy_id(Evaluation())
+    assert name == "default" and e == AlertingConfig() and policy_id(e) == policy_id(AlertingConfig())
     written = flat(tomllib.loads(DEFAULT_FILE.read_text()))
-    assert set(flat(settings_json(Evaluation()))) <= set(written), "document every key in the shipped file"
+    assert set(flat(settings_json(AlertingConfig()))) <= set(written), "document every key in the shipped file"
     # its header names its id, so that an id seen on an alert can be matched to the file by eye
     assert f"Its id: {policy_id(e)}" in DEFAULT_FILE.read_text()
 
@@ -188,7 +188,7 @@ async def test_the_processor_runs_its_policy_and_stamps_its_id_on_every_stored_a
     _, strict = parse_config({"policy": {"persist_ms": 120_000}}, "strict.toml")
     batch = deteriorating()
     runs = {}
-    for name, evaluation in (("defaults", Evaluation()), ("strict", strict)):
+    for name, evaluation in (("defaults", AlertingConfig()), ("strict", strict)):
         store = InMemoryTwinStore()
         events: list[Any] = []
 
@@ -205,7 +205,7 @@ async def test_the_processor_runs_its_policy_and_stamps_its_id_on_every_stored_a
     # the thresholds really ran: a level must persist 4 times as long, so each clinical alert is raised later
     first = {name: {e.alert_id: e.at for e in reversed(evs) if e.kind is Kind.RAISED} for name, evs in runs.items()}
     later = [first["strict"][a] - first["defaults"][a] for a in set(first["strict"]) & set(first["defaults"])]
-    assert later and min(later) >= 90_000 - Evaluation().every_ms  # evaluated every 10 s of event time
+    assert later and min(later) >= 90_000 - AlertingConfig().every_ms  # evaluated every 10 s of event time
     wire = codec.event_to_wire(runs["strict"][0], policy_id(strict))
     assert wire["policy_id"] == policy_id(strict) and wire["event_id"] == runs["strict"][0].event_id
 
@@ -219,7 +219,7 @@ async def test_a_state_stored_under_another_policy_is_restamped_when_evaluated_a
     await processor.process(batch[len(batch) // 2:], T0 + 4 * 3_600_000)
     records = await store.load_records(["sim-000000"])
     extra = records["sim-000000"][1]
-    assert extra is not None and codec.unpack(extra).policy_id == policy_id(other) != policy_id(Evaluation())
+    assert extra is not None and codec.unpack(extra).policy_id == policy_id(other) != policy_id(AlertingConfig())
 
 
 def test_the_feed_patient_view_carries_the_policy_id() -> None:
@@ -257,7 +257,7 @@ def test_evaluate_reports_carry_the_policy_id(tmp_path: Path) -> None:
     events.write_bytes(b"\n".join(encode(r) for _, r in simulate(2, 600, seed=4, start_ms=T0)) + b"\n")
     _, e = parse_config({"policy": {"persist_ms": 60_000}}, "b.toml")
     assert evaluate_recorded(events, e)["policy_id"] == policy_id(e)
-    assert evaluate_recorded(events)["policy_id"] == policy_id(Evaluation())
+    assert evaluate_recorded(events)["policy_id"] == policy_id(AlertingConfig())
     a, b = parse_config({}, "a.toml"), parse_config({"policy": {"persist_ms": 60_000}}, "b.toml")
     cmp = compare(a, b, lambda ev: evaluate_recorded(events, ev))
     write_comparison(cmp, tmp_path / "cmp")
