@@ -44,7 +44,7 @@ from streams.logsafety import exception_summary
 from streams.security import redis_client
 from streams.settings import Settings
 from twin_state.errors import TwinmonError
-from twin_state.profile import Status
+from twin_state.profile import Profile, Status
 from twin_state.redis_store import RedisProfileStore, RedisTwinStore
 
 log = logging.getLogger("twinmon.feed")
@@ -243,7 +243,7 @@ class Feed:
         self._audit = AuditWriter(self._producer, self.settings.topic_audit, key, "feed")
         for name, work in (("audit", audit_indexer(self.settings, self.index, key)),
                            ("alert-history", alert_history_indexer(self.settings, self.index)),
-                           ("live", live_alerts(self.settings, self.hub))):
+                           ("live", live_alerts(self.settings, self.hub, self.in_team))):
             self.tasks.append(asyncio.create_task(work, name=f"feed-{name}"))
 
     async def stop(self) -> None:
@@ -257,24 +257,34 @@ class Feed:
         await self.redis.aclose()
 
     # --- reads, team-scoped ---
-    async def in_team(self, team: str, patient_id: str) -> bool:
-        return bool(await self.redis.sismember(self.profiles.team_key(team), patient_id))
+    async def in_team(self, team: str, patient_id: str) -> Profile | None:
+        """The patient's profile if it is enrolled in ``team`` now. Decided by the profile, not the team set (an
+        index that a crash between its two writes can leave behind)."""
+        return (await self.profiles.enrolled_in(team, [patient_id])).get(patient_id)
 
-    async def require(self, who: Principal, patient_id: str) -> None:
-        if not await self.in_team(who.team, patient_id):
+    async def require(self, who: Principal, patient_id: str) -> Profile:
+        profile = await self.in_team(who.team, patient_id)
+        if profile is None:
             raise _not_found()
+        return profile
 
-    async def team_states(self, team: str) -> tuple[list[str], dict[str, Any], dict[str, PatientAlerts]]:
-        ids = await self.profiles.team(team)
-        records = await self.twins.load_records(ids)
-        alerts = {pid: alert_codec.unpack(extra) for pid, (_, extra) in records.items() if extra}
-        return ids, {pid: twin for pid, (twin, _) in records.items()}, alerts
+    async def team_states(self, team: str) -> tuple[dict[str, Profile], dict[str, Any], dict[str, PatientAlerts]]:
+        """The team's patients (their profiles), twins and alert states, each of the current episode only."""
+        profiles = await self.profiles.enrolled_in(team, await self.profiles.team(team))
+        records = await self.twins.load_records(list(profiles))
+        twins, alerts = {}, {}
+        for pid, (twin, extra) in records.items():
+            twin_now, state, _ = views.this_episode(profiles[pid], twin, alert_codec.unpack(extra) if extra else None)
+            if twin_now is not None:
+                twins[pid] = twin_now
+            if state is not None:
+                alerts[pid] = state
+        return profiles, twins, alerts
 
     async def summaries(self, team: str, now_ms: int) -> list[models.PatientSummary]:
-        ids, twins, alerts = await self.team_states(team)
-        profiles = await self.profiles.get_many(ids)
-        return views.by_risk([views.summary(pid, twins.get(pid), profiles.get(pid), alerts.get(pid), now_ms,
-                                            self.policy.risk) for pid in ids])
+        profiles, twins, alerts = await self.team_states(team)
+        return views.by_risk([views.summary(pid, twins.get(pid), p, alerts.get(pid), now_ms, self.policy.risk)
+                              for pid, p in profiles.items()])
 
     # --- writes: audit first (acks=all), then the change ---
     async def audit_record(self, who: Principal, action: str, patient_id: str, alert_id: str | None = None,
@@ -423,13 +433,12 @@ def create_api(settings: Settings) -> FastAPI:
                           ) -> models.PatientDetail:
         """One patient's twin: estimates with uncertainty, last raw reading, trend, baseline, forecast bands,
         NEWS2 subscores, open alerts and recent history for charts."""
-        await feed.require(who, patient_id)
-        twin = await feed.twins.get(patient_id)
+        profile = await feed.require(who, patient_id)
         extra = await feed.twins.get_extra(patient_id)
-        profile = await feed.profiles.get(patient_id)
-        points = await feed.twins.history(patient_id, history) if history else []
-        return views.detail(patient_id, twin, profile, alert_codec.unpack(extra) if extra else None, points,
-                            int(time.time() * 1000), feed.policy.risk)
+        twin, state, points = views.this_episode(
+            profile, await feed.twins.get(patient_id), alert_codec.unpack(extra) if extra else None,
+            await feed.twins.history(patient_id, history) if history else [])
+        return views.detail(patient_id, twin, profile, state, points, int(time.time() * 1000), feed.policy.risk)
 
     @api.post("/api/patients", response_model=models.Accepted, status_code=202, tags=["enrolment"],
               responses={**WITH_BODY, 409: {"model": models.Error, "description": "Id not available"}})
@@ -437,7 +446,10 @@ def create_api(settings: Settings) -> FastAPI:
         """Enrol a patient into my team with a profile; the workers use it within seconds."""
         current = await feed.profiles.get(body.patient_id)
         if current is not None and current.status is Status.ENROLLED and current.care_team != who.team:
-            raise ApiError(409, "this patient id cannot be enrolled (discharge it from its team first)")
+            # Patient ids are global, so that the id is taken cannot be hidden; nothing else is said (not the
+            # team, not since when), and the attempt is in the trail for whoever reviews it.
+            await feed.audit_record(who, "enrol-refused", body.patient_id)
+            raise ApiError(409, "this patient id is not available to your team")
         audit_id = await feed.enrol(who, "enrol", body.patient_id, Status.ENROLLED, body.age_band,
                                     body.conditions, body.targets)
         return models.Accepted(audit_id=audit_id, detail=f"enrolment of {body.patient_id} sent to the workers")
@@ -489,7 +501,9 @@ def create_api(settings: Settings) -> FastAPI:
                             until: Annotated[int | None, Query(ge=0, description="Epoch ms, inclusive")] = None,
                             ) -> models.Page[models.AlertEvent]:
         """One patient's alert events (raised, escalated, acknowledged, resolved), newest first."""
-        await feed.require(who, patient_id)
+        profile = await feed.require(who, patient_id)
+        if profile.last_discharged_at:  # nothing of an earlier episode
+            since = max(since or 0, profile.last_discharged_at + 1)
         items, more = await feed.index.alert_history(patient_id, since, until, offset, limit)
         return models.Page[models.AlertEvent](items=[models.AlertEvent.model_validate(i) for i in items],
                                               next_offset=offset + limit if more else None)

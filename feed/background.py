@@ -61,6 +61,9 @@ class Hub:
                     q.put_nowait(None)  # tells the stream to close
         return sent
 
+    def has(self, team: str) -> bool:
+        return bool(self._clients.get(team))
+
     def clients(self) -> int:
         return sum(len(v) for v in self._clients.values())
 
@@ -136,7 +139,11 @@ def alert_history_indexer(settings: Settings, index: FeedIndex) -> Coroutine[Any
     return _indexer(settings, "alert-history", settings.topic_alerts, parse_alert_event, index.add_alert_event)
 
 
-def live_alerts(settings: Settings, hub: Hub) -> Coroutine[Any, Any, None]:
+def live_alerts(settings: Settings, hub: Hub, in_team: Callable[[str, str], Awaitable[object | None]]
+                ) -> Coroutine[Any, Any, None]:
+    """Alert events to the SSE clients of the event's care team, if the patient is enrolled in that team now
+    (``in_team(team, patient_id)``): a discharged or transferred patient's events reach no former team."""
+
     async def run() -> None:
         consumer = AIOKafkaConsumer(settings.topic_alerts, **aiokafka_kwargs(settings), group_id=None,
                                     auto_offset_reset="latest", enable_auto_commit=False)
@@ -153,8 +160,11 @@ def live_alerts(settings: Settings, hub: Hub) -> Coroutine[Any, Any, None]:
                 for records in batch.values():
                     for r in records:
                         event = parse_alert_event(r.value)
-                        if event is not None and event.get("care_team"):
-                            hub.publish(str(event["care_team"]), event)
+                        if event is None or not event.get("care_team"):
+                            continue
+                        team = str(event["care_team"])
+                        if hub.has(team) and await in_team(team, str(event["patient_id"])):
+                            hub.publish(team, event)
         finally:
             hub.live.clear()
             await consumer.stop()

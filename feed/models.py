@@ -105,7 +105,7 @@ class AuditRecord(BaseModel):
     at: int = Field(description="Epoch ms when the API (or the CLI) accepted the request")
     user: str = Field(description="feed: the bearer token's user; cli: the --user given, not verified")
     team: str
-    action: Literal["enrol", "update", "discharge", "acknowledge", "resolve", "observe"]
+    action: Literal["enrol", "enrol-refused", "update", "discharge", "acknowledge", "resolve", "observe"]
     """``observe``: readings entered through ``POST /fhir/Observation`` (reason says how many)."""
     patient_id: str
     alert_id: str | None = None

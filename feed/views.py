@@ -6,6 +6,7 @@ Built from the same core functions as ``twinmon twin show`` / ``forecast`` (``vi
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from alerts.policy import OpenAlert, PatientAlerts
@@ -21,6 +22,29 @@ from twin_state.view import vital_views
 
 FORECAST_MINUTES = (0.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0)
 RISK_HORIZON_MIN = 60.0
+
+
+def this_episode(profile: Profile | None, twin: Twin | None, alerts: PatientAlerts | None,
+                 history: Sequence[HistoryPoint] = ()) -> tuple[Twin | None, PatientAlerts | None, list[HistoryPoint]]:
+    """What belongs to the patient's current episode: nothing measured or done at or before their last discharge
+    (``Profile.last_discharged_at``). Readings from then are dropped (a twin left with none is shown as no data),
+    and so are acknowledgements: an alert still open is shown, as it is, but unacknowledged. Never hides an
+    open alert."""
+    since = profile.last_discharged_at if profile is not None else 0
+    if not since:
+        return twin, alerts, list(history)
+    if twin is not None:
+        vitals = {m: v for m, v in twin.vitals.items() if v.last_raw_at > since}
+        observations = {m: o for m, o in twin.observations.items() if o.measured_at > since}
+        quality = {m: q for m, q in twin.quality.items() if m in vitals}
+        twin = (dataclasses.replace(twin, vitals=vitals, observations=observations, quality=quality)
+                if vitals or observations else None)
+    if alerts is not None:
+        alerts = dataclasses.replace(alerts, open={
+            c: a if a.acknowledged_at is None or a.acknowledged_at > since
+            else dataclasses.replace(a, acknowledged_by=None, acknowledged_at=None)
+            for c, a in alerts.open.items()})
+    return twin, alerts, [p for p in history if p[0] > since]
 
 
 def alert_model(patient_id: str, a: OpenAlert) -> models.Alert:

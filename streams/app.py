@@ -31,6 +31,7 @@ from streams.processor import BatchProcessor, BatchResult, RawMessage
 from streams.schema import Reason, Rejected
 from streams.security import faust_credentials, redis_client
 from streams.settings import Settings
+from twin_state.profile import Status
 from twin_state.redis_store import RedisProfileStore, RedisTwinStore
 
 log = logging.getLogger("twinmon.worker")
@@ -116,7 +117,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, *,
         for e in events:
             wire = event_to_wire(e, pid)
             profile = processor.profile(e.patient_id)
-            wire["care_team"] = profile.care_team if profile is not None else None
+            # A discharged patient belongs to no team: its alerts reach no team's page.
+            wire["care_team"] = (profile.care_team if profile is not None and profile.status is Status.ENROLLED
+                                 else None)
             futures.append(await app.producer.send(
                 settings.topic_alerts, e.patient_id.encode(), orjson.dumps(wire), None, None, None))
         for fut in futures:

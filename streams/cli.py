@@ -693,8 +693,10 @@ from streams.cli_feed import serve, token  # noqa: E402
 main.add_command(serve)
 main.add_command(token)
 from streams.cli_audit import audit  # noqa: E402
+from streams.cli_profiles import profiles  # noqa: E402
 
 main.add_command(audit)
+main.add_command(profiles)
 # --- end care-team feed ---
 
 

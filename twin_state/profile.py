@@ -35,6 +35,9 @@ class Profile:
     conditions: frozenset[str] = frozenset()
     targets: Mapping[Metric, tuple[float, float]] = field(default_factory=dict)
     """Clinician-set target ranges (e.g. SpO2 88-92 %) that replace population norms in predicted risk."""
+    last_discharged_at: int = 0
+    """Epoch ms of the patient's last discharge (0: never), kept by the store: the feed shows a team nothing
+    from before it, so a new enrolment of the id does not reveal an earlier episode."""
 
     @property
     def spo2_scale2(self) -> bool:

@@ -14,6 +14,7 @@ check, so a replayed batch adds none.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Mapping, Sequence
 
 import msgpack
@@ -183,24 +184,51 @@ class RedisTwinStore:
         return sorted(ids)
 
 
-# Returns the care team the profile had before (or '') when written, nil when the change is not newer.
+# KEYS[1] the profile hash; ARGV: updated_at, team ('' when discharged), packed profile.
+# Stores the profile unless a newer one is stored (equal: stored again, so a retry is a no-op) and returns what
+# the team sets must be made to match, for this change or, when it is refused, for the stored one:
+# {written, current team ('' if discharged), every team the patient was ever in, time of the last discharge}.
+# 'h' keeps the teams so that any later save, retry or reconciliation removes the patient from all of them.
 _SAVE_PROFILE_IF_NEWER = """
-local cur = redis.call('HMGET', KEYS[1], 'u', 't')
-if cur[1] and tonumber(cur[1]) > tonumber(ARGV[1]) then
-  return false
+local cur = redis.call('HMGET', KEYS[1], 'u', 't', 'h', 'e')
+local team, teams, discharged = cur[2] or '', cur[3] or '', cur[4] or '0'
+local function remember(t)
+  if t ~= '' and not string.find('\\n' .. teams .. '\\n', '\\n' .. t .. '\\n', 1, true) then
+    teams = (teams == '') and t or (teams .. '\\n' .. t)
+  end
 end
-redis.call('HSET', KEYS[1], 'u', ARGV[1], 't', ARGV[2], 's', ARGV[3])
-return cur[2] or ''
+remember(team)
+if cur[1] and tonumber(cur[1]) > tonumber(ARGV[1]) then
+  return {0, team, teams, discharged}
+end
+if ARGV[2] == '' and team ~= '' then
+  discharged = ARGV[1]
+end
+team = ARGV[2]
+remember(team)
+redis.call('HSET', KEYS[1], 'u', ARGV[1], 't', team, 's', ARGV[3], 'h', teams, 'e', discharged)
+return {1, team, teams, discharged}
 """
 
 
+def _text(v: bytes | str | None) -> str:
+    return "" if v is None else v.decode() if isinstance(v, bytes) else v
+
+
 class RedisProfileStore:
-    """Enrolment profiles, ``{prefix}:profile:{<pid>}``, and each care team's set ``{prefix}:team:<team>``."""
+    """Enrolment profiles, ``{prefix}:profile:{<pid>}``, and each care team's set ``{prefix}:team:<team>``.
+
+    The profile hash is the truth (fields ``s`` the packed profile, ``u`` its time, ``t`` the team while enrolled,
+    ``h`` every team it was ever in, ``e`` the time of the last discharge). The team sets are an index of it for
+    listing, kept in step by every save and repaired by ``reconcile``; access decisions read the profile."""
 
     def __init__(self, client: Redis, prefix: str = "twinmon") -> None:
         self._redis = client
         self._prefix = prefix
         self._save = client.register_script(_SAVE_PROFILE_IF_NEWER)
+        # On a cluster the team sets live on other slots than the profile, so no transaction spans them; the
+        # update is idempotent and access reads the profile, so a half-done one grants nothing.
+        self._atomic = not isinstance(client, RedisCluster)
 
     def key(self, patient_id: str) -> str:
         return f"{self._prefix}:profile:{{{patient_id}}}"
@@ -209,35 +237,82 @@ class RedisProfileStore:
         return f"{self._prefix}:team:{team}"
 
     async def save(self, profile: Profile) -> bool:
-        """Store ``profile`` unless a newer one is stored; keep team membership in step. True if written."""
+        """Store ``profile`` unless a newer one is stored; True if written. Either way the team sets are then made
+        to match the stored profile, so a retry after a dropped connection or a crash repairs them."""
         team = profile.care_team if profile.status is Status.ENROLLED else ""
-        previous = await self._save(
+        written, current, teams, _ = await self._save(
             keys=[self.key(profile.patient_id)], args=[profile.updated_at, team, profile_codec.pack(profile)]
         )
-        if previous is None:
-            return False
-        previous = previous.decode() if isinstance(previous, bytes) else previous
-        async with self._redis.pipeline(transaction=True) as pipe:
-            if previous and previous != team:
-                pipe.srem(self.team_key(previous), profile.patient_id)
+        await self._place(profile.patient_id, _text(current), _text(teams).split("\n"))
+        return bool(written)
+
+    async def _place(self, patient_id: str, team: str, teams: Sequence[str]) -> None:
+        async with self._redis.pipeline(transaction=self._atomic) as pipe:
+            for t in teams:
+                if t and t != team:
+                    pipe.srem(self.team_key(t), patient_id)
             if team:
-                pipe.sadd(self.team_key(team), profile.patient_id)
+                pipe.sadd(self.team_key(team), patient_id)
             await pipe.execute()
-        return True
+
+    @staticmethod
+    def _profile(blob: bytes | str | None, discharged: bytes | str | None) -> Profile | None:
+        if blob is None:
+            return None
+        p = profile_codec.unpack(blob if isinstance(blob, bytes) else blob.encode())
+        at = int(discharged or 0)
+        return dataclasses.replace(p, last_discharged_at=at) if at else p
 
     async def get(self, patient_id: str) -> Profile | None:
-        blob: bytes | None = await self._redis.hget(self.key(patient_id), "s")  # type: ignore[assignment]  # client returns bytes (no decode_responses)
-        return None if blob is None else profile_codec.unpack(blob)
+        blob, discharged = await self._redis.hmget(self.key(patient_id), ["s", "e"])
+        return self._profile(blob, discharged)
 
     async def get_many(self, patient_ids: Sequence[str]) -> dict[str, Profile]:
         if not patient_ids:
             return {}
         async with self._redis.pipeline(transaction=False) as pipe:
             for pid in patient_ids:
-                pipe.hget(self.key(pid), "s")
-            blobs = await pipe.execute()
-        return {pid: profile_codec.unpack(b) for pid, b in zip(patient_ids, blobs, strict=True) if b is not None}
+                pipe.hmget(self.key(pid), ["s", "e"])
+            rows = await pipe.execute()
+        found = {pid: self._profile(*row) for pid, row in zip(patient_ids, rows, strict=True)}
+        return {pid: p for pid, p in found.items() if p is not None}
 
     async def team(self, team: str) -> list[str]:
+        """The patients of ``team``'s set (an index: a caller deciding access checks their profiles)."""
         members = await self._redis.smembers(self.team_key(team))
         return sorted(m.decode() if isinstance(m, bytes) else m for m in members)
+
+    async def enrolled_in(self, team: str, patient_ids: Sequence[str]) -> dict[str, Profile]:
+        """The profiles of those of ``patient_ids`` whose stored profile is enrolled in ``team``."""
+        found = await self.get_many(patient_ids)
+        return {pid: p for pid, p in found.items() if p.status is Status.ENROLLED and p.care_team == team}
+
+    async def reconcile(self, dry_run: bool = False) -> tuple[int, int]:
+        """Make every team set match the stored profiles: a member whose profile is not enrolled in that team
+        leaves it, an enrolled patient missing from its team's set joins it. Returns (added, removed)."""
+        profile_prefix, team_prefix = self.key(""), self.team_key("")
+        want: dict[str, set[str]] = {}
+        async for key in self._redis.scan_iter(match=f"{profile_prefix[:-2]}*", count=1000):
+            k = _text(key)
+            if not (k.startswith(profile_prefix[:-1]) and k.endswith("}")):
+                continue
+            team = _text(await self._redis.hget(k, "t"))
+            if team:
+                want.setdefault(team, set()).add(k[len(profile_prefix) - 1 : -1])
+        have: dict[str, set[str]] = {}
+        async for key in self._redis.scan_iter(match=f"{team_prefix}*", count=1000):
+            k = _text(key)
+            have[k[len(team_prefix):]] = {_text(m) for m in await self._redis.smembers(k)}
+        added = removed = 0
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for team in sorted(set(want) | set(have)):
+                missing = want.get(team, set()) - have.get(team, set())
+                extra = have.get(team, set()) - want.get(team, set())
+                added, removed = added + len(missing), removed + len(extra)
+                if missing:
+                    pipe.sadd(self.team_key(team), *sorted(missing))
+                if extra:
+                    pipe.srem(self.team_key(team), *sorted(extra))
+            if not dry_run:
+                await pipe.execute()
+        return added, removed

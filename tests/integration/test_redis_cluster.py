@@ -20,19 +20,18 @@ from redis.asyncio import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import RedisError
 
-from tests.conftest import free_port
+from tests.conftest import Services, free_port
 from twin_state.catalogue import Metric
-from twin_state.redis_store import RedisTwinStore
+from twin_state.profile import Profile, Status
+from twin_state.redis_store import RedisProfileStore, RedisTwinStore
 from twin_state.twin import Position, Reading, Twin, new_twin, step
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed"),
-]
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def cluster_url(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    assert shutil.which("redis-server"), "the services fixture installs redis-server"
     state: Path = tmp_path_factory.mktemp("redis-cluster")
     # A cluster node also listens on port + 10000 (the cluster bus), so its port must be 55535 or less.
     port = next(p for p in iter(free_port, None) if p <= 55535)
@@ -97,3 +96,26 @@ async def test_a_batch_of_many_patients_is_written_and_read_back_on_a_cluster(st
     assert {pid: twin for pid, (twin, _) in records.items()} == {t.patient_id: t for t in twins}
     assert {pid: extra for pid, (_, extra) in records.items() if extra} == extras
     assert await store.history("p-7") == history["p-7"]
+
+
+async def test_profiles_and_team_sets_on_a_cluster(cluster_url: str) -> None:
+    """Profile and team sets live on different slots: saves, transfers, discharges and reconcile still work."""
+    client = RedisCluster.from_url(cluster_url)
+    try:
+        profiles = RedisProfileStore(client, prefix=f"c{uuid.uuid4().hex[:8]}")  # type: ignore[arg-type]
+        t0 = 1_763_942_400_000
+        for i in range(20):
+            assert await profiles.save(Profile(f"p-{i}", "ward-a", t0))
+        assert await profiles.save(Profile("p-1", "ward-b", t0 + 1))
+        assert await profiles.save(Profile("p-2", "ward-a", t0 + 1, Status.DISCHARGED))
+        assert await profiles.team("ward-b") == ["p-1"]
+        assert "p-1" not in await profiles.team("ward-a") and "p-2" not in await profiles.team("ward-a")
+        stored = await profiles.get("p-2")
+        assert stored is not None and stored.last_discharged_at == t0 + 1
+        assert len(await profiles.get_many([f"p-{i}" for i in range(25)])) == 20
+        await client.sadd(profiles.team_key("ward-b"), "p-3")
+        await client.srem(profiles.team_key("ward-a"), "p-4")
+        assert await profiles.reconcile() == (1, 1)
+        assert await profiles.team("ward-b") == ["p-1"] and "p-4" in await profiles.team("ward-a")
+    finally:
+        await client.aclose()

@@ -3,6 +3,7 @@ the committed OpenAPI document being the one the code generates."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 from pathlib import Path
@@ -15,6 +16,7 @@ from feed import tokens, views
 from feed.openapi import render
 from streams.cli import main
 from twin_state.catalogue import Metric
+from twin_state.profile import Profile
 from twin_state.twin import Position, Reading, Twin, new_twin, step
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,3 +125,34 @@ def test_serve_says_in_one_line_when_kafka_is_unreachable(tmp_path: Path) -> Non
     assert out.exit_code == 1
     assert "cannot reach Kafka at 127.0.0.1:1 (set TWINMON_KAFKA_BOOTSTRAP)" in out.output
     assert "Traceback" not in out.output
+
+
+def test_an_acknowledgement_from_before_the_enrolment_is_not_shown() -> None:
+    """A re-enrolled id shows nothing of the episode before its discharge: not the readings, not who acknowledged
+    what. An alert still open stays shown, unacknowledged: the view never looks calmer than the state."""
+    sick = _twin("p-1", 128, 26)  # readings NOW-20 min .. NOW
+    discharged_at = NOW - 5 * 60_000
+    acked = dataclasses.replace(_alert("a" * 24, Level.HIGH, NOW - 30 * 60_000), acknowledged_by="nurse-of-ward-9",
+                                acknowledged_at=NOW - 10 * 60_000)
+    later = dataclasses.replace(_alert("b" * 24, Level.LOW, NOW - 60_000), acknowledged_by="nurse-of-ward-7",
+                                acknowledged_at=NOW - 30_000)
+    state = PatientAlerts("p-1", {Condition.CLINICAL: acked, Condition.NO_DATA: later})
+    history = [(NOW - 10 * 60_000, "heart_rate", 120.0, 120.0, 1.0, "applied"),
+               (discharged_at, "heart_rate", 121.0, 121.0, 1.0, "applied"),
+               (NOW, "heart_rate", 128.0, 127.5, 1.0, "applied")]
+    profile = Profile("p-1", "ward-7", NOW - 60_000, last_discharged_at=discharged_at)
+    twin, alerts, points = views.this_episode(profile, sick, state, history)
+    assert twin is not None and set(twin.vitals) == set(sick.vitals), "readings after the discharge are shown"
+    assert alerts is not None and set(alerts.open) == {Condition.CLINICAL, Condition.NO_DATA}
+    assert alerts.open[Condition.CLINICAL].acknowledged_by is None
+    assert alerts.open[Condition.CLINICAL].acknowledged_at is None
+    assert alerts.open[Condition.NO_DATA] == later
+    assert [p[0] for p in points] == [NOW]
+    shown = views.detail("p-1", twin, profile, alerts, points, NOW)
+    assert "nurse-of-ward-9" not in shown.model_dump_json() and len(shown.alerts) == 2
+    # Readings all from before the discharge: no data, never a score from the earlier episode.
+    gone, _, _ = views.this_episode(dataclasses.replace(profile, last_discharged_at=NOW + 1), sick, None)
+    assert gone is None and views.summary("p-1", gone, profile, None, NOW).news2 is None
+    # Never discharged: everything shown as stored.
+    assert views.this_episode(Profile("p-1", "ward-7", NOW), sick, state, history) == (sick, state, history)
+    assert views.this_episode(None, sick, state, history) == (sick, state, history)
