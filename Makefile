@@ -39,7 +39,7 @@ test: venv
 ## Fault tests, long variants: more load, ten SIGKILLs, three Redis and two Kafka restarts (figures printed).
 chaos: venv
 	bash deploy/local/kafka.sh fetch
-	TWINMON_CHAOS=1 $(BIN)/pytest -s tests/integration/test_faults.py
+	TWINMON_CHAOS=1 $(BIN)/pytest -s tests/e2e/test_faults.py
 
 test-unit: venv
 	$(BIN)/pytest tests/unit

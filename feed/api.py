@@ -1,6 +1,6 @@
 """The care-team feed: HTTP API, Server-Sent Events and the web page, built by ``create_api(settings)``.
 
-Edges only: every figure comes from the pure core (``feed.views``, ``twin_state``, ``alerts``); changes go to
+Edges only: every figure comes from the pure core (``feed.presenters``, ``twin_state``, ``alerts``); changes go to
 the workers through Kafka (``enrolments``, ``alert-actions``), each preceded by an audit record on ``audit``.
 Team scoping: the team comes from the bearer token; another team's patient or alert answers 404, exactly as a
 patient that does not exist.
@@ -18,7 +18,6 @@ from pathlib import Path as FsPath
 from typing import Annotated, Any
 
 import orjson
-from aiokafka import AIOKafkaProducer
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
@@ -31,11 +30,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from alerts import codec as alert_codec
 from alerts.config import load_policy
 from alerts.policy import PatientAlerts
-from feed import models, views
-from feed.audit_log import AuditWriter, audit_key
-from feed.background import Hub, alert_history_indexer, audit_indexer, live_alerts
+from feed import models, presenters
+from feed.audit import audit_key
 from feed.index import FeedIndex
-from feed.shared import SharedByTeam
+from feed.kafka import AuditWriter, Producer, alert_history_indexer, audit_indexer, live_alerts
+from feed.live import Hub
+from feed.single_flight import SharedByTeam
 from feed.tokens import Principal, TokenBook
 from streams.actions import AlertActionV1
 from streams.enrolment import ANCHORED_ID, EnrolmentV1, profile_to_wire
@@ -224,13 +224,13 @@ class Feed:
         # The live streams' summaries, computed once per team however many pages the team has open.
         self.live_summaries: SharedByTeam[list[models.PatientSummary]] = SharedByTeam(
             lambda team: self.summaries(team, int(time.time() * 1000)), settings.api_twin_poll_s / 2)
-        self._producer: AIOKafkaProducer | None = None  # made in start(): aiokafka needs the running loop
+        self._producer: Producer | None = None  # made in start(): aiokafka needs the running loop
         self.producer_started = False
         self._audit: AuditWriter | None = None
         self.tasks: list[asyncio.Task[None]] = []
 
     @property
-    def producer(self) -> AIOKafkaProducer:
+    def producer(self) -> Producer:
         if self._producer is None:
             raise RuntimeError("the feed is not started")
         return self._producer
@@ -273,8 +273,9 @@ class Feed:
         profiles = await self.profiles.enrolled_in(team, await self.profiles.team(team))
         records = await self.twins.load_records(list(profiles))
         twins, alerts = {}, {}
-        for pid, (twin, extra) in records.items():
-            twin_now, state, _ = views.this_episode(profiles[pid], twin, alert_codec.unpack(extra) if extra else None)
+        for pid, (twin, alert_state) in records.items():
+            unpacked = alert_codec.unpack(alert_state) if alert_state else None
+            twin_now, state, _ = presenters.this_episode(profiles[pid], twin, unpacked)
             if twin_now is not None:
                 twins[pid] = twin_now
             if state is not None:
@@ -283,7 +284,7 @@ class Feed:
 
     async def summaries(self, team: str, now_ms: int) -> list[models.PatientSummary]:
         profiles, twins, alerts = await self.team_states(team)
-        return views.by_risk([views.summary(pid, twins.get(pid), p, alerts.get(pid), now_ms, self.policy.risk)
+        return presenters.by_risk([presenters.summary(pid, twins.get(pid), p, alerts.get(pid), now_ms, self.policy.risk)
                               for pid, p in profiles.items()])
 
     # --- writes: audit first (acks=all), then the change ---
@@ -434,11 +435,11 @@ def create_api(settings: Settings) -> FastAPI:
         """One patient's twin: estimates with uncertainty, last raw reading, trend, baseline, forecast bands,
         NEWS2 subscores, open alerts and recent history for charts."""
         profile = await feed.require(who, patient_id)
-        extra = await feed.twins.get_extra(patient_id)
-        twin, state, points = views.this_episode(
-            profile, await feed.twins.get(patient_id), alert_codec.unpack(extra) if extra else None,
+        alert_state = await feed.twins.get_alert_state(patient_id)
+        twin, state, points = presenters.this_episode(
+            profile, await feed.twins.get(patient_id), alert_codec.unpack(alert_state) if alert_state else None,
             await feed.twins.history(patient_id, history) if history else [])
-        return views.detail(patient_id, twin, profile, state, points, int(time.time() * 1000), feed.policy.risk)
+        return presenters.detail(patient_id, twin, profile, state, points, int(time.time() * 1000), feed.policy.risk)
 
     @api.post("/api/patients", response_model=models.Accepted, status_code=202, tags=["enrolment"],
               responses={**WITH_BODY, 409: {"model": models.Error, "description": "Id not available"}})
@@ -476,7 +477,7 @@ def create_api(settings: Settings) -> FastAPI:
     async def list_alerts(who: Who) -> list[models.Alert]:
         """My team's open alerts, highest level first, then newest."""
         _, _, states = await feed.team_states(who.team)
-        return views.open_alerts(list(states.values()))
+        return presenters.open_alerts(list(states.values()))
 
     @api.post("/api/alerts/{alert_id}/acknowledge", response_model=models.Accepted, status_code=202,
               responses=ERRORS, tags=["alerts"])

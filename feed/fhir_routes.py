@@ -10,7 +10,7 @@ from fastapi import Body, Depends, FastAPI, Query
 from fastapi.responses import JSONResponse
 
 from alerts import codec as alert_codec
-from feed import models, views
+from feed import models, presenters
 from feed.fhir import FhirError, alert_flag, observations_to_wire, vital_observations
 from feed.tokens import Principal
 from streams.enrolment import ANCHORED_ID
@@ -45,7 +45,7 @@ def add_fhir_routes(api: FastAPI, feed: Any, principal: Callable[..., Awaitable[
     async def fhir_observations(who: who_dep, patient_id: Annotated[str, api_path_id()]) -> FhirJSON:
         """The patient's current vitals as R4 vital-signs Observations (LOINC, UCUM, filtered estimates)."""
         profile = await feed.require(who, patient_id)
-        twin, _, _ = views.this_episode(profile, await feed.twins.get(patient_id), None)
+        twin, _, _ = presenters.this_episode(profile, await feed.twins.get(patient_id), None)
         found = vital_observations(patient_id, twin, now_ms()) if twin is not None else []
         return FhirJSON(_without_nulls(searchset(found)))
 
@@ -55,8 +55,8 @@ def add_fhir_routes(api: FastAPI, feed: Any, principal: Callable[..., Awaitable[
         flags: list[dict[str, Any]] = []
         profile = await feed.in_team(who.team, patient)
         if profile is not None:
-            extra = await feed.twins.get_extra(patient)
-            _, state, _ = views.this_episode(profile, None, alert_codec.unpack(extra) if extra else None)
+            stored = await feed.twins.get_alert_state(patient)
+            _, state, _ = presenters.this_episode(profile, None, alert_codec.unpack(stored) if stored else None)
             at = now_ms()
             flags = [alert_flag(patient, a, at) for a in (state.open.values() if state else ())]
         return FhirJSON(_without_nulls(searchset(flags)))

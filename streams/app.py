@@ -262,6 +262,16 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, *,
                   kafka=kafka)
 
 
+def run_worker(built: Worker, log_level: str) -> None:
+    """Run the worker until SIGTERM or Ctrl-C."""
+    from streams.logsafety import hold_payload_loggers, limit_repeats
+
+    # No patient data in logs: the Kafka client's DEBUG output carries message keys and values.
+    hold_payload_loggers(log_level)
+    limit_repeats()
+    faust.Worker(built.app, loglevel=log_level.upper(), quiet=True).execute_from_commandline()
+
+
 def _raw(message: Any) -> RawMessage:
     """The processor's view of a Faust message; Faust gives the record timestamp in seconds (None if absent)."""
     ts = message.timestamp

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError, for_code
 
 from streams.kafka_acls import Binding
 from streams.security import aiokafka_kwargs
 from streams.settings import Settings
+from twin_state.errors import TwinmonError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,3 +176,25 @@ async def produce_all(settings: Settings, topic: str, messages: Iterable[tuple[b
     finally:
         await prod.stop()
     return sent
+
+
+class KafkaProblem(TwinmonError):
+    """Kafka could not be reached or refused a request; the message says which, for a person."""
+
+
+def run_with_kafka(coro: Coroutine[Any, Any, T], settings: Settings) -> T:
+    """``asyncio.run(coro)`` for a command that talks to Kafka: the client's errors become one ``KafkaProblem``."""
+    from streams.logsafety import limit_repeats
+
+    limit_repeats()  # a broker restart during `twinmon simulate` logged 30,000 identical lines in 14 s
+    try:
+        return asyncio.run(coro)
+    except KafkaConnectionError:
+        # The client hides why; one probe connection tells a wrong password or an untrusted certificate.
+        from streams.connect_check import probe_kafka
+
+        refusal = asyncio.run(probe_kafka(settings))
+        unreachable = f"cannot reach Kafka at {settings.kafka_bootstrap} (set TWINMON_KAFKA_BOOTSTRAP)"
+        raise KafkaProblem(refusal.message if refusal else unreachable) from None
+    except KafkaError as exc:
+        raise KafkaProblem(f"Kafka refused: {type(exc).__name__}: {exc}") from None

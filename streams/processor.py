@@ -220,7 +220,7 @@ class BatchProcessor:
 
         changed: dict[str, Twin] = {}
         history: dict[str, list[HistoryPoint]] = {}
-        extras: dict[str, bytes] = {}
+        alert_states: dict[str, bytes] = {}
         twins = self._twins
         every = self._eval.every_ms
         prompt_gap = self._eval.policy.unconfirmed_min_gap_ms
@@ -246,15 +246,15 @@ class BatchProcessor:
             t = min(reading.measured_at, latest)
             evaluated_at = self._alerts[pid].evaluated_at
             if not evaluated_at or t - evaluated_at >= every:
-                extras[pid] = self._evaluate(pid, twin, t, result)
+                alert_states[pid] = self._evaluate(pid, twin, t, result)
             elif _settles_a_prompt(before, twin, reading, prompt_gap):
-                extras[pid] = self._evaluate(pid, twin, max(t, evaluated_at), result)
+                alert_states[pid] = self._evaluate(pid, twin, max(t, evaluated_at), result)
         result.twins = list(changed.values())
         if result.alert_events and self._publish is not None:
             await self._publish(result.alert_events)
         if result.twins:
             try:
-                result.written = await self._timed("save", self._store.save_many(result.twins, history, extras))
+                result.written = await self._timed("save", self._store.save_many(result.twins, history, alert_states))
             except BaseException:
                 # The cache ran ahead of the store; drop it so nothing unsaved is taken for saved.
                 self.forget()
@@ -280,7 +280,8 @@ class BatchProcessor:
             if self._publish is not None:
                 await self._publish(events)
             self._alerts[patient_id] = state
-            await self._timed("save", self._store.save_extras([(self._twins[patient_id], alert_codec.pack(state))]))
+            saving = self._store.save_alert_states([(self._twins[patient_id], alert_codec.pack(state))])
+            await self._timed("save", saving)
             self._count_alerts(events)
             if resolution is None and self._metrics is not None:
                 self._metrics.acknowledged(state, alert_id)  # metrics: time to acknowledge
@@ -303,7 +304,7 @@ class BatchProcessor:
     async def _sweep(self, now_ms: int, skip: frozenset[int]) -> list[AlertEvent]:
         cfg = self._eval
         events: list[AlertEvent] = []
-        extras: list[tuple[Twin, bytes]] = []
+        alert_states: list[tuple[Twin, bytes]] = []
         for pid, state in self._alerts.items():
             # An evaluation stamped in the future is no sign of recent data: such a patient is swept like any other.
             # So is one whose no-data condition is pending or open: this sweep's own evaluation must not hold off
@@ -319,11 +320,11 @@ class BatchProcessor:
             if new or state != self._alerts[pid]:
                 self._alerts[pid] = state
                 events.extend(new)
-                extras.append((twin, alert_codec.pack(state)))
+                alert_states.append((twin, alert_codec.pack(state)))
         if events and self._publish is not None:
             await self._publish(events)
-        if extras:
-            await self._timed("save", self._store.save_extras(extras))
+        if alert_states:
+            await self._timed("save", self._store.save_alert_states(alert_states))
         self._count_alerts(events)
         return events
 
@@ -335,9 +336,9 @@ class BatchProcessor:
         # Stored state that older code let a reading from the future into is repaired before anything uses it,
         # so that the patient is evaluated again at once (twin_state.clock, alerts.policy.repair).
         for pid in missing:
-            twin, extra = records.get(pid, (None, None))
+            twin, alert_state = records.get(pid, (None, None))
             self._twins[pid] = repair_twin(twin, now_ms) if twin is not None else new_twin(pid)
-            state = repair(alert_codec.unpack(extra), now_ms) if extra else PatientAlerts(pid)
+            state = repair(alert_codec.unpack(alert_state), now_ms) if alert_state else PatientAlerts(pid)
             # The state is written back only after this processor's policy has evaluated it.
             self._alerts[pid] = state if state.policy_id == self._policy_id else replace(
                 state, policy_id=self._policy_id)

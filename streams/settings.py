@@ -50,16 +50,15 @@ class Settings(BaseSettings):
     policy_file: str | None = Field(None, description="The policy file (TOML, docs/policy.md) whose thresholds the "
                                     "worker runs; unset = the code defaults (deploy/policy/default.toml)")
 
-    # --- riding out Redis outages and dead workers (streams/outage.py, docs/runbook.md) ---
+    # Riding out Redis outages and dead workers (streams/outage.py, docs/runbook.md).
     redis_retry_initial_ms: int = Field(100, ge=1, description="First wait before retrying while Redis is down")
     redis_retry_max_ms: int = Field(10_000, ge=1, description="Longest wait between retries while Redis is down")
     redis_socket_timeout_s: float = Field(
         30.0, gt=0, description="A Redis call unanswered this long counts as an outage and is retried")
     kafka_session_timeout_s: float = Field(
         30.0, ge=6, description="A worker silent this long loses its partitions to the others in its group")
-    # --- end outages ---
 
-    # --- care-team feed (`twinmon serve`, package feed/) ---
+    # The care-team feed (`twinmon serve`, package feed/).
     api_host: str = Field("127.0.0.1", description="Address the feed's HTTP API and web page bind")
     api_port: int = Field(8080, ge=0, le=65535, description="Port of the feed's HTTP API and web page")
     tokens_file: str = Field(".twinmon/tokens.json", description="Bearer tokens: SHA-256 hashes, user, team")
@@ -69,7 +68,6 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = Field(64 * 1024, ge=1024, description="Largest request body the API accepts")
     api_heartbeat_s: float = Field(15.0, gt=0, description="Seconds between SSE heartbeat comments")
     api_twin_poll_s: float = Field(2.0, gt=0, description="Seconds between twin summary polls for the SSE stream")
-    # --- end care-team feed ---
 
     @field_validator("audit_key")
     @classmethod

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from tests.integration.feed_helpers import ApiProcess
+    from tests.support.feed_helpers import ApiProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL = ROOT / "deploy" / "local"
@@ -85,9 +85,8 @@ class Deployment:
         proc = subprocess.Popen([TWINMON, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT)
         return WorkerProcess(proc, f"http://127.0.0.1:{port}/metrics", self.tmp / f"{name}.log")
 
-    # --- care-team feed ---
     def start_api(self, name: str = "api", **overrides: str) -> ApiProcess:
-        from tests.integration.feed_helpers import ApiProcess
+        from tests.support.feed_helpers import ApiProcess
 
         port = free_port()
         env = {**self.env, "TWINMON_API_PORT": str(port), "TWINMON_LOG_LEVEL": "info", **overrides}
@@ -99,7 +98,6 @@ class Deployment:
 
     def token(self, user: str, team: str) -> str:
         return self.run("token", "issue", "--user", user, "--team", team).stdout.strip()
-    # --- end care-team feed ---
 
     @property
     def topic_vitals(self) -> str:

@@ -60,9 +60,9 @@ CLUSTER_CONCURRENCY = 64
 """On a Redis Cluster, script calls (one per hash slot) in flight at once."""
 
 
-# Writes the extra (alert) state only if the twin is still at the given position: a state computed from an
+# Writes the alert_state (alert) state only if the twin is still at the given position: a state computed from an
 # older twin must not land on a newer one.
-_SAVE_EXTRA_IF_CURRENT = """
+_SAVE_ALERT_STATE_IF_CURRENT = """
 local cur = redis.call('HMGET', KEYS[1], 'p', 'o')
 if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then
   return 0
@@ -79,7 +79,7 @@ class RedisTwinStore:
         self._history_length = history_length
         self._save = client.register_script(_SAVE_MANY_IF_NEWER)
         self._cluster = isinstance(client, RedisCluster)  # typed as Redis: the commands used are common to both
-        self._save_extra = client.register_script(_SAVE_EXTRA_IF_CURRENT)
+        self._save_alert_state = client.register_script(_SAVE_ALERT_STATE_IF_CURRENT)
 
     def key(self, patient_id: str) -> str:
         return f"{self._prefix}:twin:{{{patient_id}}}"
@@ -91,7 +91,7 @@ class RedisTwinStore:
         return {pid: twin for pid, (twin, _) in (await self.load_records(patient_ids)).items()}
 
     async def load_records(self, patient_ids: Sequence[str]) -> dict[str, tuple[Twin, bytes | None]]:
-        """Twins with the opaque extra state saved beside them (absent ids are missing from the result)."""
+        """Twins with the opaque alert_state state saved beside them (absent ids are missing from the result)."""
         if not patient_ids:
             return {}
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -99,8 +99,8 @@ class RedisTwinStore:
                 pipe.hmget(self.key(pid), ["s", "a"])
             rows = await pipe.execute()
         return {
-            pid: (codec.unpack(blob), extra)
-            for pid, (blob, extra) in zip(patient_ids, rows, strict=True)
+            pid: (codec.unpack(blob), alert_state)
+            for pid, (blob, alert_state) in zip(patient_ids, rows, strict=True)
             if blob is not None
         }
 
@@ -108,12 +108,12 @@ class RedisTwinStore:
         self,
         twins: Sequence[Twin],
         history: Mapping[str, Sequence[HistoryPoint]] | None = None,
-        extras: Mapping[str, bytes] | None = None,
+        alert_states: Mapping[str, bytes] | None = None,
     ) -> int:
         if not twins:
             return 0
         history = history or {}
-        extras = extras or {}
+        alert_states = alert_states or {}
         calls: list[tuple[list[str], list[EncodableT]]] = []
         for group in self._groups(twins):
             for i in range(0, len(group), SAVE_CHUNK):
@@ -123,7 +123,7 @@ class RedisTwinStore:
                     pid = twin.patient_id
                     points = [msgpack.packb(p) for p in history.get(pid, ())]
                     keys += (self.key(pid), self.history_key(pid))
-                    args += (twin.partition, twin.offset, codec.pack(twin), extras.get(pid, b""), len(points),
+                    args += (twin.partition, twin.offset, codec.pack(twin), alert_states.get(pid, b""), len(points),
                              *points)
                 calls.append((keys, args))
         if self._cluster:
@@ -151,18 +151,18 @@ class RedisTwinStore:
             by_slot.setdefault(key_slot(self.key(twin.patient_id).encode()), []).append(twin)
         return list(by_slot.values())
 
-    async def save_extras(self, extras: Sequence[tuple[Twin, bytes]]) -> int:
-        """Write extra state for twins that are still stored at the same position; return how many."""
-        if not extras:
+    async def save_alert_states(self, alert_states: Sequence[tuple[Twin, bytes]]) -> int:
+        """Write alert_state state for twins that are still stored at the same position; return how many."""
+        if not alert_states:
             return 0
         async with self._redis.pipeline(transaction=False) as pipe:
-            for twin, extra in extras:
-                await self._save_extra(keys=[self.key(twin.patient_id)],
-                                       args=[twin.partition, twin.offset, extra], client=pipe)
+            for twin, alert_state in alert_states:
+                await self._save_alert_state(keys=[self.key(twin.patient_id)],
+                                       args=[twin.partition, twin.offset, alert_state], client=pipe)
             results = await pipe.execute()
         return sum(int(r) for r in results)
 
-    async def get_extra(self, patient_id: str) -> bytes | None:
+    async def get_alert_state(self, patient_id: str) -> bytes | None:
         blob: bytes | None = await self._redis.hget(self.key(patient_id), "a")  # type: ignore[assignment]
         return blob
 
@@ -307,12 +307,12 @@ class RedisProfileStore:
         async with self._redis.pipeline(transaction=False) as pipe:
             for team in sorted(set(want) | set(have)):
                 missing = want.get(team, set()) - have.get(team, set())
-                extra = have.get(team, set()) - want.get(team, set())
-                added, removed = added + len(missing), removed + len(extra)
+                alert_state = have.get(team, set()) - want.get(team, set())
+                added, removed = added + len(missing), removed + len(alert_state)
                 if missing:
                     pipe.sadd(self.team_key(team), *sorted(missing))
-                if extra:
-                    pipe.srem(self.team_key(team), *sorted(extra))
+                if alert_state:
+                    pipe.srem(self.team_key(team), *sorted(alert_state))
             if not dry_run:
                 await pipe.execute()
         return added, removed

@@ -21,23 +21,23 @@ class TwinStore(Protocol):
         ...
 
     async def load_records(self, patient_ids: Sequence[str]) -> dict[str, tuple[Twin, bytes | None]]:
-        """Twins with the opaque extra state (the alert state) saved beside them."""
+        """Twins with the opaque alert_state state (the alert state) saved beside them."""
         ...
 
     async def save_many(
         self,
         twins: Sequence[Twin],
         history: Mapping[str, Sequence[HistoryPoint]] | None = None,
-        extras: Mapping[str, bytes] | None = None,
+        alert_states: Mapping[str, bytes] | None = None,
     ) -> int:
         """Write each twin whose position is newer than the stored one, with its new history points and its
-        extra state (only if the twin was written); return how many twins were written."""
+        alert_state state (only if the twin was written); return how many twins were written."""
         ...
 
     async def history(self, patient_id: str, last: int | None = None) -> list[HistoryPoint]: ...
 
-    async def save_extras(self, extras: Sequence[tuple[Twin, bytes]]) -> int:
-        """Write extra state for twins still stored at the same position (a timer's decision, not a reading's)."""
+    async def save_alert_states(self, alert_states: Sequence[tuple[Twin, bytes]]) -> int:
+        """Write alert_state state for twins still stored at the same position (a timer's decision, not a reading's)."""
         ...
 
     async def get(self, patient_id: str) -> Twin | None: ...
@@ -72,26 +72,26 @@ class InMemoryTwinStore:
         self,
         twins: Sequence[Twin],
         history: Mapping[str, Sequence[HistoryPoint]] | None = None,
-        extras: Mapping[str, bytes] | None = None,
+        alert_states: Mapping[str, bytes] | None = None,
     ) -> int:
         written = 0
         for twin in twins:
             if is_newer(twin, self._twins.get(twin.patient_id)):
                 self._twins[twin.patient_id] = twin
-                if extras and twin.patient_id in extras:
-                    self._extras[twin.patient_id] = extras[twin.patient_id]
+                if alert_states and twin.patient_id in alert_states:
+                    self._extras[twin.patient_id] = alert_states[twin.patient_id]
                 points = self._history.setdefault(twin.patient_id, [])
                 points.extend((history or {}).get(twin.patient_id, ()))
                 del points[: max(len(points) - self._history_length, 0)]
                 written += 1
         return written
 
-    async def save_extras(self, extras: Sequence[tuple[Twin, bytes]]) -> int:
+    async def save_alert_states(self, alert_states: Sequence[tuple[Twin, bytes]]) -> int:
         written = 0
-        for twin, extra in extras:
+        for twin, alert_state in alert_states:
             stored = self._twins.get(twin.patient_id)
             if stored is not None and (stored.partition, stored.offset) == (twin.partition, twin.offset):
-                self._extras[twin.patient_id] = extra
+                self._extras[twin.patient_id] = alert_state
                 written += 1
         return written
 

@@ -25,7 +25,7 @@ from streams.kafka_io import create_topics, topic_names
 from streams.security import aiokafka_kwargs
 from streams.settings import Settings
 from tests.conftest import TWINMON
-from tests.integration.helpers import local_script
+from tests.support.helpers import local_script
 
 pytestmark = pytest.mark.integration
 

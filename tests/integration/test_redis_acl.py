@@ -29,7 +29,7 @@ from redis.exceptions import NoPermissionError, ResponseError
 from feed.index import FeedIndex
 from streams.security import redis_client
 from streams.settings import Settings
-from tests.integration.helpers import local_script
+from tests.support.helpers import local_script
 from twin_state.profile import Profile, Status
 from twin_state.redis_store import RedisProfileStore, RedisTwinStore
 from twin_state.twin import Twin
@@ -249,7 +249,7 @@ def test_the_feed_reads_the_workers_keys_and_runs_its_indexes_as_its_own_user(ac
 def test_the_kubernetes_redis_config_and_acl_file_run_on_a_real_redis(acl_redis: AclRedis, tmp_path: Path) -> None:
     """deploy/k8s/redis.yaml's redis.conf and probes, with ``redis.sh acl-file``'s users, on this machine's Redis:
     TLS only, the default user off, the health user PINGs and nothing else, the feed's user as restricted."""
-    from tests.unit.test_k8s_security import find
+    from tests.unit.deploy.test_k8s_security import find
 
     docs = find()
     conf = docs[("ConfigMap", "twinmon-redis")]["data"]["redis.conf"]

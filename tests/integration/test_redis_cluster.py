@@ -88,13 +88,13 @@ async def test_one_patients_keys_share_a_slot_and_patients_spread(store: RedisTw
 async def test_a_batch_of_many_patients_is_written_and_read_back_on_a_cluster(store: RedisTwinStore) -> None:
     twins = [twin_at(f"p-{i}", i % 8, 10 + i) for i in range(300)]
     history = {t.patient_id: [(1_763_942_400_000, "heart_rate", 70.0, 70.2, 1.1, "applied")] for t in twins}
-    extras = {t.patient_id: b"alert-state" for t in twins[:5]}
+    alert_states = {t.patient_id: b"alert-state" for t in twins[:5]}
     # Without the per-slot split this is one script call over 600 keys in ~300 slots: CROSSSLOT.
-    assert await store.save_many(twins, history, extras) == 300
-    assert await store.save_many(twins, history, extras) == 0  # redelivery: nothing newer, no points added
+    assert await store.save_many(twins, history, alert_states) == 300
+    assert await store.save_many(twins, history, alert_states) == 0  # redelivery: nothing newer, no points added
     records = await store.load_records([t.patient_id for t in twins])
     assert {pid: twin for pid, (twin, _) in records.items()} == {t.patient_id: t for t in twins}
-    assert {pid: extra for pid, (_, extra) in records.items() if extra} == extras
+    assert {pid: alert_state for pid, (_, alert_state) in records.items() if alert_state} == alert_states
     assert await store.history("p-7") == history["p-7"]
 
 

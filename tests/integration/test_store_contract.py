@@ -74,11 +74,11 @@ async def test_a_large_batch_is_written_once_in_several_script_calls(store: Twin
     history = {t.patient_id: [(1_763_942_400_000 + i, "heart_rate", 70.0, 70.5, 1.5, "applied"),
                               (1_763_942_460_000 + i, "heart_rate", 71.0, 70.9, 1.4, "applied")]
                for i, t in enumerate(twins)}
-    extras = {t.patient_id: f"alerts-{i}".encode() for i, t in enumerate(twins) if i % 3 == 0}
-    assert await store.save_many(twins, history, extras) == n
-    assert await store.save_many(twins, history, extras) == 0
+    alert_states = {t.patient_id: f"alerts-{i}".encode() for i, t in enumerate(twins) if i % 3 == 0}
+    assert await store.save_many(twins, history, alert_states) == n
+    assert await store.save_many(twins, history, alert_states) == 0
     records = await store.load_records([t.patient_id for t in twins])
     assert {pid: twin for pid, (twin, _) in records.items()} == {t.patient_id: t for t in twins}
-    assert {pid: extra for pid, (_, extra) in records.items() if extra} == extras
+    assert {pid: alert_state for pid, (_, alert_state) in records.items() if alert_state} == alert_states
     for i in (0, SAVE_CHUNK, n - 1):
         assert await store.history(f"p-{i}") == history[f"p-{i}"]
