@@ -9,7 +9,7 @@ thresholds that raised it. Reference: docs/policy.md.
 Every key is optional; what is not given keeps the code default. Unknown sections or keys are errors, and every
 error names the file and the key (``ConfigError``). Each field of the settings dataclasses has exactly one entry
 in the key tables below (how to read it from the file, how to write it back); a field without one fails
-``tests/unit/test_policy_config.py`` and ``settings_json`` names it, rather than being silently read as
+``tests/unit/alerts/test_policy_file.py`` and ``settings_json`` names it, rather than being silently read as
 something else.
 
 No I/O here beyond reading the one file ``load_config`` is given.

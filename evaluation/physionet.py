@@ -427,6 +427,49 @@ def _rounded(x: float) -> float:
     return round(x, 4)
 
 
+def _replay_stays(texts: list[tuple[str, str]], settings: RiskSettings, workers: int) -> list[StayResult]:
+    """Every stay replayed, in ``workers`` processes (1: in this one); the order and results do not depend on it."""
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            return list(pool.map(partial(_evaluate_text, settings=settings), texts, chunksize=25))
+    return [_evaluate_text(t, settings) for t in texts]
+
+
+def _cross_validated(features: np.ndarray, y: np.ndarray, labels: list[int], set_name: str,
+                     fit_model: Path | str | None) -> dict[str, object] | None:
+    """The model refitted inside each fold and scored on the stays left out (None on too few stays); with
+    ``fit_model``, a model fitted on all of them written there, its threshold the best out of fold."""
+    if len(labels) < CV_MIN_STAYS or sum(labels) < CV_MIN_DEATHS:
+        if fit_model is not None:
+            raise ValueError(f"fitting needs at least {CV_MIN_STAYS} stays with outcomes and {CV_MIN_DEATHS} deaths")
+        return None
+    oof = [float(v) for v in model.cross_validated(features, y)]
+    at = event1(oof, labels, _shipped().threshold)
+    best_oof = best_threshold(oof, labels)
+    if fit_model is not None:
+        fitted = model.fit(features, y, trained_on=f"{set_name}: {len(labels)} stays, {sum(labels)} "
+                           "deaths; threshold: best event 1 on 10-fold out-of-fold predictions")
+        fitted = replace(fitted, threshold=round(best_oof.threshold, 6))
+        Path(fit_model).write_text(fitted.to_json() + "\n")
+    return {"folds": model.FOLDS, "l2": model.DEFAULT_L2, "auroc": _rounded(auroc(oof, labels)),
+            "threshold": _shipped().threshold, "event1": _rounded(at.score),
+            "sensitivity": _rounded(at.sensitivity), "positive_predictivity": _rounded(at.positive_predictivity),
+            "best_threshold": best_oof.threshold, "best_event1": _rounded(best_oof.score),
+            "note": "the model refitted inside each of the folds and scored on the stays left out: the "
+                    "honest figure on the set the shipped model was fitted on"}
+
+
+def _alternatives(scored: list[StayResult], labels: list[int]) -> dict[str, dict[str, object]]:
+    """Every score's AUROC and its best event 1 on these data."""
+    out: dict[str, dict[str, object]] = {}
+    for name in (MODEL_SCORE, *SCORES):
+        vs = [r.scores[name] for r in scored]
+        b = best_threshold(vs, labels)
+        out[name] = {"auroc": _rounded(auroc(vs, labels)), "best_threshold": b.threshold,
+                     "best_event1": _rounded(b.score)}
+    return out
+
+
 def evaluate_stays(
     stays: Path | str,
     outcomes_file: Path | str,
@@ -457,11 +500,8 @@ def evaluate_stays(
         texts = texts[:limit]
     deaths_by_id = outcomes(outcomes_file)
     n_workers = workers or os.cpu_count() or 1
-    if n_workers > 1 and len(texts) > 50:
-        with ProcessPoolExecutor(n_workers) as pool:
-            results = list(pool.map(partial(_evaluate_text, settings=settings), texts, chunksize=25))
-    else:
-        results = [_evaluate_text(t, settings) for t in texts]
+    parallel = n_workers > 1 and len(texts) > 50
+    results = _replay_stays(texts, settings, n_workers if parallel else 1)
 
     scored = [r for r in results if r.record_id in deaths_by_id]
     labels = [deaths_by_id[r.record_id] for r in scored]
@@ -479,30 +519,8 @@ def evaluate_stays(
     best = best_threshold(values, labels)
     features = np.array([r.features for r in scored]).reshape(len(scored), len(model.FEATURES))
     y = np.array(labels, dtype=int)
-    cross: dict[str, object] | None = None
-    if len(scored) >= CV_MIN_STAYS and sum(labels) >= CV_MIN_DEATHS:
-        oof = [float(v) for v in model.cross_validated(features, y)]
-        at = event1(oof, labels, _shipped().threshold)
-        best_oof = best_threshold(oof, labels)
-        cross = {"folds": model.FOLDS, "l2": model.DEFAULT_L2, "auroc": _rounded(auroc(oof, labels)),
-                 "threshold": _shipped().threshold, "event1": _rounded(at.score),
-                 "sensitivity": _rounded(at.sensitivity), "positive_predictivity": _rounded(at.positive_predictivity),
-                 "best_threshold": best_oof.threshold, "best_event1": _rounded(best_oof.score),
-                 "note": "the model refitted inside each of the folds and scored on the stays left out: the "
-                         "honest figure on the set the shipped model was fitted on"}
-        if fit_model is not None:
-            fitted = model.fit(features, y, trained_on=f"{Path(stays).name}: {len(scored)} stays, {sum(labels)} "
-                               "deaths; threshold: best event 1 on 10-fold out-of-fold predictions")
-            fitted = replace(fitted, threshold=round(best_oof.threshold, 6))
-            Path(fit_model).write_text(fitted.to_json() + "\n")
-    elif fit_model is not None:
-        raise ValueError(f"fitting needs at least {CV_MIN_STAYS} stays with outcomes and {CV_MIN_DEATHS} deaths")
-    alternatives = {}
-    for name in (MODEL_SCORE, *SCORES):
-        vs = [r.scores[name] for r in scored]
-        b = best_threshold(vs, labels)
-        alternatives[name] = {"auroc": _rounded(auroc(vs, labels)), "best_threshold": b.threshold,
-                              "best_event1": _rounded(b.score)}
+    cross = _cross_validated(features, y, labels, Path(stays).name, fit_model)
+    alternatives = _alternatives(scored, labels)
     return {
         "dataset": "PhysioNet/CinC Challenge 2012",
         "stays": str(stays),
@@ -544,5 +562,5 @@ def evaluate_stays(
         "reference_event1": {"SAPS-I": 0.3125, "best_entry_2012": 0.5353,
                              "note": "published on set C; entries used all variables, labs included"},
         "runtime_s": round(time.perf_counter() - started, 1),
-        "workers": n_workers if n_workers > 1 and len(texts) > 50 else 1,
+        "workers": n_workers if parallel else 1,
     }
