@@ -10,6 +10,7 @@ patient that does not exist.
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -34,9 +35,10 @@ from feed import models, presenters
 from feed.audit import audit_key
 from feed.index import FeedIndex
 from feed.kafka import AuditWriter, Producer, alert_history_indexer, audit_indexer, live_alerts
+from feed.limits import RateLimiter, Slot, StreamSlots
 from feed.live import Hub
 from feed.single_flight import SharedByTeam
-from feed.tokens import Principal, TokenBook
+from feed.tokens import Principal, TokenBook, digest
 from streams.actions import AlertActionV1
 from streams.enrolment import ANCHORED_ID, EnrolmentV1, profile_to_wire
 from streams.kafka_io import producer, start_producer
@@ -55,6 +57,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": models.Error, "description": "Missing or unknown bearer token"},
     404: {"model": models.Error, "description": "No such patient or alert in your care team"},
     422: {"model": models.Error, "description": "Malformed request"},
+    429: {"model": models.Error, "description": "This token's request rate is used up (TWINMON_API_RATE_PER_S, "
+          "_BURST)", "headers": models.RETRY_AFTER},
 }
 WITH_BODY: dict[int | str, dict[str, Any]] = {
     **ERRORS, 413: {"model": models.Error, "description": "Request body too large"},
@@ -62,15 +66,17 @@ WITH_BODY: dict[int | str, dict[str, Any]] = {
 
 
 class ApiError(TwinmonError):
-    def __init__(self, status: int, message: str, detail: list[str] | None = None) -> None:
+    def __init__(self, status: int, message: str, detail: list[str] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.detail = detail or []
+        self.headers = headers or {}
 
 
 FHIR_PREFIX = "/fhir/"
-_ISSUE_CODE = {401: "login", 404: "not-found", 409: "conflict", 413: "too-costly", 422: "invalid"}
+_ISSUE_CODE = {401: "login", 404: "not-found", 409: "conflict", 413: "too-costly", 422: "invalid", 429: "throttled"}
 
 
 def _error(status: int, message: str, detail: list[str] | None = None, headers: dict[str, str] | None = None,
@@ -224,6 +230,13 @@ class Feed:
         # The live streams' summaries, computed once per team however many pages the team has open.
         self.live_summaries: SharedByTeam[list[models.PatientSummary]] = SharedByTeam(
             lambda team: self.summaries(team, int(time.time() * 1000)), settings.api_twin_poll_s / 2)
+        # GET /api/patients: callers of one team that arrive while its list is being computed share that
+        # computation; one arriving after it computes afresh (max age 0): nothing is kept between requests.
+        self.patient_lists: SharedByTeam[list[models.PatientSummary]] = SharedByTeam(
+            lambda team: self.summaries(team, int(time.time() * 1000)), 0.0)
+        # Per bearer token, keyed by its SHA-256 (never the token): the request rate and the open live streams.
+        self.rate = RateLimiter(settings.api_rate_per_s, settings.api_rate_burst)
+        self.streams = StreamSlots(settings.api_streams_per_token)
         self._producer: Producer | None = None  # made in start(): aiokafka needs the running loop
         self.producer_started = False
         self._audit: AuditWriter | None = None
@@ -365,12 +378,21 @@ def create_api(settings: Settings) -> FastAPI:
             raise ApiError(401, "unknown or revoked token")
         return who
 
-    Who = Annotated[Principal, Depends(principal)]
+    async def within_limits(who: Annotated[Principal, Depends(principal)],
+                            creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
+        """The principal, once its token's request rate allows one more request (else 429 with Retry-After)."""
+        wait = feed.rate.take(digest(creds.credentials if creds is not None else ""))
+        if wait:
+            raise ApiError(429, f"too many requests with this token: try again in {wait} s",
+                           headers={"Retry-After": str(wait)})
+        return who
+
+    Who = Annotated[Principal, Depends(within_limits)]
 
     @api.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return _error(exc.status, exc.message, exc.detail, headers, request.url.path)
+        headers = {**({"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}), **exc.headers}
+        return _error(exc.status, exc.message, exc.detail, headers or None, request.url.path)
 
     @api.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -425,7 +447,7 @@ def create_api(settings: Settings) -> FastAPI:
     @api.get("/api/patients", response_model=list[models.PatientSummary], responses=ERRORS, tags=["patients"])
     async def list_patients(who: Who) -> list[models.PatientSummary]:
         """My team's patients with NEWS2 now, predicted risk, data quality and staleness; highest risk first."""
-        return await feed.summaries(who.team, int(time.time() * 1000))
+        return await feed.patient_lists.get(who.team)
 
     @api.get("/api/patients/{patient_id}", response_model=models.PatientDetail, responses=ERRORS,
              tags=["patients"])
@@ -525,17 +547,26 @@ def create_api(settings: Settings) -> FastAPI:
     # --- live stream ---
     @api.get("/api/stream", tags=["stream"], responses={**ERRORS, 200: {
         "description": "text/event-stream: `alert` events (an AlertEvent), `patients` events (changed "
-                       "PatientSummary list) and heartbeat comments", "content": {"text/event-stream": {}}}})
+                       "PatientSummary list) and heartbeat comments", "content": {"text/event-stream": {}}},
+        429: {**ERRORS[429], "description": "This token's request rate is used up, or it already holds "
+              "TWINMON_API_STREAMS_PER_TOKEN streams open"}})
     async def stream(who: Who, request: Request,
                      creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> StreamingResponse:
         """Server-Sent Events of my team's alert events and twin summaries (closed when the token is revoked)."""
         token = creds.credentials if creds is not None else ""
+        slot = feed.streams.acquire(digest(token))
+        if slot is None:
+            # By then the server has noticed a stream whose client went away (it checks at every twin poll).
+            wait = max(1, math.ceil(settings.api_twin_poll_s))
+            raise ApiError(429, f"this token already has {feed.streams.per_key} live streams open: close one, "
+                           f"or try again in {wait} s", headers={"Retry-After": str(wait)})
 
         def still_valid() -> bool:
             return feed.tokens.principal(token) == who
 
-        return StreamingResponse(_events(feed, who.team, request, still_valid), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        return _SlotStreamingResponse(slot, _events(feed, who.team, request, still_valid),
+                                      media_type="text/event-stream",
+                                      headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     # --- web page ---
     @api.get("/", include_in_schema=False)
@@ -546,9 +577,25 @@ def create_api(settings: Settings) -> FastAPI:
 
     from feed.fhir_routes import add_fhir_routes
 
-    add_fhir_routes(api, feed, principal, lambda: int(time.time() * 1000), _not_found,
+    add_fhir_routes(api, feed, within_limits, lambda: int(time.time() * 1000), _not_found,
                     lambda message: ApiError(422, message))
     return api
+
+
+class _SlotStreamingResponse(StreamingResponse):
+    """Frees its token's stream slot however the stream ends: the events run out (token revoked, fell behind,
+    client gone), or the client disconnects mid-send (this call is cancelled or raises), even before the events'
+    generator started (whose own ``finally`` would then never run)."""
+
+    def __init__(self, slot: Slot, content: AsyncIterator[bytes], media_type: str, headers: dict[str, str]) -> None:
+        super().__init__(content, media_type=media_type, headers=headers)
+        self.slot = slot
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.slot.release()
 
 
 def _sse(event: str, data: Any) -> bytes:

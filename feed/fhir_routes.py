@@ -36,6 +36,8 @@ def add_fhir_routes(api: FastAPI, feed: Any, principal: Callable[..., Awaitable[
         401: {"model": models.OperationOutcome, "description": "Missing or unknown bearer token"},
         404: {"model": models.OperationOutcome, "description": "No such patient in your care team"},
         422: {"model": models.OperationOutcome, "description": "Not a resource twinmon can take"},
+        429: {"model": models.OperationOutcome, "description": "This token's request rate is used up "
+              "(TWINMON_API_RATE_PER_S, _BURST); issue code throttled", "headers": models.RETRY_AFTER},
     }
     bundle_doc: dict[int | str, dict[str, Any]] = {
         **errors, 200: {"description": "A FHIR R4 Bundle (searchset)", "content": {FHIR_JSON: {}}}}

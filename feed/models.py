@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from streams.enrolment import ANCHORED_ID
+
+RETRY_AFTER: dict[str, Any] = {"Retry-After": {"description": "Whole seconds to wait before trying again (at least 1)",
+                                               "schema": {"type": "integer", "minimum": 1}}}
+"""The header every 429 carries, as the OpenAPI document describes it."""
 
 
 class Error(BaseModel):

@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = Field(64 * 1024, ge=1024, description="Largest request body the API accepts")
     api_heartbeat_s: float = Field(15.0, gt=0, description="Seconds between SSE heartbeat comments")
     api_twin_poll_s: float = Field(2.0, gt=0, description="Seconds between twin summary polls for the SSE stream")
+    api_rate_per_s: float = Field(10.0, gt=0, description="Requests per second each bearer token may sustain on "
+                                  "/api and /fhir (token bucket refill); beyond it and the burst: 429")
+    api_rate_burst: int = Field(60, ge=1, description="Requests one token may make at once before the rate applies "
+                                "(the bucket's size)")
+    api_streams_per_token: int = Field(4, ge=1, description="Live streams (/api/stream) one token may hold open at "
+                                       "once; one more gets 429")
 
     @field_validator("audit_key")
     @classmethod

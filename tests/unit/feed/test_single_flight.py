@@ -76,3 +76,21 @@ def test_when_the_computing_stream_closes_a_waiting_one_computes_instead() -> No
         assert first.cancelled()
 
     asyncio.run(scenario())
+
+
+def test_with_max_age_zero_callers_join_a_running_computation_and_a_later_call_computes_afresh() -> None:
+    async def scenario() -> None:
+        now = [0.0]
+        source = Source()
+        shared = SharedByTeam(source, 0.0, clock=lambda: now[0])  # GET /api/patients: no cache, single flight
+        waiting = [asyncio.ensure_future(shared.get("ward-7")) for _ in range(10)]
+        await asyncio.sleep(0)
+        source.gate.set()
+        assert await asyncio.gather(*waiting) == [["ward-7-1"]] * 10 and source.calls == ["ward-7"]
+        assert await shared.get("ward-7") == ["ward-7-2"]  # at the same clock reading: still computed again
+        now[0] = 5.0
+        assert await shared.get("ward-7") == ["ward-7-3"]
+        assert await shared.get("ward-9") == ["ward-9-1"]
+        assert len(shared._fresh) <= 2  # nothing piles up: results older than the newest are dropped
+
+    asyncio.run(scenario())
