@@ -42,7 +42,7 @@ chaos: venv
 	TWINMON_CHAOS=1 $(BIN)/pytest -s tests/e2e/test_faults.py
 
 test-unit: venv
-	$(BIN)/pytest tests/unit
+	$(BIN)/pytest tests/unit tests/test_architecture.py
 
 ## Throughput (vs raw consume and Faust alone), latency, memory, recovery, scale-out on the local broker and Redis.
 ## BENCH_ARGS=--quick for a short run; BENCH_ARGS='--only latency' for one stage (twinmon bench --help).
