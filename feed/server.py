@@ -1,6 +1,6 @@
 """``twinmon serve``: run the feed under uvicorn, with uvicorn's access log off (it would print query strings;
-``feed.middleware.access_log`` logs method, route template, status and duration instead), and with ``streams.logsafety``'s guard:
-no Kafka payloads and no exception messages in the log at any level."""
+``feed.middleware.access_log`` logs method, route template, status and duration instead), and with
+``streams.logsafety``'s guard: no Kafka payloads and no exception messages in the log at any level."""
 
 from __future__ import annotations
 
