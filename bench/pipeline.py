@@ -31,7 +31,6 @@ Prints a table, writes JSON. Exits 1 only when the pipeline is broken (not when 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -58,6 +57,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
+from bench.options import BenchOptions
 from simulation.simulator import simulate
 from streams.schema import decode, encode
 from twin_state import codec
@@ -394,11 +394,11 @@ def count_twins(url: str, prefix: str) -> int:
 # ------------------------------------------------------------------------------------------------ stages
 
 
-def stage_throughput(args: argparse.Namespace, services: Services, tmp: Path) -> dict[str, Any]:
-    env = deployment_env(services, args.partitions, tmp)
-    say(f"throughput: simulating {args.patients:,} patients for {args.events:,} events")
-    start_ms = int(time.time() * 1000) - int(args.events / args.patients * 1.05 * 1000)
-    messages = wire(readings(args.patients, args.events, start_ms))
+def stage_throughput(options: BenchOptions, services: Services, tmp: Path) -> dict[str, Any]:
+    env = deployment_env(services, options.partitions, tmp)
+    say(f"throughput: simulating {options.patients:,} patients for {options.events:,} events")
+    start_ms = int(time.time() * 1000) - int(options.events / options.patients * 1.05 * 1000)
+    messages = wire(readings(options.patients, options.events, start_ms))
     n = len(messages)
     patients = len({k for k, _ in messages})
     create_topics(env)
@@ -422,7 +422,7 @@ def stage_throughput(args: argparse.Namespace, services: Services, tmp: Path) ->
     batches = total(m, "twinmon_batch_size_count")
     ceiling = max(ceilings)
     return {
-        "events": n, "patients": patients, "partitions": args.partitions,
+        "events": n, "patients": patients, "partitions": options.partitions,
         "event_bytes_mean": sum(len(v) for _, v in messages) / n,
         "produce_events_per_s": n / produce_s,
         "raw_consume_events_per_s_runs": ceilings,
@@ -571,10 +571,10 @@ def sick(r: Reading) -> Reading:
     return replace(r, value=value)
 
 
-def stage_latency(args: argparse.Namespace, services: Services, tmp: Path) -> list[dict[str, Any]]:
+def stage_latency(options: BenchOptions, services: Services, tmp: Path) -> list[dict[str, Any]]:
     out = []
-    for rate in args.rates:
-        env = deployment_env(services, args.partitions, tmp)
+    for rate in options.rates:
+        env = deployment_env(services, options.partitions, tmp)
         create_topics(env)
         worker = Worker.start(env, tmp / f"worker-latency-{rate}.log")
         try:
@@ -583,8 +583,8 @@ def stage_latency(args: argparse.Namespace, services: Services, tmp: Path) -> li
             asyncio.run(produce(services.bootstrap, env["TWINMON_TOPIC_VITALS"],
                                 [(b"bench-probe", encode(probe))]))
             run_until([worker], 1, CONSUMED, topic=env["TWINMON_TOPIC_VITALS"])
-            say(f"latency: offering {rate:,} events/s for {args.latency_seconds:.0f}s")
-            result = asyncio.run(paced(services, env, rate, args.latency_seconds, LATENCY_WARMUP_S))
+            say(f"latency: offering {rate:,} events/s for {options.latency_seconds:.0f}s")
+            result = asyncio.run(paced(services, env, rate, options.latency_seconds, LATENCY_WARMUP_S))
         finally:
             worker.stop()
         say(f"latency at {rate:,}/s: reading->twin p99 {result['reading_to_twin']['p99_ms'] or 0:.0f} ms, "
@@ -644,11 +644,11 @@ def key_sizes(url: str, prefix: str, pid: str) -> dict[str, int]:
         client.close()
 
 
-def stage_memory_recovery(args: argparse.Namespace, services: Services, tmp: Path) -> dict[str, Any]:
-    env = deployment_env(services, args.partitions, tmp)
+def stage_memory_recovery(options: BenchOptions, services: Services, tmp: Path) -> dict[str, Any]:
+    env = deployment_env(services, options.partitions, tmp)
     prefix = env["TWINMON_REDIS_PREFIX"]
-    templates_n = min(1000, args.twins)
-    copies = max(1, args.twins // templates_n)
+    templates_n = min(1000, options.twins)
+    copies = max(1, options.twins // templates_n)
     say(f"memory: {templates_n:,} template twins after 10 min of data (every wearable vital), {copies} copies each")
     templates, following = template_twins(templates_n, 10.0)
     before = redis_used(services.redis_url)
@@ -709,12 +709,12 @@ async def stored_twins(url: str, prefix: str, ids: Sequence[str]) -> dict[str, T
         await client.aclose()
 
 
-def stage_scale(args: argparse.Namespace, services: Services, tmp: Path) -> dict[str, Any]:
-    env = deployment_env(services, args.partitions, tmp)
+def stage_scale(options: BenchOptions, services: Services, tmp: Path) -> dict[str, Any]:
+    env = deployment_env(services, options.partitions, tmp)
     topic = env["TWINMON_TOPIC_VITALS"]
-    say(f"scale-out: {args.scale_events:,} events of {args.patients:,} patients, two workers, one group")
-    start_ms = int(time.time() * 1000) - int(args.scale_events / args.patients * 1.05 * 1000)
-    messages = wire(readings(args.patients, args.scale_events, start_ms))
+    say(f"scale-out: {options.scale_events:,} events of {options.patients:,} patients, two workers, one group")
+    start_ms = int(time.time() * 1000) - int(options.scale_events / options.patients * 1.05 * 1000)
+    messages = wire(readings(options.patients, options.scale_events, start_ms))
     create_topics(env)
     _, positions = asyncio.run(produce(services.bootstrap, topic, messages))
     ceiling = asyncio.run(consume_rate(services.bootstrap, topic, len(messages)))
@@ -737,7 +737,7 @@ def stage_scale(args: argparse.Namespace, services: Services, tmp: Path) -> dict
                            f"(an event applied twice or lost), e.g. {differ[:3]}")
     per_worker = [total(s, CONSUMED, topic=topic) for s in final]
     return {
-        "events": len(messages), "patients": len(expected), "partitions": args.partitions,
+        "events": len(messages), "patients": len(expected), "partitions": options.partitions,
         "raw_consume_events_per_s": ceiling,
         "combined_events_per_s": timed.rate,
         "combined_over_raw": (timed.rate or 0) / ceiling,
@@ -822,70 +822,45 @@ def print_table(rows: list[tuple[str, str]], title: str) -> None:
 
 # ------------------------------------------------------------------------------------------------ main
 
-STAGES = ("throughput", "latency", "memory", "scale")
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="twinmon bench", description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--only", default=",".join(STAGES),
-                        help=f"comma-separated stages to run, of {', '.join(STAGES)} (default all)")
-    parser.add_argument("--quick", action="store_true", help="smaller sizes: a run of a few minutes")
-    parser.add_argument("--patients", type=int, default=10_000)
-    parser.add_argument("--events", type=int, default=200_000, help="throughput stage events (default 200000)")
-    parser.add_argument("--partitions", type=int, default=8)
-    parser.add_argument("--rates", type=lambda s: [int(x) for x in s.split(",")], default=[1000, 5000],
-                        help="offered loads for the latency stage, events/s (default 1000,5000)")
-    parser.add_argument("--latency-seconds", type=float, default=45.0)
-    parser.add_argument("--twins", type=int, default=100_000, help="twins for memory and recovery")
-    parser.add_argument("--scale-events", type=int, default=100_000)
-    parser.add_argument("--bootstrap", help="use this Kafka instead of starting one from deploy/local")
-    parser.add_argument("--redis-url", help="use this Redis instead of starting one from deploy/local")
-    parser.add_argument("--json", type=Path, default=Path("bench-results.json"))
-    args = parser.parse_args(argv)
-    args.stages = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = set(args.stages) - set(STAGES)
-    if unknown:
-        parser.error(f"unknown stage(s) {', '.join(sorted(unknown))}; choose from {', '.join(STAGES)}")
-    if args.quick:
-        args.events, args.latency_seconds, args.twins, args.scale_events = 60_000, 40.0, 20_000, 40_000
-    if bool(args.bootstrap) != bool(args.redis_url):
-        parser.error("give both --bootstrap and --redis-url, or neither (then the bench starts its own)")
-    if not args.bootstrap and not (LOCAL / "kafka.sh").exists():
-        parser.error(f"no {LOCAL}/kafka.sh to start services from (an installed package): "
-                     "give --bootstrap HOST:PORT and --redis-url redis://...")
-    return args
+def local_services_available() -> bool:
+    """Whether the bench can start Kafka and Redis itself (a checkout), or needs ``--bootstrap``/``--redis-url``."""
+    return (LOCAL / "kafka.sh").exists()
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def run(options: BenchOptions) -> int:
+    """Run the stages of ``options``; print the table, write the JSON. 0, 1 if the pipeline is broken, 130 on
+    Ctrl-C or SIGTERM."""
+    if options.bootstrap is None and not local_services_available():
+        raise ValueError(f"no {LOCAL}/kafka.sh to start services from (an installed package): "
+                         "give --bootstrap HOST:PORT and --redis-url redis://...")
     results: dict[str, Any] = {"cores": os.cpu_count(), "load_1min_at_start": os.getloadavg()[0],
-                               "stages": args.stages}
+                               "stages": list(options.stages)}
     signal.signal(signal.SIGTERM, _terminate)
     started = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="twinmon-bench-"))
     ok = False
     try:
-        services_cm = (given_services(args.bootstrap, args.redis_url) if args.bootstrap
-                       else local_services(tmp))
+        services_cm = (given_services(options.bootstrap, options.redis_url)
+                       if options.bootstrap is not None and options.redis_url is not None else local_services(tmp))
         with services_cm as services:
             say(f"Kafka {services.bootstrap}, Redis {services.redis_url.split('@')[-1]}")
-            if "throughput" in args.stages:
-                results["throughput"] = stage_throughput(args, services, tmp)
-            if "latency" in args.stages:
-                results["latency"] = stage_latency(args, services, tmp)
-            if "memory" in args.stages:
-                results["memory_recovery"] = stage_memory_recovery(args, services, tmp)
-            if "scale" in args.stages:
-                results["scale_out"] = stage_scale(args, services, tmp)
+            if "throughput" in options.stages:
+                results["throughput"] = stage_throughput(options, services, tmp)
+            if "latency" in options.stages:
+                results["latency"] = stage_latency(options, services, tmp)
+            if "memory" in options.stages:
+                results["memory_recovery"] = stage_memory_recovery(options, services, tmp)
+            if "scale" in options.stages:
+                results["scale_out"] = stage_scale(options, services, tmp)
         results["total_wall_s"] = time.monotonic() - started
         print()
         print_table(table(results), "twinmon benchmark")
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"\nresults written to {args.json}; whole run {results['total_wall_s']:.0f}s")
+        options.json.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"\nresults written to {options.json}; whole run {results['total_wall_s']:.0f}s")
         ok = True
         return 0
     except BenchFailure as exc:
@@ -899,7 +874,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             print(f"bench: logs kept in {tmp}", file=sys.stderr)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,6 +15,7 @@ from typing import Any
 import click
 import orjson
 
+from bench.options import STAGES, BenchOptions
 from cli.alerts import alert
 from cli.audit import audit
 from cli.common import load_settings as _settings
@@ -595,11 +596,18 @@ def evaluate(ctx: click.Context, patients: int, hours: float, seed: int, deterio
     twinmon evaluate --compare A.toml B.toml  the same cohort under two configurations (virtual trial)
     twinmon evaluate --recorded FILE          a recorded cohort (alert burden only)
     twinmon evaluate physionet2012 --stays DIR --outcomes FILE --json OUT
+    twinmon evaluate feasibility              how early deterioration can be told from noise
 
     Runs the worker's own processing (twin, risk, alert policy) with no Kafka or Redis. Definitions are in
     evaluation/cohort.py; each config is a policy file, read as the worker reads TWINMON_POLICY_FILE (docs/policy.md).
     """
     if ctx.invoked_subcommand is not None:
+        # `twinmon evaluate --patients 5 feasibility` would otherwise run feasibility's default 100, silently.
+        given = [p.opts[0] for p in ctx.command.params
+                 if p.name and ctx.get_parameter_source(p.name) is not click.core.ParameterSource.DEFAULT]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} belong to the cohort evaluation, not to "
+                                   f"`{ctx.invoked_subcommand}`: give that command's own options after its name")
         return
     from alerts.config import AlertingConfig, ConfigError, load_config
     from evaluation import cohort as ev
@@ -680,17 +688,117 @@ def evaluate_physionet2012(stays: Path, outcomes: Path, json_out: Path, limit: i
     click.echo(f"wrote {json_out}", err=True)
 
 
+@evaluate.command("feasibility")
+@click.option("--patients", type=click.IntRange(1), default=100, show_default=True, help="Simulated patients.")
+@click.option("--hours", type=click.FloatRange(min=0, min_open=True), default=24.0, show_default=True,
+              help="Simulated hours per patient (1.35 at least: the hour before each minute and 20 min after it).")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--deteriorating", type=click.FloatRange(0, 1), default=0.3, show_default=True,
+              help="Share of patients who deteriorate.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the result here.")
+def evaluate_feasibility(patients: int, hours: float, seed: int, deteriorating: float, json_out: Path | None) -> None:
+    """How early the simulated cohort's deterioration can be told apart from noise: JSON on stdout.
+
+    From the simulator's own model (no twin, no policy): how far a deteriorating patient has moved 2, 5, 10 and
+    20 min after the onset, against reading noise and stable patients' own variability, and the separation that
+    0.2 false alerts per patient-day allows. The cohort is the one `twinmon evaluate` runs with the same options;
+    the method is in evaluation/feasibility.py.
+    """
+    from evaluation.feasibility import CohortTooSmall, feasibility
+
+    try:
+        result = feasibility(patients, hours * 3600.0, seed, deteriorating)
+    except CohortTooSmall as exc:
+        raise click.UsageError(str(exc)) from None
+    text = orjson.dumps(result, option=orjson.OPT_INDENT_2)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_bytes(text)
+    click.echo(text.decode())
+
+
 for command in (alert, fhir, serve, token, audit, profiles):
     main.add_command(command)
 
 
-@main.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
-@click.argument("bench_args", nargs=-1, type=click.UNPROCESSED)
-def bench(bench_args: tuple[str, ...]) -> None:
-    """Throughput, latency, memory, recovery and scale-out on real Kafka and Redis (--help for options)."""
-    from bench.pipeline import main as bench_main
+class _CommaList(click.ParamType):
+    """A comma-separated list: of ``choices`` if given, else of whole numbers of at least 1."""
 
-    sys.exit(bench_main(list(bench_args)))
+    def __init__(self, choices: tuple[str, ...] | None = None) -> None:
+        self.choices = choices
+        self.name = "stages" if choices else "numbers"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):
+            return value
+        items = [x.strip() for x in str(value).split(",") if x.strip()]
+        if not items:
+            self.fail(f"give at least one {'stage' if self.choices else 'number'}", param, ctx)
+        if self.choices is not None:
+            unknown = sorted(set(items) - set(self.choices))
+            if unknown:
+                self.fail(f"unknown stage(s) {', '.join(unknown)}; choose from {', '.join(self.choices)}", param, ctx)
+            return tuple(items)
+        try:
+            numbers = tuple(int(x) for x in items)
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of whole numbers", param, ctx)
+        if min(numbers) < 1:
+            self.fail(f"{value!r}: each must be at least 1", param, ctx)
+        return numbers
+
+
+_BENCH = BenchOptions()
+
+
+@main.command()
+@click.option("--only", "stages", type=_CommaList(STAGES), default=",".join(_BENCH.stages), show_default=True,
+              metavar="STAGES", help=f"Comma-separated stages to run, of {', '.join(STAGES)}.")
+@click.option("--quick", is_flag=True, help="Smaller sizes: a run of a few minutes.")
+@click.option("--patients", type=click.IntRange(1), default=_BENCH.patients, show_default=True,
+              help="Simulated patients of the throughput and scale-out stages.")
+@click.option("--events", type=click.IntRange(1), default=_BENCH.events, show_default=True,
+              help="Throughput stage events.")
+@click.option("--partitions", type=click.IntRange(1), default=_BENCH.partitions, show_default=True,
+              help="Partitions of each stage's topics.")
+@click.option("--rates", type=_CommaList(), default=",".join(str(r) for r in _BENCH.rates), show_default=True,
+              metavar="N,N", help="Offered loads for the latency stage, events/s.")
+@click.option("--latency-seconds", type=click.FloatRange(min=0, min_open=True), default=_BENCH.latency_seconds,
+              show_default=True, help="How long each offered load of the latency stage runs.")
+@click.option("--twins", type=click.IntRange(1), default=_BENCH.twins, show_default=True,
+              help="Twins for memory and recovery.")
+@click.option("--scale-events", type=click.IntRange(1), default=_BENCH.scale_events, show_default=True,
+              help="Events of the scale-out stage.")
+@click.option("--bootstrap", metavar="HOST:PORT", default=None,
+              help="Use this Kafka instead of starting one from deploy/local.")
+@click.option("--redis-url", metavar="URL", default=None,
+              help="Use this Redis instead of starting one from deploy/local.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=_BENCH.json,
+              show_default=True, help="Where to write the results.")
+def bench(stages: tuple[str, ...], quick: bool, patients: int, events: int, partitions: int, rates: tuple[int, ...],
+          latency_seconds: float, twins: int, scale_events: int, bootstrap: str | None, redis_url: str | None,
+          json_out: Path) -> None:
+    """Throughput, latency, memory, recovery and scale-out on real Kafka and Redis.
+
+    Starts a Kafka broker and Redis from deploy/local (unless given --bootstrap and --redis-url), runs each stage
+    on fresh topics, consumer groups and key prefixes, prints a table and writes JSON. The method of each stage is
+    in bench/pipeline.py. Exit 1 only when the pipeline is broken (not when it is slow), 130 on Ctrl-C.
+    """
+    try:
+        options = BenchOptions(stages=stages, patients=patients, events=events, partitions=partitions, rates=rates,
+                               latency_seconds=latency_seconds, twins=twins, scale_events=scale_events,
+                               bootstrap=bootstrap or None, redis_url=redis_url or None, json=json_out)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if quick:
+        options = options.quick()
+    from bench import pipeline
+
+    if options.bootstrap is None and not pipeline.local_services_available():
+        raise click.UsageError(f"no {pipeline.LOCAL}/kafka.sh to start services from (an installed package): "
+                               "give --bootstrap HOST:PORT and --redis-url redis://...")
+    sys.exit(pipeline.run(options))
 
 
 if __name__ == "__main__":  # pragma: no cover

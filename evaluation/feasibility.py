@@ -26,24 +26,21 @@ A detector that looks once a minute and may raise 0.2 false alerts per patient-d
 looks, a separation of ``REQUIRED_Z`` (the normal quantile of 1 - 0.2 / 1440); true NEWS2 (the chart on the
 noise-free values) at ``onset + k`` is reported beside it.
 
-Run: ``python -m evaluation.feasibility --patients 100 --hours 24 --seed 1 [--json FILE]``.
+Run: ``twinmon evaluate feasibility --patients 100 --hours 24 --seed 1 [--json FILE]``.
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 
 from simulation.simulator import Patient, _make_patient, simulate_with_truth
 from twin_state.catalogue import CATALOGUE, Metric
+from twin_state.errors import TwinmonError
 from twin_state.news2 import Inputs, score
 
 KS = (2, 5, 10, 20)
@@ -163,11 +160,27 @@ def _z(delta: np.ndarray, cov: np.ndarray) -> float:
     return float(np.sqrt(delta @ np.linalg.solve(cov, delta)))
 
 
+class CohortTooSmall(TwinmonError, ValueError):
+    """The cohort has no stable or no deteriorating patient, or is too short for the statistic."""
+
+
+def min_duration_s(ks: Sequence[int] = KS) -> float:
+    """The shortest cohort whose stable patients give the statistic at two grid points at least: the hour before
+    ``t`` and the longest ``k`` after it."""
+    return 60.0 * GRID_MIN * (_window_steps(BASELINE_MIN) + _window_steps(max(ks)) + 2)
+
+
 def feasibility(patients: int, duration_s: float, seed: int, share: float = 0.3) -> dict[str, Any]:
     """The diagnostic for the simulated cohort ``twinmon evaluate`` runs with the same arguments."""
+    if int(duration_s / 60.0 / GRID_MIN) < round(min_duration_s() / 60.0 / GRID_MIN):
+        raise CohortTooSmall(f"the cohort must be at least {min_duration_s() / 3600:g} h long (the hour before "
+                             f"each minute and the {max(KS)} min after it), not {duration_s / 3600:g} h")
     people = [_make_patient(i, seed, duration_s, share) for i in range(patients)]
     stable = [p for p in people if p.onset_s is None]
     ill = [i for i, p in enumerate(people) if p.onset_s is not None and p.onset_s < duration_s]
+    if not stable or not ill:
+        raise CohortTooSmall(f"a cohort of {patients} (seed {seed}, share deteriorating {share:g}) has {len(stable)} "
+                             f"stable and {len(ill)} deteriorating patients; the diagnostic needs one of each at least")
     natural = stable_variability(stable, duration_s)
     noise = reading_noise(seed)
     names = [m.value for m in VITALS]
@@ -204,25 +217,3 @@ def feasibility(patients: int, duration_s: float, seed: int, share: float = 0.3)
         "true_news2_at_onset_median": _median([e.news2[0] for e in episodes]),
         "by_minutes_after_onset": by_k,
     }
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evaluation.feasibility", description=__doc__.split("\n")[0])
-    parser.add_argument("--patients", type=int, default=100)
-    parser.add_argument("--hours", type=float, default=24.0)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--deteriorating", type=float, default=0.3)
-    parser.add_argument("--json", type=Path, default=None, help="also write the result here")
-    args = parser.parse_args(argv)
-    if args.patients < 1 or args.hours <= 0:
-        parser.error("--patients and --hours must be positive")
-    result = feasibility(args.patients, args.hours * 3600.0, args.seed, args.deteriorating)
-    text = orjson.dumps(result, option=orjson.OPT_INDENT_2)
-    if args.json is not None:
-        args.json.write_bytes(text)
-    sys.stdout.write(text.decode() + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

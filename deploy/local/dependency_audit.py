@@ -16,7 +16,6 @@ reported as not checked by name.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import click
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
@@ -180,18 +180,9 @@ def lock_main(lock: Path) -> int:
     return 1 if report.failed else (3 if report.unchecked or report.unreachable else 0)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--db", type=Path, help="safety-db's insecure_full.json")
-    parser.add_argument("--freeze", type=Path, help="pip freeze output of the environment to check")
-    parser.add_argument("--lock", type=Path, help="a hash-pinned lock to check against PyPI's project pages")
-    args = parser.parse_args(argv)
-    if args.lock:
-        return lock_main(args.lock)
-    if not (args.db and args.freeze):
-        parser.error("give --lock, or both --db and --freeze")
-    db = json.loads(args.db.read_text())
-    installed = parse_freeze(args.freeze.read_text().splitlines())
+def offline_main(db_file: Path, freeze_file: Path) -> int:
+    db = json.loads(db_file.read_text())
+    installed = parse_freeze(freeze_file.read_text().splitlines())
     meta = db.get("$meta", {})
     result = findings(installed, db)
     print(f"offline check: {len(installed)} packages against safety-db ({len(db) - 1} packages with advisories,"
@@ -203,5 +194,22 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if result else 0
 
 
+_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+@click.command(help=f"{(__doc__ or '').splitlines()[0]}\n\nExit 0: nothing found; 1: a finding; 3 (--lock): "
+                    "incomplete.", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--db", "db_file", type=_FILE, default=None, help="safety-db's insecure_full.json.")
+@click.option("--freeze", "freeze_file", type=_FILE, default=None,
+              help="pip freeze output of the environment to check.")
+@click.option("--lock", type=_FILE, default=None, help="A hash-pinned lock to check against PyPI's project pages.")
+def main(db_file: Path | None, freeze_file: Path | None, lock: Path | None) -> None:
+    if lock is not None:
+        sys.exit(lock_main(lock))
+    if db_file is None or freeze_file is None:
+        raise click.UsageError("give --lock, or both --db and --freeze")
+    sys.exit(offline_main(db_file, freeze_file))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "deploy" / "local"))
 import dependency_audit as audit
@@ -48,11 +49,22 @@ def test_findings_match_the_affected_ranges() -> None:
 
 
 @pytest.mark.parametrize(("pins", "code"), [("Jinja2==2.10\n", 1), ("Jinja2==3.1.6\n", 0)])
-def test_main_exit_code(tmp_path: Path, pins: str, code: int, capsys: pytest.CaptureFixture[str]) -> None:
+def test_main_exit_code(tmp_path: Path, pins: str, code: int) -> None:
     (tmp_path / "db.json").write_text(json.dumps(DB))
     (tmp_path / "req.txt").write_text(pins)
-    assert main(["--db", str(tmp_path / "db.json"), "--freeze", str(tmp_path / "req.txt")]) == code
-    assert ("VULNERABLE jinja2==2.10" in capsys.readouterr().out) == (code == 1)
+    out = CliRunner().invoke(main, ["--db", str(tmp_path / "db.json"), "--freeze", str(tmp_path / "req.txt")])
+    assert out.exit_code == code, out.output
+    assert ("VULNERABLE jinja2==2.10" in out.output) == (code == 1)
+
+
+@pytest.mark.parametrize(("args", "message"), [([], "give --lock"), (["--db", "db.json"], "give --lock"),
+                                               (["--db", "db.json", "--freeze", "missing.txt"], "missing.txt")])
+def test_incomplete_or_missing_inputs_are_usage_errors(tmp_path: Path, args: list[str], message: str) -> None:
+    runner = CliRunner()
+    with runner.isolated_filesystem(temp_dir=tmp_path):
+        Path("db.json").write_text(json.dumps(DB))
+        out = runner.invoke(main, args)
+    assert out.exit_code == 2 and message in out.output and "Traceback" not in out.output
 
 
 # --- the lock against PyPI's project pages -------------------------------------------------------------------
@@ -139,11 +151,10 @@ def test_check_lock_fails_on_an_advisory_a_yank_an_unpublished_hash_or_a_missing
     assert gone.missing == ["aiohttp==3.14.5"] and gone.failed
 
 
-def test_a_silent_pypi_is_incomplete_not_a_pass_or_a_failure(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_silent_pypi_is_incomplete_not_a_pass_or_a_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "x.lock").write_text(LOCK)
     monkeypatch.setattr(audit, "fetch_projects", lambda names: dict.fromkeys(names))
-    assert audit.main(["--lock", str(tmp_path / "x.lock")]) == 3
-    out = capsys.readouterr().out
+    result = CliRunner().invoke(audit.main, ["--lock", str(tmp_path / "x.lock")])
+    assert result.exit_code == 3, result.output
+    out = result.output
     assert "nothing checked (PyPI did not answer): aiohttp==3.14.5" in out and "2 project pages did not arrive" in out
