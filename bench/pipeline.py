@@ -457,6 +457,62 @@ def percentiles(xs: Sequence[float]) -> dict[str, float | int | None]:
     return {"n": len(s), "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99), "max_ms": s[-1] * 1000.0}
 
 
+class _TwinWatch:
+    """Reading to twin: every ``LATENCY_POLL_S``, one pipeline of HMGETs for every sampled reading not yet seen
+    persisted (its log position written to the twin's hash)."""
+
+    def __init__(self, client: Redis, store: RedisTwinStore) -> None:
+        self.client, self.store = client, store
+        self.pending: list[tuple[str, asyncio.Future[Any], float]] = []
+        self.seconds: list[float] = []
+        self.timeouts = 0
+        self.sending = True
+
+    async def run(self) -> None:
+        while self.sending or self.pending:
+            ready = [(pid, fut.result(), t) for pid, fut, t in self.pending if fut.done()]
+            if ready:
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for pid, _, _ in ready:
+                        pipe.hmget(self.store.key(pid), ["p", "o"])
+                    rows = await pipe.execute()
+                now = time.monotonic()
+                done: set[int] = set()
+                for (_, meta, t), (p, o) in zip(ready, rows, strict=True):
+                    if p is not None and int(p) == meta.partition and int(o) >= meta.offset:
+                        self.seconds.append(now - t)
+                        done.add(id(meta))
+                    elif now - t > LATENCY_GIVE_UP_S:
+                        self.timeouts += 1
+                        done.add(id(meta))
+                self.pending[:] = [x for x in self.pending if not (x[1].done() and id(x[1].result()) in done)]
+            await asyncio.sleep(LATENCY_POLL_S)
+
+
+class _AlertWatch:
+    """Reading to alert event: each alert event matched to the reading (patient, measured-at) that raised it."""
+
+    def __init__(self, consumer: AIOKafkaConsumer) -> None:
+        self.consumer = consumer
+        self.sent_at: dict[tuple[str, int], float] = {}
+        self.seconds: list[float] = []
+        self.unmatched = 0
+        self.stop = asyncio.Event()
+
+    async def run(self) -> None:
+        while not self.stop.is_set():
+            got = await self.consumer.getmany(timeout_ms=200)
+            now = time.monotonic()
+            for records in got.values():
+                for rec in records:
+                    event = orjson.loads(rec.value)
+                    t = self.sent_at.get((event["patient_id"], event["at"]))
+                    if t is None:
+                        self.unmatched += 1
+                    else:
+                        self.seconds.append(now - t)
+
+
 async def paced(services: Services, env: dict[str, str], rate: int, seconds: float, warmup_s: float
                 ) -> dict[str, Any]:
     """Produce ``rate`` readings/s for ``seconds`` (one a second from each of ``rate`` patients), measure.
@@ -465,62 +521,16 @@ async def paced(services: Services, env: dict[str, str], rate: int, seconds: flo
     worker (loaded, and evaluated on its first reading), which is start-up, not the steady state."""
     topic, alerts_topic = env["TWINMON_TOPIC_VITALS"], env["TWINMON_TOPIC_ALERTS"]
     store = RedisTwinStore(Redis.from_url(services.redis_url), env["TWINMON_REDIS_PREFIX"])
-    poll_client = Redis.from_url(services.redis_url)
     plan = [(t, sick(r)) for t, r in readings(rate, int(rate * seconds), 1_000_000_000_000)]
     prod = producer(services.bootstrap)
-    alerts = AIOKafkaConsumer(alerts_topic, bootstrap_servers=services.bootstrap, group_id=None,
-                              auto_offset_reset="latest")
+    twins = _TwinWatch(Redis.from_url(services.redis_url), store)
+    alerts = _AlertWatch(AIOKafkaConsumer(alerts_topic, bootstrap_servers=services.bootstrap, group_id=None,
+                                          auto_offset_reset="latest"))
     await prod.start()
-    await alerts.start()
-    await alerts.seek_to_end()
-    to_twin: list[float] = []
-    timeouts = 0
-    sent_at: dict[tuple[str, int], float] = {}
-    to_alert: list[float] = []
-    unmatched = 0
-    stop_alerts = asyncio.Event()
-
-    pending: list[tuple[str, asyncio.Future[Any], float]] = []
-    sending = True
-
-    async def poll_twins() -> None:
-        """Every 2 ms, one pipeline of HMGETs for every sampled reading not yet seen persisted."""
-        nonlocal timeouts
-        while sending or pending:
-            ready = [(pid, fut.result(), t) for pid, fut, t in pending if fut.done()]
-            if ready:
-                async with poll_client.pipeline(transaction=False) as pipe:
-                    for pid, _, _ in ready:
-                        pipe.hmget(store.key(pid), ["p", "o"])
-                    rows = await pipe.execute()
-                now = time.monotonic()
-                done: set[int] = set()
-                for (_, meta, t), (p, o) in zip(ready, rows, strict=True):
-                    if p is not None and int(p) == meta.partition and int(o) >= meta.offset:
-                        to_twin.append(now - t)
-                        done.add(id(meta))
-                    elif now - t > LATENCY_GIVE_UP_S:
-                        timeouts += 1
-                        done.add(id(meta))
-                pending[:] = [x for x in pending if not (x[1].done() and id(x[1].result()) in done)]
-            await asyncio.sleep(LATENCY_POLL_S)
-
-    async def read_alerts() -> None:
-        nonlocal unmatched
-        while not stop_alerts.is_set():
-            got = await alerts.getmany(timeout_ms=200)
-            now = time.monotonic()
-            for records in got.values():
-                for rec in records:
-                    event = orjson.loads(rec.value)
-                    t = sent_at.get((event["patient_id"], event["at"]))
-                    if t is None:
-                        unmatched += 1
-                    else:
-                        to_alert.append(now - t)
-
-    reader = asyncio.create_task(read_alerts())
-    poller = asyncio.create_task(poll_twins())
+    await alerts.consumer.start()
+    await alerts.consumer.seek_to_end()
+    reader = asyncio.create_task(alerts.run())
+    poller = asyncio.create_task(twins.run())
     every = max(1, rate // LATENCY_SAMPLES_PER_S)
     late = 0
     t0 = time.monotonic()
@@ -535,26 +545,26 @@ async def paced(services: Services, env: dict[str, str], rate: int, seconds: flo
                 late += 1
             r = replace(r, measured_at=r.measured_at + shift)
             t_sent = time.monotonic()
-            sent_at[(r.patient_id, r.measured_at)] = t_sent
+            alerts.sent_at[(r.patient_id, r.measured_at)] = t_sent
             fut = await prod.send(topic, value=encode(r), key=r.patient_id.encode())
             if i % every == 0 and delivered_s >= warmup_s:
-                pending.append((r.patient_id, fut, t_sent))
+                twins.pending.append((r.patient_id, fut, t_sent))
         offered_s = time.monotonic() - t0
         await prod.flush()
-        sending = False
+        twins.sending = False
         await poller
         await asyncio.sleep(1.0)  # alerts of the last readings
     finally:
-        stop_alerts.set()
+        alerts.stop.set()
         await reader
         await prod.stop()
-        await alerts.stop()
-        await poll_client.aclose()
+        await alerts.consumer.stop()
+        await twins.client.aclose()
     return {"offered_events_per_s": rate, "achieved_events_per_s": len(plan) / offered_s, "events": len(plan),
             "warmup_s": warmup_s,
             "patients": rate, "sent_late_over_50ms": late,
-            "reading_to_twin": percentiles(to_twin), "reading_to_twin_timeouts": timeouts,
-            "reading_to_alert": percentiles(to_alert), "alert_events_unmatched": unmatched}
+            "reading_to_twin": percentiles(twins.seconds), "reading_to_twin_timeouts": twins.timeouts,
+            "reading_to_alert": percentiles(alerts.seconds), "alert_events_unmatched": alerts.unmatched}
 
 
 SICK_EVERY = 50
