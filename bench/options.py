@@ -19,7 +19,7 @@ class BenchOptions:
     events: int = 200_000
     """Throughput stage events."""
     partitions: int = 8
-    rates: tuple[int, ...] = (1000, 5000)
+    rates: tuple[int, ...] = (5000, 15000)
     """Offered loads of the latency stage, events/s (each is also its number of patients)."""
     latency_seconds: float = 45.0
     twins: int = 100_000

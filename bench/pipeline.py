@@ -5,18 +5,22 @@ from a checkout, or the ones given with ``--bootstrap`` and ``--redis-url``), ea
 consumer groups and key prefixes:
 
 throughput  10,000 simulated patients' readings produced beforehand; the ceiling is a bare aiokafka consumer
-            reading them back (best of two); then Faust alone (``bench.faust_noop``: the same app settings
-            and ``take_events`` batches, no work); then ``twinmon worker`` with risk and alerts on, timed through
-            its own ``twinmon_events_consumed_total`` from the first scrape above zero to N (start-up and group
-            join excluded). Worker CPU per event is reported too: it holds steadier than events/s when other
-            programs share the machine.
-latency     a worker running, readings produced at a fixed rate (patients = rate, one reading a second each,
-            stamped with the wall clock; one patient in 50 unwell from the start, so that alerts are raised).
+            reading them back with the worker's fetch settings (best of two; and once with 4 MiB fetches), and
+            decoding them in-process (orjson alone, and the wire schema's ``decode``); then Faust alone
+            (``bench.faust_noop``: the same app settings and ``take_events`` batches, no work: Faust's per-event
+            cost); then ``twinmon worker`` with risk and alerts on, timed through its own
+            ``twinmon_events_consumed_total`` from the first scrape above zero to N (start-up and group join
+            excluded). Worker CPU per event is reported too: it holds steadier than events/s when other programs
+            share the machine.
+latency     the steady state of ``bench.steady``: every patient enrolled and holding an hour-old twin in Redis,
+            one reading a second each, 1% invalid, 1% sent twice, nurses' entries, one patient in 50 unwell (alerts
+            raised and open). Every latency counts from the message's scheduled send time (no coordinated
+            omission) and no sample is dropped: one never seen counts with what it waited, as unfinished.
             Reading to twin: for a sample of readings (about 50 a second, after a 10 s warm-up) the bench notes
-            when it sent the reading and the partition/offset the broker gave it, then polls the patient's
-            twin hash in Redis every 2 ms until its stored log position reaches that offset. Reading to alert: a
-            consumer on the alerts topic matches each alert event (patient, event time) to the reading that
-            triggered it and takes the time from sending that reading to receiving the event.
+            the partition/offset the broker gave it, then polls the patient's twin hash in Redis every 2 ms until
+            its stored log position reaches that offset. Reading to alert: a consumer on the alerts topic matches
+            each alert event (patient, event time) to the reading that triggered it. Also the worker's longest
+            event-loop stall and its full garbage collections (``streams.loop_health``).
 memory      100,000 realistic twins (1,000 simulated patients' twins after a minute of data, 100 copies each
             under new ids) written to Redis; Redis ``used_memory`` before/after per twin; then a backlog of one
             reading per patient, and ``twinmon worker`` started on it: its resident memory holding every twin.
@@ -57,6 +61,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
+from bench import steady
 from bench.options import BenchOptions
 from simulation.simulator import simulate
 from streams.schema import decode, encode
@@ -78,8 +83,10 @@ STALL_TIMEOUT_S = 120.0
 POLL_S = 0.1
 LATENCY_POLL_S = 0.002
 LATENCY_SAMPLES_PER_S = 50
-LATENCY_GIVE_UP_S = 30.0
+LATENCY_DRAIN_S = 30.0
+"""After the last send, how long unseen samples are waited for before they count as unfinished."""
 LATENCY_WARMUP_S = 10.0
+PLAN_START_MS = 1_000_000_000_000
 CONSUMED = "twinmon_events_consumed_total"
 
 
@@ -224,17 +231,24 @@ async def produce(bootstrap: str, topic: str, messages: Sequence[tuple[bytes, by
 # ----------------------------------------------------------------------------------------------- ceiling
 
 
-async def consume_rate(bootstrap: str, topic: str, n: int) -> float:
-    """Events/s of a bare aiokafka consumer (no group, no decoding) reading ``n`` records, from the first."""
+WORKER_FETCH: dict[str, Any] = {"max_partition_fetch_bytes": 1 * MiB, "fetch_max_wait_ms": 1500, "check_crcs": True}
+"""The fetch settings Faust gives the worker's consumer (``faust_app``'s conf: consumer_max_fetch_size,
+broker_check_crcs; no max_poll_records), checked against it by tests/unit/bench."""
+BIG_FETCH: dict[str, Any] = {"max_partition_fetch_bytes": 4 * MiB, "fetch_max_bytes": 64 * MiB}
+
+
+async def consume_rate(bootstrap: str, topic: str, n: int, fetch: dict[str, Any] | None = None,
+                       max_records: int | None = None) -> float:
+    """Events/s of a bare aiokafka consumer (no group, no decoding) reading ``n`` records, from the first, with
+    ``fetch`` settings (the worker's by default) and at most ``max_records`` a ``getmany`` (none, as the worker)."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-                                enable_auto_commit=False, max_partition_fetch_bytes=4 * MiB,
-                                fetch_max_bytes=64 * MiB)
+                                enable_auto_commit=False, **(WORKER_FETCH if fetch is None else fetch))
     await consumer.start()
     try:
         seen, first = 0, None
         last_progress = time.monotonic()
         while seen < n:
-            batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            batch = await consumer.getmany(timeout_ms=1000, max_records=max_records)
             got = sum(len(records) for records in batch.values())
             now = time.monotonic()
             if got:
@@ -247,6 +261,21 @@ async def consume_rate(bootstrap: str, topic: str, n: int) -> float:
         return n / max(time.monotonic() - first, 1e-9)
     finally:
         await consumer.stop()
+
+
+def decode_rates(messages: Sequence[tuple[bytes, bytes]]) -> tuple[float, float]:
+    """In this process, events/s of ``orjson.loads`` alone over the values, and of the wire schema's ``decode``."""
+    values = [v for _, v in messages]
+    loads = orjson.loads
+    started = time.perf_counter()
+    for v in values:
+        loads(v)
+    orjson_s = time.perf_counter() - started
+    now_ms = int(time.time() * 1000)
+    started = time.perf_counter()
+    for k, v in messages:
+        decode(v, k, now_ms)
+    return len(values) / orjson_s, len(values) / (time.perf_counter() - started)
 
 
 def faust_noop_rate(env: dict[str, str], n: int, log_path: Path) -> dict[str, Any]:
@@ -405,7 +434,11 @@ def stage_throughput(options: BenchOptions, services: Services, tmp: Path) -> di
     produce_s, _ = asyncio.run(produce(services.bootstrap, env["TWINMON_TOPIC_VITALS"], messages))
     say(f"produced {n:,} events in {produce_s:.1f}s")
     ceilings = [asyncio.run(consume_rate(services.bootstrap, env["TWINMON_TOPIC_VITALS"], n)) for _ in (1, 2)]
-    say("raw consume: " + ", ".join(f"{c:,.0f}" for c in ceilings) + " events/s")
+    say("raw consume (the worker's fetch settings): " + ", ".join(f"{c:,.0f}" for c in ceilings) + " events/s")
+    big = asyncio.run(consume_rate(services.bootstrap, env["TWINMON_TOPIC_VITALS"], n, BIG_FETCH, 5000))
+    decode_only, schema_decode = decode_rates(messages)
+    say(f"raw consume (4 MiB fetches): {big:,.0f} events/s; orjson alone {decode_only:,.0f}/s, "
+        f"the wire schema's decode {schema_decode:,.0f}/s")
     noop = faust_noop_rate(env, n, tmp / "noop.log")
     say(f"Faust no-op: {noop['events_per_s']:,.0f} events/s")
     before = redis_used(services.redis_url)
@@ -427,6 +460,9 @@ def stage_throughput(options: BenchOptions, services: Services, tmp: Path) -> di
         "produce_events_per_s": n / produce_s,
         "raw_consume_events_per_s_runs": ceilings,
         "raw_consume_events_per_s": ceiling,
+        "raw_consume_big_fetch_events_per_s": big,
+        "decode_only_events_per_s": decode_only,
+        "schema_decode_events_per_s": schema_decode,
         "faust_noop_events_per_s": noop["events_per_s"],
         "faust_noop_cpu_us_per_event": noop["cpu_s"] / noop["events"] * 1e6,
         "faust_noop_over_raw": noop["events_per_s"] / ceiling,
@@ -459,14 +495,16 @@ def percentiles(xs: Sequence[float]) -> dict[str, float | int | None]:
 
 class _TwinWatch:
     """Reading to twin: every ``LATENCY_POLL_S``, one pipeline of HMGETs for every sampled reading not yet seen
-    persisted (its log position written to the twin's hash)."""
+    persisted (its log position written to the twin's hash). No sample is given up: one still unseen when the run
+    ends (``finish``) counts with the time it has waited so far, a lower bound, and is counted as unfinished."""
 
     def __init__(self, client: Redis, store: RedisTwinStore) -> None:
         self.client, self.store = client, store
         self.pending: list[tuple[str, asyncio.Future[Any], float]] = []
         self.seconds: list[float] = []
-        self.timeouts = 0
+        self.unfinished = 0
         self.sending = True
+        self.deadline = float("inf")
 
     async def run(self) -> None:
         while self.sending or self.pending:
@@ -482,11 +520,16 @@ class _TwinWatch:
                     if p is not None and int(p) == meta.partition and int(o) >= meta.offset:
                         self.seconds.append(now - t)
                         done.add(id(meta))
-                    elif now - t > LATENCY_GIVE_UP_S:
-                        self.timeouts += 1
-                        done.add(id(meta))
                 self.pending[:] = [x for x in self.pending if not (x[1].done() and id(x[1].result()) in done)]
+            if time.monotonic() > self.deadline:
+                self.finish()
             await asyncio.sleep(LATENCY_POLL_S)
+
+    def finish(self) -> None:
+        now = time.monotonic()
+        self.seconds.extend(now - t for _, _, t in self.pending)
+        self.unfinished += len(self.pending)
+        self.pending.clear()
 
 
 class _AlertWatch:
@@ -513,15 +556,16 @@ class _AlertWatch:
                         self.seconds.append(now - t)
 
 
-async def paced(services: Services, env: dict[str, str], rate: int, seconds: float, warmup_s: float
-                ) -> dict[str, Any]:
-    """Produce ``rate`` readings/s for ``seconds`` (one a second from each of ``rate`` patients), measure.
+async def paced(services: Services, env: dict[str, str], planned: Sequence[steady.Planned], seconds: float,
+                warmup_s: float) -> dict[str, Any]:
+    """Send ``planned`` on its schedule (``bench.steady``), measure.
 
-    Readings to twin are sampled only after ``warmup_s``: in the first seconds every patient is new to the
-    worker (loaded, and evaluated on its first reading), which is start-up, not the steady state."""
+    Every latency is timed from the message's scheduled send time, not from when the bench got round to sending
+    it, so a stalled worker or producer cannot hide its own delay (coordinated omission). Readings to twin are
+    sampled only after ``warmup_s``: in the first seconds every patient is loaded from Redis and evaluated on its
+    first reading, which is start-up, not the steady state."""
     topic, alerts_topic = env["TWINMON_TOPIC_VITALS"], env["TWINMON_TOPIC_ALERTS"]
     store = RedisTwinStore(Redis.from_url(services.redis_url), env["TWINMON_REDIS_PREFIX"])
-    plan = [(t, sick(r)) for t, r in readings(rate, int(rate * seconds), 1_000_000_000_000)]
     prod = producer(services.bootstrap)
     twins = _TwinWatch(Redis.from_url(services.redis_url), store)
     alerts = _AlertWatch(AIOKafkaConsumer(alerts_topic, bootstrap_servers=services.bootstrap, group_id=None,
@@ -531,27 +575,31 @@ async def paced(services: Services, env: dict[str, str], rate: int, seconds: flo
     await alerts.consumer.seek_to_end()
     reader = asyncio.create_task(alerts.run())
     poller = asyncio.create_task(twins.run())
-    every = max(1, rate // LATENCY_SAMPLES_PER_S)
+    sampled = [p for p in planned if p.sample and p.at_s >= warmup_s]
+    every = max(1, round(len(sampled) / max((seconds - warmup_s) * LATENCY_SAMPLES_PER_S, 1)))
     late = 0
     t0 = time.monotonic()
-    shift = int(time.time() * 1000) - 1_000_000_000_000
+    shift = int(time.time() * 1000) - PLAN_START_MS
     try:
-        for i, (delivered_s, r) in enumerate(plan):
-            target = t0 + delivered_s
-            wait = target - time.monotonic()
+        for i, p in enumerate(planned):
+            scheduled = t0 + p.at_s
+            wait = scheduled - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
             elif wait < -0.05:
                 late += 1
-            r = replace(r, measured_at=r.measured_at + shift)
-            t_sent = time.monotonic()
-            alerts.sent_at[(r.patient_id, r.measured_at)] = t_sent
-            fut = await prod.send(topic, value=encode(r), key=r.patient_id.encode())
-            if i % every == 0 and delivered_s >= warmup_s:
-                twins.pending.append((r.patient_id, fut, t_sent))
+            value = p.value
+            if p.reading is not None:
+                r = replace(p.reading, measured_at=p.reading.measured_at + shift)
+                value = encode(r)
+                alerts.sent_at.setdefault((r.patient_id, r.measured_at), scheduled)
+            fut = await prod.send(topic, value=value, key=p.key)
+            if p.sample and p.at_s >= warmup_s and i % every == 0:
+                twins.pending.append((p.key.decode(), fut, scheduled))
         offered_s = time.monotonic() - t0
         await prod.flush()
         twins.sending = False
+        twins.deadline = time.monotonic() + LATENCY_DRAIN_S
         await poller
         await asyncio.sleep(1.0)  # alerts of the last readings
     finally:
@@ -560,25 +608,10 @@ async def paced(services: Services, env: dict[str, str], rate: int, seconds: flo
         await prod.stop()
         await alerts.consumer.stop()
         await twins.client.aclose()
-    return {"offered_events_per_s": rate, "achieved_events_per_s": len(plan) / offered_s, "events": len(plan),
-            "warmup_s": warmup_s,
-            "patients": rate, "sent_late_over_50ms": late,
-            "reading_to_twin": percentiles(twins.seconds), "reading_to_twin_timeouts": twins.timeouts,
+    return {"offered_events_per_s": round(len(planned) / seconds), "achieved_events_per_s": len(planned) / offered_s,
+            "events": len(planned), "warmup_s": warmup_s, "sent_late_over_50ms": late,
+            "reading_to_twin": percentiles(twins.seconds), "reading_to_twin_unfinished": twins.unfinished,
             "reading_to_alert": percentiles(alerts.seconds), "alert_events_unmatched": alerts.unmatched}
-
-
-SICK_EVERY = 50
-"""In the latency stage, one patient in this many is unwell from the first reading (NEWS2 well above 7), so
-that alerts are raised (after the policy's 30 s persistence) within the run and their latency can be timed."""
-SICK_VALUES = {Metric.HEART_RATE: 138.0, Metric.SPO2: 86.0, Metric.RESP_RATE: 31.0, Metric.TEMPERATURE: 39.6,
-               Metric.BP_SYSTOLIC: 88.0}
-
-
-def sick(r: Reading) -> Reading:
-    value = SICK_VALUES.get(r.metric)
-    if value is None or int(r.patient_id.rsplit("-", 1)[-1]) % SICK_EVERY:
-        return r
-    return replace(r, value=value)
 
 
 def stage_latency(options: BenchOptions, services: Services, tmp: Path) -> list[dict[str, Any]]:
@@ -586,6 +619,12 @@ def stage_latency(options: BenchOptions, services: Services, tmp: Path) -> list[
     for rate in options.rates:
         env = deployment_env(services, options.partitions, tmp)
         create_topics(env)
+        planned = steady.plan(rate, options.latency_seconds, PLAN_START_MS)
+        ids = steady.patient_ids(planned)
+        say(f"latency: {len(ids):,} patients enrolled, their twins {steady.AGED_MINUTES:.0f} min old in Redis")
+        asyncio.run(produce(services.bootstrap, env["TWINMON_TOPIC_ENROLMENTS"],
+                            steady.profiles(ids, int(time.time() * 1000))))
+        asyncio.run(seed(services, env["TWINMON_REDIS_PREFIX"], steady.aged_twins(ids)))
         worker = Worker.start(env, tmp / f"worker-latency-{rate}.log")
         try:
             # One probe reading: the worker has joined its group and is consuming before the clock starts.
@@ -593,15 +632,37 @@ def stage_latency(options: BenchOptions, services: Services, tmp: Path) -> list[
             asyncio.run(produce(services.bootstrap, env["TWINMON_TOPIC_VITALS"],
                                 [(b"bench-probe", encode(probe))]))
             run_until([worker], 1, CONSUMED, topic=env["TWINMON_TOPIC_VITALS"])
-            say(f"latency: offering {rate:,} events/s for {options.latency_seconds:.0f}s")
-            result = asyncio.run(paced(services, env, rate, options.latency_seconds, LATENCY_WARMUP_S))
+            say(f"latency: offering {len(planned) / options.latency_seconds:,.0f} events/s for "
+                f"{options.latency_seconds:.0f}s")
+            result = asyncio.run(paced(services, env, planned, options.latency_seconds, LATENCY_WARMUP_S))
+            result.update(patients=len(ids), **loop_figures(worker.scrape()))
         finally:
             worker.stop()
-        say(f"latency at {rate:,}/s: reading->twin p99 {result['reading_to_twin']['p99_ms'] or 0:.0f} ms, "
-            f"reading->alert p99 {result['reading_to_alert']['p99_ms'] or 0:.0f} ms "
-            f"({result['reading_to_alert']['n']} alerts)")
+        say(f"latency at {rate:,}/s: reading->twin p99 {result['reading_to_twin']['p99_ms'] or 0:.0f} ms "
+            f"(max {result['reading_to_twin']['max_ms'] or 0:.0f}), reading->alert p99 "
+            f"{result['reading_to_alert']['p99_ms'] or 0:.0f} ms ({result['reading_to_alert']['n']} alerts); "
+            f"longest event-loop stall {result['event_loop_stall_max_ms'] or 0:.0f} ms")
         out.append(result)
     return out
+
+
+def loop_figures(samples: list[tuple[str, dict[str, str], float]] | None) -> dict[str, Any]:
+    """The worker's longest event-loop stall and its full garbage collections, from one scrape."""
+    stall = [v for n, _, v in samples or () if n == "twinmon_event_loop_stall_max_seconds"]
+    full = total(samples, "twinmon_gc_pause_seconds_count", generation="2")
+    return {"event_loop_stall_max_ms": stall[0] * 1000.0 if stall else None, "gc_full_collections": full,
+            "gc_full_collection_mean_ms": total(samples, "twinmon_gc_pause_seconds_sum", generation="2") / full * 1000
+            if full else None}
+
+
+async def seed(services: Services, prefix: str, twins: Sequence[Twin]) -> None:
+    client = Redis.from_url(services.redis_url)
+    store = RedisTwinStore(client, prefix)
+    try:
+        for i in range(0, len(twins), 2000):
+            await store.save_many(twins[i:i + 2000])
+    finally:
+        await client.aclose()
 
 
 def new_reading(pid: str) -> Reading:
@@ -791,8 +852,11 @@ def table(r: dict[str, Any]) -> list[tuple[str, str]]:
         rows += [
             (f"latency @ {lat['offered_events_per_s']:,}/s",
              f"achieved {lat['achieved_events_per_s']:,.0f}/s; reading->twin p50/p95/p99 "
-             f"{fmt_ms(tw['p50_ms'])}/{fmt_ms(tw['p95_ms'])}/{fmt_ms(tw['p99_ms'])} ms (n={tw['n']}); "
-             f"reading->alert {fmt_ms(al['p50_ms'])}/{fmt_ms(al['p95_ms'])}/{fmt_ms(al['p99_ms'])} ms (n={al['n']})"),
+             f"{fmt_ms(tw['p50_ms'])}/{fmt_ms(tw['p95_ms'])}/{fmt_ms(tw['p99_ms'])}, max {fmt_ms(tw['max_ms'])} ms "
+             f"(n={tw['n']}, {lat['reading_to_twin_unfinished']} unfinished); reading->alert "
+             f"{fmt_ms(al['p50_ms'])}/{fmt_ms(al['p95_ms'])}/{fmt_ms(al['p99_ms'])}, max {fmt_ms(al['max_ms'])} ms "
+             f"(n={al['n']}); longest loop stall {fmt_ms(lat['event_loop_stall_max_ms'])} ms, "
+             f"{lat['gc_full_collections']:,.0f} full GCs"),
         ]
     m = r.get("memory_recovery")
     if m:

@@ -21,6 +21,7 @@ from faust.types import TP
 from alerts.policy import UnknownAlert
 from streams.actions import decode_action
 from streams.enrolment import decode_enrolment
+from streams.fastdrain import BatchHandOff
 from streams.metrics import Metrics
 from streams.outage import RedisOutage
 from streams.processor import BatchProcessor, RawMessage
@@ -55,22 +56,42 @@ async def or_exit(what: str, work: Awaitable[object]) -> None:
         os._exit(EXIT_CRASHED)
 
 
+async def consume_vitals_batches(hand_off: BatchHandOff, processor: BatchProcessor, outage: RedisOutage,
+                                 metrics: Metrics, dead_letters: DeadLetters, progress: VitalsProgress,
+                                 settings: Settings) -> None:
+    """The vitals loop on the batch hand-off (``streams.fastdrain``): whatever was fetched, processed at once."""
+    while True:
+        messages = await hand_off.take()
+        await _process_vitals([_raw(m) for m in messages], processor, outage, metrics, dead_letters, progress,
+                              settings)
+        # Acknowledged only now that Redis and the dead-letter topic have accepted the batch: Faust's commit timer
+        # (and its commit when a rebalance revokes partitions) commits no further than this.
+        hand_off.done(messages)
+
+
+async def _process_vitals(batch: list[RawMessage], processor: BatchProcessor, outage: RedisOutage, metrics: Metrics,
+                          dead_letters: DeadLetters, progress: VitalsProgress, settings: Settings) -> None:
+    started = time.perf_counter()
+    result = await outage.run("vitals", functools.partial(processor.process, batch, int(time.time() * 1000)))
+    await dead_letters.send(settings.topic_vitals, result)
+    metrics.events_consumed.labels(settings.topic_vitals).inc(len(batch))
+    metrics.batch_size.observe(len(batch))
+    metrics.batch_seconds.observe(time.perf_counter() - started)
+    metrics.events_produced.labels(settings.topic_dlq).inc(len(result.dead_letters))
+    metrics.last_batch.set_to_current_time()
+    processed = progress.processed_up_to
+    for msg in batch:
+        processed[msg.partition] = msg.offset
+
+
 # faust's StreamT stub lacks take_events (faust-streaming adds it on the concrete Stream).
 async def consume_vitals(stream: Any, processor: BatchProcessor, outage: RedisOutage, metrics: Metrics,
                          dead_letters: DeadLetters, progress: VitalsProgress, settings: Settings) -> None:
+    """The vitals loop on Faust's own stream, when the batch hand-off is not available (stock consumer)."""
     within_s = settings.batch_within_ms / 1000.0
     async for events in stream.take_events(settings.batch_max, within=within_s):
-        batch = [_raw(e.message) for e in events]
-        started = time.perf_counter()
-        result = await outage.run("vitals", functools.partial(processor.process, batch, int(time.time() * 1000)))
-        await dead_letters.send(settings.topic_vitals, result)
-        metrics.events_consumed.labels(settings.topic_vitals).inc(len(batch))
-        metrics.batch_size.observe(len(batch))
-        metrics.batch_seconds.observe(time.perf_counter() - started)
-        metrics.events_produced.labels(settings.topic_dlq).inc(len(result.dead_letters))
-        metrics.last_batch.set_to_current_time()
-        for msg in batch:
-            progress.processed_up_to[msg.partition] = msg.offset
+        await _process_vitals([_raw(e.message) for e in events], processor, outage, metrics, dead_letters, progress,
+                              settings)
         # take_events acknowledges the batch when control returns here: only after Redis and the
         # dead-letter topic have both accepted it, so a crash before this line replays the batch.
 
@@ -104,6 +125,14 @@ async def consume_actions(stream: Any, processor: BatchProcessor, outage: RedisO
                 # Already resolved (two people pressed the button) or a stale page: nothing to change.
                 metrics.stale_actions.inc()
         metrics.events_consumed.labels(settings.topic_alert_actions).inc()
+
+
+async def preload_assigned(assigned: AbstractSet[TP], processor: BatchProcessor, outage: RedisOutage,
+                           vitals_topic: str) -> None:
+    """A rebalance gave this worker ``assigned``: load their enrolled patients' twins ahead of their readings."""
+    partitions = sorted(tp.partition for tp in assigned if tp.topic == vitals_topic)
+    if partitions:
+        await or_exit("preload", outage.run("preload", functools.partial(processor.preload, partitions)))
 
 
 def forget_revoked(revoked: AbstractSet[TP], processor: BatchProcessor, progress: VitalsProgress,

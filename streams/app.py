@@ -8,6 +8,7 @@ logs, by the function's qualified name (``streams.app.create_app.<locals>.report
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,17 @@ from redis.asyncio import Redis
 from alerts import config
 from alerts.config import AlertingConfig, policy_id
 from streams import fastdrain, timers
-from streams.agents import VitalsProgress, consume_actions, consume_enrolments, consume_vitals, forget_revoked, or_exit
+from streams.agents import (
+    VitalsProgress,
+    consume_actions,
+    consume_enrolments,
+    consume_vitals,
+    consume_vitals_batches,
+    forget_revoked,
+    or_exit,
+    preload_assigned,
+)
+from streams.loop_health import GcPolicy, LoopWatch
 from streams.metrics import Metrics
 from streams.outage import Backoff, KafkaWatch, RedisOutage, combined_status
 from streams.processor import BatchProcessor
@@ -29,6 +40,7 @@ from twin_state.redis_store import RedisProfileStore, RedisTwinStore
 
 CENSUS_INTERVAL_S = 10.0
 KAFKA_PROBE_INTERVAL_S = 3.0
+REFREEZE_INTERVAL_S = 5.0
 
 
 @dataclass(slots=True)
@@ -42,6 +54,7 @@ class Worker:
     redis: Redis
     outage: RedisOutage
     kafka: KafkaWatch
+    gc: GcPolicy
 
     def status(self) -> str:
         """The health endpoint's line: "ok", or what the worker is waiting for."""
@@ -106,9 +119,15 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, *,
     async def apply_alert_actions(stream: faust.StreamT[bytes]) -> None:
         await or_exit("alert-actions", consume_actions(stream, processor, outage, metrics, dlq, settings))
 
+    # The agent subscribes the topic; with the fast-drain consumer its messages come in batches from the hand-off.
+    hand_off = (app.hand_off(settings.topic_vitals, settings.batch_queue_fetches, settings.batch_max)
+                if isinstance(app, fastdrain.App) and app.fast_drain else None)
+
     @app.agent(vitals, name="apply-vitals", concurrency=1)
     async def apply_vitals(stream: faust.StreamT[bytes]) -> None:
-        await or_exit("vitals", consume_vitals(stream, processor, outage, metrics, dlq, progress, settings))
+        await or_exit("vitals", consume_vitals(stream, processor, outage, metrics, dlq, progress, settings)
+                      if hand_off is None else
+                      consume_vitals_batches(hand_off, processor, outage, metrics, dlq, progress, settings))
 
     @app.agent(enrolments, name="apply-enrolments", concurrency=1)
     async def apply_enrolments(stream: faust.StreamT[bytes]) -> None:
@@ -117,6 +136,15 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, *,
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # faust's stub wants a `signal` keyword
     async def on_revoked(sender: faust.App, revoked: set[Any], **_: Any) -> None:
         forget_revoked(revoked, processor, progress, metrics, settings.topic_vitals)
+
+    preloading: set[asyncio.Task[None]] = set()
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # faust's stub wants a `signal` keyword
+    async def on_assigned(sender: faust.App, assigned: set[Any], **_: Any) -> None:
+        # In the background: the rebalance callback must return within the session timeout.
+        task = asyncio.ensure_future(preload_assigned(assigned, processor, outage, settings.topic_vitals))
+        preloading.add(task)
+        task.add_done_callback(preloading.discard)
 
     @app.timer(interval=30.0)  # type: ignore[untyped-decorator]  # faust's timer decorator is untyped
     async def sweep_quiet_patients() -> None:
@@ -130,12 +158,22 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, *,
     async def report_lag() -> None:
         timers.report_lag(app.consumer, progress, metrics, settings.topic_vitals)
 
+    loop_watch, gc_policy = LoopWatch(metrics.registry), GcPolicy(metrics.registry)
+
+    @app.task  # type: ignore[untyped-decorator]  # faust's task decorator is untyped
+    async def watch_event_loop() -> None:
+        await loop_watch.run()
+
+    @app.timer(interval=REFREEZE_INTERVAL_S)  # type: ignore[untyped-decorator]  # faust's timer is untyped
+    async def refreeze() -> None:
+        gc_policy.refreeze()
+
     @app.timer(interval=CENSUS_INTERVAL_S)  # type: ignore[untyped-decorator]  # faust's timer decorator is untyped
     async def census() -> None:
         await timers.census(metrics, processor)
 
     return Worker(app=app, processor=processor, policy_name=name, metrics=metrics, redis=redis, outage=outage,
-                  kafka=kafka)
+                  kafka=kafka, gc=gc_policy)
 
 
 def _metrics(app: faust.App, settings: Settings, registry: CollectorRegistry | None, pid: str, name: str) -> Metrics:
@@ -161,4 +199,5 @@ def run_worker(built: Worker, log_level: str) -> None:
     # No patient data in logs: the Kafka client's DEBUG output carries message keys and values.
     hold_payload_loggers(log_level)
     limit_repeats()
+    built.gc.install()
     faust.Worker(built.app, loglevel=log_level.upper(), quiet=True).execute_from_commandline()

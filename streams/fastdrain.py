@@ -12,8 +12,16 @@ buffer: backpressure), the started coroutine is resumed under the stock ``wait_f
 so a rebalance abandons it exactly as it abandons a stock delivery. When the flow is suspended, delivery is the
 stock path from the start. Same messages, same order, same offsets; only the per-message tasks are gone.
 
+A topic given a ``BatchHandOff`` (the worker gives ``vitals`` one) is not delivered to a stream at all: what one
+fetch returned for it goes to the hand-off's bounded queue after the loop over that fetch, in lists of at most
+``TWINMON_BATCH_MAX``, and the worker's batch loop takes it from there (``streams.agents.consume_vitals_batches``).
+No Event, no stream iteration, no per-message ack under the stream's lock, no wait window. A full queue holds the
+drain loop (backpressure, as a full stream buffer does) under the same ``wait_first(..., suspend_flow.wait())``, and
+a fetch while the flow is suspended is dropped, as the stock path drops it: those offsets were never acknowledged,
+and Faust seeks back to the committed offsets before the flow resumes.
+
 The loop is copied from faust-streaming ``FAUST_VERSION``; with any other version installed the stock consumer is
-used (``supported()``), and ``TWINMON_FAST_DRAIN=false`` turns it off.
+used (``supported()``), and ``TWINMON_FAST_DRAIN=false`` turns it off (and with it the hand-off).
 """
 
 from __future__ import annotations
@@ -32,10 +40,56 @@ from mode import Service
 
 log = logging.getLogger("twinmon.fastdrain")
 FAUST_VERSION = "0.15.3"
-DIRECT, WAITED, STOCK = "direct", "waited", "stock"
-PATHS = (DIRECT, WAITED, STOCK)
-"""How a message reached its stream: in place; in place then waiting for room (backpressure); the stock path
-(flow suspended by a rebalance, or the stock consumer). Counted in ``App.deliveries``."""
+DIRECT, WAITED, STOCK, BATCHED, DROPPED = "direct", "waited", "stock", "batched", "dropped"
+PATHS = (DIRECT, WAITED, STOCK, BATCHED, DROPPED)
+"""How a message reached its stream: in place; after waiting for room (backpressure: a full stream buffer, or a
+full ``BatchHandOff`` queue); the stock path (flow suspended by a rebalance, or the stock consumer); in a batch to a
+``BatchHandOff`` without waiting; or not at all (fetched for a hand-off while a rebalance suspended the flow, or taken
+from it after the rebalance: fetched again from the committed offset). Counted in ``App.deliveries``."""
+
+
+class BatchHandOff:
+    """Fetched messages of one topic, in lists of at most ``batch_max`` (a fetch, or a part of a big one), from the
+    drain loop to the one task that processes them.
+
+    ``take`` returns every list waiting (up to ``batch_max`` messages, never splitting a list), dropping the lists
+    fetched before the current rebalance generation or while the flow is suspended: their offsets were never
+    acknowledged, so they are fetched again. What it returns is tracked by the consumer as in flight (a rebalance
+    waits for it to be acknowledged, then commits), and ``done`` acknowledges it."""
+
+    def __init__(self, app: App, topic: str, max_fetches: int, batch_max: int) -> None:
+        self.app, self.topic, self.batch_max = app, topic, batch_max
+        self.queue: asyncio.Queue[list[Any]] = asyncio.Queue(max_fetches)
+
+    def _current(self, fetched: list[Any]) -> bool:
+        app = self.app
+        return app.flow_control.is_active() and fetched[0].generation_id == app.consumer_generation_id
+
+    async def take(self) -> list[Any]:
+        """The next messages to process, in fetch order (waits for a fetch)."""
+        queue, tally = self.queue, self.app.deliveries
+        while True:
+            taken: list[Any] = []
+            fetched = await queue.get()
+            while True:
+                if self._current(fetched):
+                    taken.extend(fetched)
+                else:
+                    tally[DROPPED] += len(fetched)
+                if queue.empty() or len(taken) + len(queue._queue[0]) > self.batch_max:  # type: ignore[attr-defined]
+                    break
+                fetched = queue.get_nowait()
+            if taken:
+                track = self.app.consumer.track_message
+                for message in taken:
+                    track(message)
+                return taken
+
+    def done(self, messages: list[Any]) -> None:
+        """Acknowledge ``messages`` (from ``take``): processed, and their results accepted by Redis and Kafka."""
+        ack = self.app.consumer.ack
+        for message in messages:
+            ack(message)
 
 
 def supported() -> bool:
@@ -88,6 +142,8 @@ class FastDrainConsumer(faust_aiokafka.Consumer):
         acks_enabled_for = self.app.topics.acks_enabled_for
 
         tally = self.app.deliveries if isinstance(self.app, App) else Tally()
+        hand_offs: dict[str, BatchHandOff] = self.app.hand_offs if isinstance(self.app, App) else {}
+        fetched: dict[str, list[Any]] = {}
 
         yield_every = 100
         num_since_yield = 0
@@ -114,8 +170,10 @@ class FastDrainConsumer(faust_aiokafka.Consumer):
                             if commit_every is not None and self._n_acked >= commit_every:
                                 self._n_acked = 0
                                 await self.commit()
-                            # --- the one change from faust-streaming's loop: deliver in place when we can ---
-                            if suspended() or consumer_should_stop() or crashed():
+                            # --- the change from faust-streaming's loop: batch, or deliver in place when we can ---
+                            if hand_offs and tp.topic in hand_offs:
+                                fetched.setdefault(tp.topic, []).append(message)
+                            elif suspended() or consumer_should_stop() or crashed():
                                 tally[STOCK] += 1
                                 await self.wait_first(callback(message), self.suspend_flow.wait())
                             else:
@@ -136,6 +194,9 @@ class FastDrainConsumer(faust_aiokafka.Consumer):
                             set_read_offset(tp, offset)
                         else:
                             self.log.dev("DROPPED MESSAGE ROFF %r", offset)
+                    for topic, messages in fetched.items():
+                        await self._hand_off(hand_offs[topic], messages, tally)
+                    fetched.clear()
                     unset_flag(flag_consumer_fetching)
 
         except self.consumer_stopped_errors:
@@ -155,6 +216,28 @@ class FastDrainConsumer(faust_aiokafka.Consumer):
             unset_flag(flag_consumer_fetching)
 
 
+    async def _hand_off(self, hand_off: BatchHandOff, messages: list[Any], tally: Tally[str]) -> None:
+        """One fetch's messages of a batched topic to its hand-off, in lists of at most its ``batch_max``; what a
+        rebalance suspends the flow before is dropped (never acknowledged: fetched again)."""
+        size, service = hand_off.batch_max, cast(Service, self)
+        for start in range(0, len(messages), size):
+            chunk = messages[start:start + size]
+            if self.suspend_flow.is_set() or service._stopped.is_set() or service._crashed.is_set():
+                tally[DROPPED] += len(messages) - start
+                return
+            try:
+                hand_off.queue.put_nowait(chunk)
+            except asyncio.QueueFull:
+                put = asyncio.ensure_future(hand_off.queue.put(chunk))
+                await self.wait_first(put, self.suspend_flow.wait())  # cancels the put if the flow is suspended
+                if not put.done() or put.cancelled():
+                    tally[DROPPED] += len(messages) - start
+                    return
+                tally[WAITED] += len(chunk)
+            else:
+                tally[BATCHED] += len(chunk)
+
+
 class FastDrainTransport(faust_aiokafka.Transport):
     Consumer = FastDrainConsumer
 
@@ -169,6 +252,19 @@ class App(faust.App):
             log.warning("faust-streaming %s is not %s: using its stock consumer", faust.__version__, FAUST_VERSION)
         super().__init__(*args, **kwargs)
         self.deliveries: Tally[str] = Tally()
+        self.hand_offs: dict[str, BatchHandOff] = {}
+
+    @property
+    def fast_drain(self) -> bool:
+        """Whether the consumer is ``FastDrainConsumer`` (so that ``hand_off`` is served)."""
+        return self._fast_drain
+
+    def hand_off(self, topic: str, max_fetches: int, batch_max: int) -> BatchHandOff:
+        """Deliver ``topic`` in batches to the returned hand-off instead of to its stream (needs ``fast_drain``)."""
+        if not self._fast_drain:
+            raise RuntimeError("batch hand-off needs the fast-drain consumer")
+        self.hand_offs[topic] = hand_off = BatchHandOff(self, topic, max_fetches, batch_max)
+        return hand_off
 
     def on_init_dependencies(self) -> Any:
         deps = super().on_init_dependencies()

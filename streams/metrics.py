@@ -107,6 +107,10 @@ class Metrics:
         self.twins_resident = Gauge(
             "twinmon_twins_resident", "Twins held in this worker's memory", registry=registry
         )
+        self.twins_preloaded = Counter(
+            "twinmon_twins_preloaded_total", "Twins loaded when their partition was assigned, before any reading",
+            registry=registry,
+        )
         self.alerts = Counter(
             "twinmon_alerts_total", "Alert lifecycle events published", ["event", "level"], registry=registry
         )
@@ -274,8 +278,9 @@ class _Deliveries(Collector):
         counts = self._source()
         family = CounterMetricFamily(
             "twinmon_kafka_deliveries",
-            "Fetched messages handed to the streams, by path: direct (in place), waited (in place, then waited "
-            "for room in the stream's buffer: backpressure), stock (faust-streaming's own path, during rebalances)",
+            "Fetched messages handed to the streams, by path: batched (to the vitals batch loop), direct (in place), "
+            "waited (after waiting for room in the stream's buffer or the batch queue: backpressure), stock "
+            "(faust-streaming's own path, during rebalances), dropped (fetched during a rebalance: fetched again)",
             labels=["path"],
         )
         for path in self._paths:

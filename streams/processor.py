@@ -48,7 +48,7 @@ from streams.metrics import Metrics
 from streams.schema import MAX_AHEAD_MS, Rejected, decode
 from twin_state.clock import repair_twin
 from twin_state.history import HistoryPoint, history_point
-from twin_state.profile import Profile
+from twin_state.profile import Profile, Status
 from twin_state.risk import risk
 from twin_state.store import TwinStore
 from twin_state.twin import ACCEPTED, Outcome, Position, Reading, Twin, new_twin, step
@@ -122,6 +122,10 @@ class BatchProcessor:
         self._twins: dict[str, Twin] = {}
         self._alerts: dict[str, PatientAlerts] = {}
         self._profiles: dict[str, Profile | None] = {}
+        self._unindexed: set[str] = set()
+        """Patients loaded at a reading (not by ``preload``): recorded on their partition once their twin is saved."""
+        self._generation = 0
+        """Bumped by ``forget``: a ``preload`` begun before it stops."""
         # Batches, people's actions and the sweep all change alert state across awaits; one at a time.
         self._lock = asyncio.Lock()
 
@@ -175,10 +179,12 @@ class BatchProcessor:
         Called on rebalance: another worker may have moved a patient's twin on, or changed their profile, while this
         one did not own it. Profiles are dropped with the twins and fetched again with them.
         """
+        self._generation += 1
         if partitions is None:
             self._twins.clear()
             self._alerts.clear()
             self._profiles.clear()
+            self._unindexed.clear()
             return
         gone = set(partitions)
         keep = {pid for pid, t in self._twins.items() if t.partition not in gone}
@@ -189,6 +195,46 @@ class BatchProcessor:
         # profile whose twin is not resident cannot be placed on a partition, so it goes as well (refetched with
         # the twin at the next load).
         self._profiles = {pid: p for pid, p in self._profiles.items() if pid in keep}
+        self._unindexed &= keep
+
+    async def preload(self, partitions: Iterable[int], chunk: int = 2000) -> int:
+        """Load the twins of the enrolled patients on newly assigned ``partitions`` (the store's partition index)
+        before their next readings arrive: a restart or a rebalance then costs no Redis round trip on the hot path,
+        and a patient whose sensors have gone quiet is swept for no data like any other. ``chunk`` twins at a time,
+        each under the lock, so batches go on in between; a ``forget`` (a rebalance) stops it. Patients not
+        enrolled (discharged, or never) are left to load at their next reading, as before. Returns how many."""
+        generation, loaded = self._generation, 0
+        for partition in partitions:
+            ids = await self._store.partition_members(partition)
+            for i in range(0, len(ids), chunk):
+                async with self._lock, self._forget_on_error():
+                    if self._generation != generation:
+                        return loaded
+                    loaded += await self._preload([pid for pid in ids[i:i + chunk] if pid not in self._twins],
+                                                  generation)
+        if self._metrics is not None:
+            self._metrics.twins_resident.set(len(self._twins))
+        return loaded
+
+    async def _preload(self, missing: list[str], generation: int) -> int:
+        if not missing or self._profile_source is None:
+            return 0
+        records = await self._timed("load", self._store.load_records(missing))
+        profiles = await self._timed("profiles", self._profile_source.get_many(missing))
+        if self._generation != generation:
+            return 0  # a rebalance while loading: these partitions may be another worker's now
+        now_ms = int(time.time() * 1000)
+        loaded = 0
+        for pid in missing:
+            record, profile = records.get(pid), profiles.get(pid)
+            if record is None or profile is None or profile.status is not Status.ENROLLED:
+                continue
+            self._install(pid, record, now_ms)
+            self._profiles[pid] = profile
+            loaded += 1
+        if self._metrics is not None:
+            self._metrics.twins_preloaded.inc(loaded)
+        return loaded
 
     async def process(self, batch: Sequence[RawMessage], now_ms: int) -> BatchResult:
         async with self._lock, self._forget_on_error():
@@ -259,6 +305,8 @@ class BatchProcessor:
                 # The cache ran ahead of the store; drop it so nothing unsaved is taken for saved.
                 self.forget()
                 raise
+        if self._unindexed:
+            await self._index()
         self._observe(result)
         return result
 
@@ -333,20 +381,36 @@ class BatchProcessor:
         if not missing:
             return
         records = await self._timed("load", self._store.load_records(missing))
-        # Stored state that older code let a reading from the future into is repaired before anything uses it,
-        # so that the patient is evaluated again at once (twin_state.clock, alerts.policy.repair).
         for pid in missing:
-            twin, alert_state = records.get(pid, (None, None))
-            self._twins[pid] = repair_twin(twin, now_ms) if twin is not None else new_twin(pid)
-            state = repair(alert_codec.unpack(alert_state), now_ms) if alert_state else PatientAlerts(pid)
-            # The state is written back only after this processor's policy has evaluated it.
-            self._alerts[pid] = state if state.policy_id == self._policy_id else replace(
-                state, policy_id=self._policy_id)
+            self._install(pid, records.get(pid, (None, None)), now_ms)
+        self._unindexed.update(missing)
         unknown = [pid for pid in missing if pid not in self._profiles]
         if unknown and self._profile_source is not None:
             found = await self._timed("profiles", self._profile_source.get_many(unknown))
             for pid in unknown:
                 self._profiles[pid] = found.get(pid)
+
+    def _install(self, pid: str, record: tuple[Twin | None, bytes | None], now_ms: int) -> None:
+        """A patient's stored twin and alert state (or new ones) made resident."""
+        twin, alert_state = record
+        # Stored state that older code let a reading from the future into is repaired before anything uses it,
+        # so that the patient is evaluated again at once (twin_state.clock, alerts.policy.repair).
+        self._twins[pid] = repair_twin(twin, now_ms) if twin is not None else new_twin(pid)
+        state = repair(alert_codec.unpack(alert_state), now_ms) if alert_state else PatientAlerts(pid)
+        # The state is written back only after this processor's policy has evaluated it.
+        self._alerts[pid] = state if state.policy_id == self._policy_id else replace(state, policy_id=self._policy_id)
+
+    async def _index(self) -> None:
+        """Record on their partitions the patients loaded at a reading whose twins are now stored."""
+        members: dict[int, list[str]] = {}
+        twins = self._twins
+        for pid in self._unindexed:
+            twin = twins.get(pid)
+            if twin is not None and twin.partition >= 0:
+                members.setdefault(twin.partition, []).append(pid)
+        if members:
+            await self._timed("index", self._store.index_partitions(members))
+        self._unindexed.clear()
 
     def _evaluate(self, pid: str, twin: Twin, t: int, result: BatchResult) -> bytes:
         """Risk and the alert policy for one patient at event time ``t``; the packed alert state after it."""

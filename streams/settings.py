@@ -36,7 +36,10 @@ class Settings(BaseSettings):
     partitions: int = Field(8, ge=1, description="Partitions of the vitals topic when twinmon creates it")
     replication_factor: int = Field(1, ge=1)
     batch_max: int = Field(2000, ge=1, description="Most events handed to the twin core at once")
-    batch_within_ms: int = Field(50, ge=1, description="Longest wait to fill a batch")
+    batch_within_ms: int = Field(50, ge=1, description="Longest wait to fill a batch (stock consumer only: with "
+                                 "fast_drain each fetch is processed at once)")
+    batch_queue_fetches: int = Field(4, ge=1, description="Fetches of vitals waiting for the batch loop before the "
+                                     "consumer waits for room (fast_drain)")
     stream_buffer: int = Field(65536, ge=1, description="Fetched messages a worker buffers per stream before "
                                "the fetcher waits (Faust's stream_buffer_maxsize)")
     fast_drain: bool = Field(True, description="Hand fetched messages to the streams without two tasks each "

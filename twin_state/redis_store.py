@@ -9,13 +9,17 @@ client) the store splits the batch per hash slot, since one call may only touch 
 newer-than check runs inside Redis, atomic with the write, even when two workers briefly both believe they own
 a partition during a rebalance; history points are appended only together with a twin write that passed the
 check, so a replayed batch adds none.
+
+Key ``{prefix}:part:{<n>}`` is the set of patients whose twins belong to ``vitals`` partition ``n``, so that a
+worker given the partition can load its patients' twins before their next readings arrive. It is written after
+the twins (a patient missing from it is loaded at its first reading instead).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import msgpack
 from redis.asyncio import Redis, RedisCluster
@@ -86,6 +90,26 @@ class RedisTwinStore:
 
     def history_key(self, patient_id: str) -> str:
         return f"{self._prefix}:hist:{{{patient_id}}}"
+
+    def partition_key(self, partition: int) -> str:
+        """The set of patients whose twins live on ``vitals`` partition ``partition`` (its own hash slot)."""
+        return f"{self._prefix}:part:{{{partition}}}"
+
+    async def index_partitions(self, members: Mapping[int, Iterable[str]]) -> None:
+        """Record which patients' twins belong to which partition (idempotent; one SADD per partition)."""
+        items = [(partition, sorted(set(ids))) for partition, ids in members.items()]
+        items = [(partition, ids) for partition, ids in items if ids and partition >= 0]
+        if not items:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for partition, ids in items:
+                pipe.sadd(self.partition_key(partition), *ids)
+            await pipe.execute()
+
+    async def partition_members(self, partition: int) -> list[str]:
+        """The patients ``index_partitions`` recorded on ``partition``, sorted."""
+        members = await self._redis.smembers(self.partition_key(partition))
+        return sorted(m.decode() if isinstance(m, bytes) else m for m in members)
 
     async def load_many(self, patient_ids: Sequence[str]) -> dict[str, Twin]:
         return {pid: twin for pid, (twin, _) in (await self.load_records(patient_ids)).items()}

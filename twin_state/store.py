@@ -36,6 +36,12 @@ class TwinStore(Protocol):
 
     async def history(self, patient_id: str, last: int | None = None) -> list[HistoryPoint]: ...
 
+    async def index_partitions(self, members: Mapping[int, Iterable[str]]) -> None:
+        """Record which patients' twins belong to which log partition."""
+
+    async def partition_members(self, partition: int) -> list[str]:
+        """The patients recorded on ``partition``, sorted."""
+
     async def save_alert_states(self, alert_states: Sequence[tuple[Twin, bytes]]) -> int:
         """Write alert_state state for twins still stored at the same position (a timer's decision, not a reading's)."""
         ...
@@ -61,6 +67,7 @@ class InMemoryTwinStore:
         self._extras: dict[str, bytes] = {}
         self._history: dict[str, list[HistoryPoint]] = {}
         self._history_length = history_length
+        self._partitions: dict[int, set[str]] = {}
 
     async def load_many(self, patient_ids: Sequence[str]) -> dict[str, Twin]:
         return {pid: self._twins[pid] for pid in patient_ids if pid in self._twins}
@@ -94,6 +101,14 @@ class InMemoryTwinStore:
                 self._extras[twin.patient_id] = alert_state
                 written += 1
         return written
+
+    async def index_partitions(self, members: Mapping[int, Iterable[str]]) -> None:
+        for partition, ids in members.items():
+            if partition >= 0:
+                self._partitions.setdefault(partition, set()).update(ids)
+
+    async def partition_members(self, partition: int) -> list[str]:
+        return sorted(self._partitions.get(partition, ()))
 
     async def history(self, patient_id: str, last: int | None = None) -> list[HistoryPoint]:
         points = self._history.get(patient_id, [])

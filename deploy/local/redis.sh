@@ -179,7 +179,7 @@ SECURE_CERT_DIR=
 DEFAULT_ACL_COMMANDS="+evalsha +eval +script|load +script|exists +hget +hmget +hset +rpush +ltrim +lrange +sadd +srem +smembers +scan +multi +exec +discard +ping"
 # Key families (PREFIX:FAMILY:*) by owner. The workers read and write theirs and
 # nothing else; the feed only reads them, and writes only its own indexes.
-WORKER_KEY_FAMILIES="twin hist profile team"
+WORKER_KEY_FAMILIES="twin hist profile team part"
 FEED_KEY_FAMILY=feed
 # The feed: reads of the workers' keys in the user's root permissions, read
 # only (%R~); its writes (one Lua script: HSETNX, ZADD, ZCARD, ZRANGE,

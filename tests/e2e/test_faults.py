@@ -289,13 +289,13 @@ def test_slow_redis_backpressure_lag_grows_memory_bounded_nothing_dropped(
 def test_rebalances_while_backpressured_nothing_lost_nothing_applied_twice(
     services: Services, own_redis: tuple[str, Path], tmp_path: Path
 ) -> None:
-    """The case streams/fastdrain.py must get right: deliveries waiting for room in a full stream buffer (Redis
+    """The case streams/fastdrain.py must get right: deliveries waiting for room in a full batch queue (Redis
     slow, the agent behind) when a rebalance suspends the flow. Workers join and leave the group while the first
     one is backpressured; afterwards the twins equal the replay and every alert event is there once by id."""
     redis_url, _ = own_redis
     dep = new_deployment(services.bootstrap, redis_url, tmp_path)
-    # A small stream buffer, so that the fetcher fills it and waits within seconds of the load starting.
-    small = {**FAST, "TWINMON_STREAM_BUFFER": "256"}
+    # A batch queue of one fetch (and a small stream buffer for the other topics), so that it fills within seconds.
+    small = {**FAST, "TWINMON_STREAM_BUFFER": "256", "TWINMON_BATCH_QUEUE_FETCHES": "1"}
     a = dep.start_worker("a", **small)
     stop = threading.Event()
     slowed = threading.Thread(target=slow_redis, args=(redis_url, stop), daemon=True)
@@ -312,7 +312,7 @@ def test_rebalances_while_backpressured_nothing_lost_nothing_applied_twice(
             # Wait until more of a's deliveries have waited for room: it is backpressured when the group changes.
             deadline = time.monotonic() + 60
             while (now := a.metric("twinmon_kafka_deliveries_total", {"path": "waited"}) or 0.0) <= waited:
-                assert time.monotonic() < deadline, "the worker never waited for room in its stream buffer"
+                assert time.monotonic() < deadline, "the worker never waited for room in its batch queue"
                 time.sleep(0.2)
             waited = now
             b = dep.start_worker(f"b{i}", **small)
@@ -327,7 +327,8 @@ def test_rebalances_while_backpressured_nothing_lost_nothing_applied_twice(
         load.wait()
         caught_up = wait_until_twins_equal_replay(dep, redis_url, load, [a], timeout=240)
         alerts, duplicates = check_alert_events(dep, services.bootstrap, load)
-        paths = {p: a.metric("twinmon_kafka_deliveries_total", {"path": p}) for p in ("direct", "waited", "stock")}
+        paths = {p: a.metric("twinmon_kafka_deliveries_total", {"path": p})
+                 for p in ("batched", "direct", "waited", "stock", "dropped")}
     finally:
         stop.set()
         if load is not None:

@@ -82,11 +82,12 @@ def key_families() -> dict[str, str]:
     audit, audit_records = index._audit_keys("ward-1")
     alert_history, alert_events = index._history_keys("p-1")
     return {"twin": twins.key("p-1"), "history": twins.history_key("p-1"), "profile": profiles.key("p-1"),
-            "team set": profiles.team_key("ward-1"), "feed audit index": audit, "feed audit records": audit_records,
+            "team set": profiles.team_key("ward-1"), "partition set": twins.partition_key(3),
+            "feed audit index": audit, "feed audit records": audit_records,
             "feed alert history": alert_history, "feed alert events": alert_events}
 
 
-WORKER_FAMILIES = {"twin", "history", "profile", "team set"}
+WORKER_FAMILIES = {"twin", "history", "profile", "team set", "partition set"}
 FEED_FAMILIES = {f for f in key_families() if f.startswith("feed ")}
 
 

@@ -98,6 +98,12 @@ async def test_a_batch_of_many_patients_is_written_and_read_back_on_a_cluster(st
     assert await store.history("p-7") == history["p-7"]
 
 
+async def test_the_partition_index_on_a_cluster(store: RedisTwinStore) -> None:
+    await store.index_partitions({p: [f"p-{p}-{i}" for i in range(50)] for p in range(8)})
+    for p in range(8):
+        assert await store.partition_members(p) == sorted(f"p-{p}-{i}" for i in range(50))
+
+
 async def test_profiles_and_team_sets_on_a_cluster(cluster_url: str) -> None:
     """Profile and team sets live on different slots: saves, transfers, discharges and reconcile still work."""
     client = RedisCluster.from_url(cluster_url)

@@ -82,3 +82,11 @@ async def test_a_large_batch_is_written_once_in_several_script_calls(store: Twin
     assert {pid: alert_state for pid, (_, alert_state) in records.items() if alert_state} == alert_states
     for i in (0, SAVE_CHUNK, n - 1):
         assert await store.history(f"p-{i}") == history[f"p-{i}"]
+
+
+async def test_the_partition_index_collects_patients_per_partition_idempotently(store: TwinStore) -> None:
+    await store.index_partitions({0: ["p-2", "p-1"], 3: ["p-3"], -1: ["never-placed"]})
+    await store.index_partitions({0: ["p-1", "p-4"], 5: []})
+    assert await store.partition_members(0) == ["p-1", "p-2", "p-4"]
+    assert await store.partition_members(3) == ["p-3"]
+    assert await store.partition_members(5) == [] == await store.partition_members(-1)

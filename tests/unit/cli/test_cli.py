@@ -134,7 +134,7 @@ def test_bench_help_lists_every_option_with_its_default() -> None:
     listed = re.findall(r"^  (--[a-z-]+)", out.output, flags=re.MULTILINE)
     assert listed == BENCH_OPTIONS and "-h, --help" in out.output
     flat = " ".join(out.output.split())
-    for default in ("[default: throughput,latency,memory,scale]", "[default: 1000,5000]", "[default: 10000;",
+    for default in ("[default: throughput,latency,memory,scale]", "[default: 5000,15000]", "[default: 10000;",
                     "[default: 200000;", "[default: 45.0;", "[default: bench- results.json]"):
         assert default in flat
 
@@ -143,7 +143,7 @@ def test_bench_defaults_reach_the_benchmark_unchanged(bench_runs: list[BenchOpti
     out = CliRunner().invoke(main, ["bench"])
     assert out.exit_code == 0, out.output
     assert bench_runs == [BenchOptions()]
-    assert bench_runs[0].stages == STAGES and bench_runs[0].rates == (1000, 5000)
+    assert bench_runs[0].stages == STAGES and bench_runs[0].rates == (5000, 15000)
 
 
 def test_every_bench_option_reaches_bench_options(bench_runs: list[BenchOptions], tmp_path: Path) -> None:
