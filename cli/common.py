@@ -47,9 +47,10 @@ def run_kafka(coro: Any, settings: Settings) -> Any:
 def redis_call(settings: Settings, fn: Any) -> Any:
     """Run ``fn(client)`` against Redis with errors a person can act on."""
     from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import RedisError
+    from redis.exceptions import RedisClusterException, RedisError
 
     from streams.connect_check import explain_redis
+    from streams.outage import redis_cause
     from streams.security import redis_client
 
     async def go() -> Any:
@@ -61,11 +62,11 @@ def redis_call(settings: Settings, fn: Any) -> Any:
 
     try:
         return asyncio.run(go())
-    except RedisError as exc:
+    except (RedisError, RedisClusterException) as exc:  # a cluster client's own errors are not RedisErrors
         refusal = explain_redis(exc)
         if refusal is not None:
             raise click.ClickException(refusal.message) from None
-        if isinstance(exc, RedisConnectionError):
+        if isinstance(redis_cause(exc), RedisConnectionError):
             raise click.ClickException("cannot reach Redis (check TWINMON_REDIS_URL)") from None
         raise click.ClickException(f"Redis refused: {type(exc).__name__}") from None
     except TwinmonError as exc:

@@ -15,7 +15,7 @@ from cli.common import load_settings, require_audit_key, run_kafka
 @click.option("--port", type=click.IntRange(0, 65535), default=None, help="Override TWINMON_API_PORT.")
 def serve(host: str | None, port: int | None) -> None:
     """Serve the care-team feed: HTTP API (OpenAPI at /openapi.json), live stream and the web page at /."""
-    from redis.exceptions import RedisError
+    from redis.exceptions import RedisClusterException, RedisError
 
     from feed.server import preflight
     from feed.server import serve as run
@@ -36,8 +36,12 @@ def serve(host: str | None, port: int | None) -> None:
         click.echo(f"warning: no tokens file at {tokens}; issue one with `twinmon token issue`", err=True)
     try:
         run_kafka(preflight(settings), settings)
-    except RedisError:
-        raise click.ClickException("cannot reach Redis (check TWINMON_REDIS_URL)") from None
+    except (RedisError, RedisClusterException) as exc:  # a cluster client's own errors are not RedisErrors
+        from streams.connect_check import explain_redis
+
+        refusal = explain_redis(exc)
+        raise click.ClickException(refusal.message if refusal is not None and refusal.definitive
+                                   else "cannot reach Redis (check TWINMON_REDIS_URL)") from None
     click.echo(f"feed: http://{settings.api_host}:{settings.api_port}/", err=True)
     run(settings)
 

@@ -793,6 +793,9 @@ def bench(stages: tuple[str, ...], quick: bool, patients: int, events: int, part
         raise click.UsageError(str(exc)) from None
     if quick:
         options = options.quick()
+    if _settings().redis_cluster:  # its workers would inherit the setting; its own clients are single-node
+        raise click.UsageError("twinmon bench does not support a Redis Cluster (TWINMON_REDIS_CLUSTER is on): it "
+                               "measures one Redis; unset TWINMON_REDIS_CLUSTER")
     from bench import pipeline
 
     if options.bootstrap is None and not pipeline.local_services_available():

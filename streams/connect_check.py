@@ -56,10 +56,30 @@ def explain_kafka(exc: BaseException, settings: Settings) -> Refusal | None:
 
 def explain_redis(exc: BaseException) -> Refusal | None:
     """The cause of a failed Redis call, or None when it is a plain outage."""
-    from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
+    from redis.exceptions import (
+        AskError,
+        AuthenticationError,
+        ClusterCrossSlotError,
+        NoPermissionError,
+        RedisClusterException,
+        ResponseError,
+    )
     from redis.exceptions import ConnectionError as RedisConnectionError
 
+    from streams.outage import is_outage, redis_cause
+
+    exc = redis_cause(exc)  # a Redis Cluster client's "cannot be connected" names the node's error as its cause
     text = str(exc)
+    if isinstance(exc, ResponseError) and "cluster support disabled" in text:
+        return Refusal("TWINMON_REDIS_CLUSTER is on but the Redis at TWINMON_REDIS_URL is not a cluster node "
+                       "(cluster support disabled): unset TWINMON_REDIS_CLUSTER", True)
+    if isinstance(exc, AskError | ClusterCrossSlotError):  # MOVED is an AskError; only a plain client sees them
+        return Refusal("the Redis at TWINMON_REDIS_URL is a Redis Cluster node (it answered MOVED or CROSSSLOT): "
+                       "set TWINMON_REDIS_CLUSTER=true", True)
+    if isinstance(exc, RedisClusterException) and not is_outage(exc):
+        # Its text may quote the command's arguments (keys, values): only the class is said.
+        return Refusal(f"the Redis Cluster client could not use the cluster at TWINMON_REDIS_URL "
+                       f"({type(exc).__name__})", False)
     if isinstance(exc, AuthenticationError) or (isinstance(exc, ResponseError) and text.startswith("WRONGPASS")):
         return Refusal("Redis refused the user name or password in TWINMON_REDIS_URL", True)
     if isinstance(exc, NoPermissionError) or text.startswith("NOPERM"):
@@ -155,14 +175,14 @@ async def probe_kafka_access(settings: Settings) -> Refusal | None:
 
 
 async def probe_redis(settings: Settings) -> Refusal | None:
-    from redis.exceptions import RedisError
+    from redis.exceptions import RedisClusterException, RedisError
 
     from streams.security import redis_client
 
     client = redis_client(settings)
     try:
-        await client.ping()
-    except RedisError as exc:
+        await client.ping()  # on a cluster: first the map of the cluster from the URL's node, then every node
+    except (RedisError, RedisClusterException) as exc:
         return explain_redis(exc)
     finally:
         await client.aclose()

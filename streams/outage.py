@@ -34,13 +34,30 @@ AGENTS = ("vitals", "enrolments", "alert-actions", "sweep")
 """The ``agent`` label values of ``twinmon_redis_retries_total`` (the worker's callers of ``RedisOutage.run``)."""
 
 
+def redis_cause(exc: BaseException) -> BaseException:
+    """The Redis error behind ``exc``: a Redis Cluster client that cannot (re)build its map of the cluster raises
+    ``RedisClusterException`` (not a ``RedisError``) with the node's own error as its cause, such as a refused
+    connection or a wrong password."""
+    while isinstance(exc, rx.RedisClusterException) and (inner := exc.__cause__ or exc.__context__) is not None:
+        exc = inner
+    return exc
+
+
 def is_outage(exc: BaseException) -> bool:
     """True for errors that say Redis is unreachable or not ready now, and will be again; never for errors that
-    trying again cannot fix (wrong password, script errors, bad data)."""
+    trying again cannot fix (wrong password, script errors, bad data). On a Redis Cluster also a failover or
+    resharding in progress: slots not covered (``CLUSTERDOWN``, no node for a slot), ``TRYAGAIN``, redirections
+    beyond the client's limit."""
+    exc = redis_cause(exc)
     if isinstance(exc, rx.AuthenticationError | rx.AuthorizationError):
         return False
     if isinstance(exc, rx.ConnectionError | rx.TimeoutError | rx.BusyLoadingError | rx.ReadOnlyError):
         return True
+    if isinstance(exc, rx.ClusterError | rx.TryAgainError | rx.SlotNotCoveredError):
+        return True
+    if isinstance(exc, rx.RedisClusterException):
+        # The cluster's map read while a failover or resharding is under way.
+        return str(exc).startswith(("All slots are not covered", "startup_nodes could not agree"))
     if isinstance(exc, rx.ResponseError):
         # Pipelines prefix the reply ("Command # 2 (EVALSHA ...) of pipeline caused error: READONLY ...").
         text = str(exc)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import ssl
-from typing import Any
+from typing import Any, cast
 
 import faust
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from streams.settings import Settings
 
@@ -56,11 +56,18 @@ def faust_credentials(settings: Settings) -> Any:
 
 
 def redis_client(settings: Settings) -> Redis:
-    """Redis from ``TWINMON_REDIS_URL`` (``rediss://`` for TLS, ``user:password@`` for an ACL user)."""
+    """Redis from ``TWINMON_REDIS_URL`` (``rediss://`` for TLS, ``user:password@`` for an ACL user).
+
+    With ``TWINMON_REDIS_CLUSTER`` a ``RedisCluster``: the URL names one node (any), the client learns the others
+    from it (``CLUSTER SLOTS``) and reaches each with the URL's user, password and TLS, and the same CA and
+    timeouts. Typed as ``Redis``: twinmon sends only commands both clients have, and the stores check for a
+    ``RedisCluster`` where a cluster needs something else (one script call per hash slot)."""
     url = settings.redis_url.get_secret_value()
     kwargs: dict[str, Any] = {"socket_timeout": settings.redis_socket_timeout_s,
                               "socket_connect_timeout": settings.redis_socket_timeout_s}
     # Only a TLS connection takes a CA; redis-py rejects ssl_* arguments for a redis:// URL.
     if settings.redis_ssl_cafile and url.startswith("rediss://"):
         kwargs["ssl_ca_certs"] = settings.redis_ssl_cafile
+    if settings.redis_cluster:
+        return cast(Redis, RedisCluster.from_url(url, **kwargs))
     return Redis.from_url(url, **kwargs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,6 +26,8 @@ class Settings(BaseSettings):
     redis_url: SecretStr = Field(
         SecretStr("redis://127.0.0.1:6379/0"), description="Redis URL; may carry a password, so it is secret"
     )
+    redis_cluster: bool = Field(False, description="TWINMON_REDIS_URL is one node of a Redis Cluster: discover the "
+                                "others from it and send each patient's keys to the node of their hash slot")
     redis_prefix: str = Field("twinmon", description="Prefix of every Redis key")
     app_id: str = Field("twinmon", description="Consumer group and Faust application id")
     topic_vitals: str = "vitals"
@@ -107,4 +110,21 @@ class Settings(BaseSettings):
                                  f"{self.kafka_security_protocol}{sasl}: use SASL_SSL or SSL")
             if not redis_tls:
                 raise ValueError("TWINMON_REQUIRE_TLS is on but TWINMON_REDIS_URL does not start with rediss://")
+        return self
+
+    @model_validator(mode="after")
+    def _redis_cluster_url(self) -> Settings:
+        """The URL's scheme (a typo such as ``redis+cluster://`` is named, not left to the client), and for a
+        cluster what a cluster cannot have: a Unix socket, a database other than 0. Never echoes the URL."""
+        parts = urlsplit(self.redis_url.get_secret_value())
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("TWINMON_REDIS_URL must start with redis://, rediss:// (TLS) or unix://; for a Redis "
+                             "Cluster use redis:// or rediss:// with TWINMON_REDIS_CLUSTER=true")
+        if self.redis_cluster:
+            if parts.scheme == "unix":
+                raise ValueError("TWINMON_REDIS_CLUSTER is on but TWINMON_REDIS_URL is a unix:// socket: a Redis "
+                                 "Cluster is reached over TCP (redis:// or rediss://)")
+            if parts.path.strip("/") not in ("", "0") or parse_qs(parts.query).get("db", ["0"]) != ["0"]:
+                raise ValueError("TWINMON_REDIS_CLUSTER is on but TWINMON_REDIS_URL names a database other than 0: "
+                                 "a Redis Cluster has only database 0 (end the URL in /0 or leave the path out)")
         return self

@@ -63,6 +63,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.fixture(scope="session")
+def cluster_url(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real one-node Redis Cluster (tests/support/redis_cluster.py), after ``services`` has installed
+    redis-server; shared by tests/integration/test_redis_cluster.py and tests/e2e/test_redis_cluster_worker.py."""
+    from tests.support.redis_cluster import one_node_cluster
+
+    with one_node_cluster(tmp_path_factory.mktemp("redis-cluster"), free_port) as url:
+        yield url
+
+
 @dataclass
 class Deployment:
     """One isolated twinmon installation on the shared services: its own topics, group and Redis prefix."""

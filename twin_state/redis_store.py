@@ -5,7 +5,8 @@ Key ``{prefix}:twin:{<patient_id>}`` holds fields ``p`` (partition), ``o`` (offs
 Key ``{prefix}:hist:{<patient_id>}`` is a list of MessagePack history points, newest last, trimmed to
 ``history_length``. The braces are a Redis Cluster hash tag: both keys of one patient live on one slot. A batch
 of twins is written by one Lua script call per ``SAVE_CHUNK`` twins; on a Redis Cluster (a ``RedisCluster``
-client) the store splits the batch per hash slot, since one call may only touch keys of one slot. The
+client) the store splits the batch per hash slot, since one call may only touch keys of one slot, and sends alert
+states one script call per patient (a cluster pipeline takes no scripts). The
 newer-than check runs inside Redis, atomic with the write, even when two workers briefly both believe they own
 a partition during a rebalance; history points are appended only together with a twin write that passed the
 check, so a replayed batch adds none.
@@ -179,6 +180,15 @@ class RedisTwinStore:
         """Write alert_state state for twins that are still stored at the same position; return how many."""
         if not alert_states:
             return 0
+        if self._cluster:
+            # A cluster pipeline does not take scripts: one call per twin (each one key), side by side.
+            written = 0
+            for i in range(0, len(alert_states), CLUSTER_CONCURRENCY):
+                wave = alert_states[i : i + CLUSTER_CONCURRENCY]
+                written += sum(int(r) for r in await asyncio.gather(*(
+                    self._save_alert_state(keys=[self.key(twin.patient_id)], args=[twin.partition, twin.offset, state])
+                    for twin, state in wave)))
+            return written
         async with self._redis.pipeline(transaction=False) as pipe:
             for twin, alert_state in alert_states:
                 await self._save_alert_state(keys=[self.key(twin.patient_id)],

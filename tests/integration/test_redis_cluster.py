@@ -2,67 +2,32 @@
 big cluster: one script call, or one multi-key command, may only touch keys of one slot).
 
 A patient's twin and history keys carry the hash tag ``{patient_id}``, so they share a slot; a batch of many
-patients spans many slots, and the store splits its writes per slot on a cluster.
+patients spans many slots, and the store splits its writes per slot on a cluster. The cluster is the session's
+``cluster_url`` fixture (tests/support/redis_cluster.py); the worker on it end to end is
+tests/e2e/test_redis_cluster_worker.py.
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
-from redis import Redis as SyncRedis
-from redis.asyncio import RedisCluster
+from redis.asyncio import Redis, RedisCluster
 from redis.crc import key_slot
-from redis.exceptions import RedisError
+from redis.exceptions import ResponseError
 
-from tests.conftest import Services, free_port
+from feed.index import FeedIndex
+from streams.connect_check import explain_redis, probe_redis
+from streams.security import redis_client
+from streams.settings import Settings
+from tests.conftest import Services
 from twin_state.catalogue import Metric
 from twin_state.profile import Profile, Status
 from twin_state.redis_store import RedisProfileStore, RedisTwinStore
 from twin_state.twin import Position, Reading, Twin, new_twin, step
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def cluster_url(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    assert shutil.which("redis-server"), "the services fixture installs redis-server"
-    state: Path = tmp_path_factory.mktemp("redis-cluster")
-    # A cluster node also listens on port + 10000 (the cluster bus), so its port must be 55535 or less.
-    port = next(p for p in iter(free_port, None) if p <= 55535)
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-         "--cluster-config-file", str(state / "nodes.conf"), "--dir", str(state), "--save", "",
-         "--appendonly", "no", "--daemonize", "no"],
-        stdout=(state / "redis.log").open("wb"), stderr=subprocess.STDOUT,
-    )
-    try:
-        client = SyncRedis(port=port)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                client.ping()
-                break
-            except RedisError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    log = (state / "redis.log").read_text()
-                    raise RuntimeError(f"redis-server (cluster) did not start: {log}") from None
-                time.sleep(0.1)
-        client.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
-        while b"cluster_state:ok" not in client.execute_command("CLUSTER", "INFO"):
-            if time.monotonic() > deadline:
-                raise RuntimeError("the one-node cluster never reached cluster_state:ok")
-            time.sleep(0.1)
-        client.close()
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 @pytest.fixture
@@ -125,3 +90,58 @@ async def test_profiles_and_team_sets_on_a_cluster(cluster_url: str) -> None:
         assert await profiles.team("ward-b") == ["p-1"] and "p-4" in await profiles.team("ward-a")
     finally:
         await client.aclose()
+
+
+async def test_alert_states_are_written_per_patient_on_a_cluster(store: RedisTwinStore) -> None:
+    """A cluster pipeline takes no scripts: the alert states of a sweep or an acknowledgement go one call each."""
+    twins = [twin_at(f"p-{i}", 0, 10 + i) for i in range(100)]
+    assert await store.save_many(twins) == 100
+    stale = twin_at("p-0", 0, 9)  # an older position than the one stored: its state must not land
+    assert await store.save_alert_states([(t, f"state-{t.patient_id}".encode()) for t in twins] + [(stale, b"old")]) \
+        == 100
+    assert await store.get_alert_state("p-0") == b"state-p-0" and await store.get_alert_state("p-99") == b"state-p-99"
+
+
+async def test_the_feed_indexes_on_a_cluster(cluster_url: str) -> None:
+    """Each index's two keys (sorted set and hash) share a slot through the team's or the patient's hash tag."""
+    client = RedisCluster.from_url(cluster_url)
+    try:
+        index = FeedIndex(client, f"f{uuid.uuid4().hex[:8]}")  # type: ignore[arg-type]
+        for team in ("ward-a", "ward-b"):
+            for i in range(3):
+                assert await index.add_audit({"id": f"{team}-{i}", "team": team, "at": 1000 + i})
+        assert not await index.add_audit({"id": "ward-a-0", "team": "ward-a", "at": 1000})
+        assert await index.add_alert_event({"event_id": "e-1", "patient_id": "p-1", "at": 5})
+        page, more = await index.audit("ward-b", None, None, 0, 2)
+        assert [r["id"] for r in page] == ["ward-b-2", "ward-b-1"] and more
+        assert [e["event_id"] for e in (await index.alert_history("p-1", None, None, 0, 10))[0]] == ["e-1"]
+    finally:
+        await client.aclose()
+
+
+async def test_the_cluster_setting_builds_a_cluster_client_that_reaches_the_cluster(cluster_url: str) -> None:
+    settings = Settings(redis_url=cluster_url, redis_cluster=True)  # type: ignore[arg-type]
+    client = redis_client(settings)
+    try:
+        assert isinstance(client, RedisCluster) and await client.ping()
+        assert await probe_redis(settings) is None
+    finally:
+        await client.aclose()
+
+
+async def test_a_plain_client_on_a_cluster_and_a_cluster_client_on_a_single_redis_are_named(
+    cluster_url: str, services: Services
+) -> None:
+    """The two ways to get the setting wrong are each one line naming TWINMON_REDIS_CLUSTER."""
+    client = Redis.from_url(cluster_url)
+    try:
+        plain = RedisTwinStore(client, prefix=f"w{uuid.uuid4().hex[:8]}")
+        with pytest.raises(ResponseError) as crossslot:  # one script call over many slots
+            await plain.save_many([twin_at(f"p-{i}", 0, i) for i in range(20)])
+    finally:
+        await client.aclose()
+    said = explain_redis(crossslot.value)
+    assert said is not None and said.definitive and "set TWINMON_REDIS_CLUSTER=true" in said.message
+    wrong = await probe_redis(Settings(redis_url=services.redis_url, redis_cluster=True))  # type: ignore[arg-type]
+    assert wrong is not None and wrong.definitive
+    assert wrong.message.startswith("TWINMON_REDIS_CLUSTER is on but the Redis at TWINMON_REDIS_URL is not a cluster")

@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from simulation.replay import replay
 from twin_state import codec
@@ -53,11 +53,13 @@ def consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 30
     return asyncio.run(go())
 
 
-def load_twins(redis_url: str, prefix: str, patient_ids: list[str]) -> dict[str, Twin]:
+def load_twins(redis_url: str, prefix: str, patient_ids: list[str], *, cluster: bool = False) -> dict[str, Twin]:
+    """The stored twins, read with a plain client or (``cluster``) a Redis Cluster client."""
+
     async def go() -> dict[str, Twin]:
-        client = Redis.from_url(redis_url)
+        client = RedisCluster.from_url(redis_url) if cluster else Redis.from_url(redis_url)
         try:
-            return await RedisTwinStore(client, prefix).load_many(patient_ids)
+            return await RedisTwinStore(client, prefix).load_many(patient_ids)  # type: ignore[arg-type]
         finally:
             await client.aclose()
 
