@@ -21,9 +21,12 @@ latency     the steady state of ``bench.steady``: every patient enrolled and hol
             its stored log position reaches that offset. Reading to alert: a consumer on the alerts topic matches
             each alert event (patient, event time) to the reading that triggered it. Also the worker's longest
             event-loop stall and its full garbage collections (``streams.loop_health``).
-memory      100,000 realistic twins (1,000 simulated patients' twins after a minute of data, 100 copies each
-            under new ids) written to Redis; Redis ``used_memory`` before/after per twin; then a backlog of one
-            reading per patient, and ``twinmon worker`` started on it: its resident memory holding every twin.
+memory      100,000 realistic twins (1,000 simulated patients' twins after ten minutes of data, 100 copies each
+            under new ids) written to Redis as an hour of running leaves them: each on its patient's partition and
+            in that partition's index, each patient enrolled; Redis ``used_memory`` before/after per twin, and one
+            patient's twin hash and history list after an hour of data; then a backlog of one reading per
+            patient, and ``twinmon worker`` started on it: its resident memory holding every twin, and its growth
+            per resident twin above its RSS before it held any.
 recovery    the same run: from spawning that worker (with 100,000 twins in Redis and the backlog waiting) to the
             backlog consumed and written (caught up and serving).
 scale-out   two workers in one consumer group on an 8-partition topic: their combined rate, the partitions
@@ -57,6 +60,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
@@ -68,7 +72,8 @@ from streams.schema import decode, encode
 from twin_state import codec
 from twin_state.catalogue import Metric
 from twin_state.errors import TwinmonError
-from twin_state.redis_store import RedisTwinStore
+from twin_state.history import history_point
+from twin_state.redis_store import RedisProfileStore, RedisTwinStore
 from twin_state.twin import Position, Reading, Twin, new_twin, step
 
 # deploy/local next to the package in a checkout; an installed package has none and needs --bootstrap/--redis-url.
@@ -77,6 +82,7 @@ LOCAL = Path(__file__).resolve().parents[1] / "deploy" / "local"
 TWINMON = str(Path(sys.executable).parent / "twinmon")
 SEED = 1
 MiB = 1024 * 1024
+_PARTITIONER = DefaultPartitioner()
 SERVICE_START_TIMEOUT_S = 300.0
 WORKER_START_TIMEOUT_S = 180.0
 STALL_TIMEOUT_S = 120.0
@@ -372,6 +378,8 @@ class Timed:
     samples: list[list[tuple[str, dict[str, str], float]]] = field(default_factory=list)
     rss: list[int | None] = field(default_factory=list)
     rss_at_first: list[int | None] = field(default_factory=list)
+    rss_empty: list[int | None] = field(default_factory=list)
+    """Each worker's RSS at its last scrape holding no twin (started, not yet loading): the base of growth."""
 
 
 def run_until(workers: Sequence[Worker], n: int, name: str = CONSUMED, **labels: str) -> Timed:
@@ -379,10 +387,14 @@ def run_until(workers: Sequence[Worker], n: int, name: str = CONSUMED, **labels:
     first: tuple[float, float] | None = None
     cpu_first = 0.0
     rss_first: list[int | None] = []
+    rss_empty: list[int | None] = [None] * len(workers)
     progress_at, progress = workers[0].spawned, 0.0
     while True:
         scraped = [w.scrape() for w in workers]
         now = time.monotonic()
+        for i, (w, s) in enumerate(zip(workers, scraped, strict=True)):
+            if s is not None and total(s, "twinmon_twins_resident") == 0:
+                rss_empty[i] = resident_bytes(w.proc.pid)
         count = sum(total(s, name, **labels) for s in scraped)
         if count > 0 and first is None:
             first = (now, count)
@@ -401,7 +413,7 @@ def run_until(workers: Sequence[Worker], n: int, name: str = CONSUMED, **labels:
     return Timed(counted / elapsed if elapsed > 0 and counted > 0 else None, elapsed, counted,
                  first[0] - workers[0].spawned, now - workers[0].spawned,
                  sum(cpu_seconds(w.proc.pid) for w in workers) - cpu_first,
-                 [s or [] for s in scraped], [resident_bytes(w.proc.pid) for w in workers], rss_first)
+                 [s or [] for s in scraped], [resident_bytes(w.proc.pid) for w in workers], rss_first, rss_empty)
 
 
 def redis_used(url: str) -> int:
@@ -622,9 +634,7 @@ def stage_latency(options: BenchOptions, services: Services, tmp: Path) -> list[
         planned = steady.plan(rate, options.latency_seconds, PLAN_START_MS)
         ids = steady.patient_ids(planned)
         say(f"latency: {len(ids):,} patients enrolled, their twins {steady.AGED_MINUTES:.0f} min old in Redis")
-        asyncio.run(produce(services.bootstrap, env["TWINMON_TOPIC_ENROLMENTS"],
-                            steady.profiles(ids, int(time.time() * 1000))))
-        asyncio.run(seed(services, env["TWINMON_REDIS_PREFIX"], steady.aged_twins(ids)))
+        asyncio.run(seed(services, env["TWINMON_REDIS_PREFIX"], steady.aged_twins(ids), options.partitions))
         worker = Worker.start(env, tmp / f"worker-latency-{rate}.log")
         try:
             # One probe reading: the worker has joined its group and is consuming before the clock starts.
@@ -655,12 +665,32 @@ def loop_figures(samples: list[tuple[str, dict[str, str], float]] | None) -> dic
             if full else None}
 
 
-async def seed(services: Services, prefix: str, twins: Sequence[Twin]) -> None:
+def kafka_partition(patient_id: str, partitions: int) -> int:
+    """The partition the producer's default partitioner (murmur2 of the key) sends ``patient_id`` to."""
+    every = list(range(partitions))
+    return int(_PARTITIONER(patient_id.encode(), every, every))
+
+
+async def seed(services: Services, prefix: str, twins: Sequence[Twin], partitions: int, enrol: bool = True) -> None:
+    """What Redis holds for these patients an hour into a shift: each twin on its patient's partition (as its last
+    reading left it) and in that partition's index, and with ``enrol`` each patient's profile (in ``CARE_TEAMS``
+    care teams), so that a worker preloads them when it is assigned the partitions."""
     client = Redis.from_url(services.redis_url)
-    store = RedisTwinStore(client, prefix)
+    store, profiles = RedisTwinStore(client, prefix), RedisProfileStore(client, prefix)
+    now_ms = int(time.time() * 1000)
     try:
-        for i in range(0, len(twins), 2000):
-            await store.save_many(twins[i:i + 2000])
+        placed = [replace(t, partition=kafka_partition(t.patient_id, partitions), offset=-1) for t in twins]
+        for i in range(0, len(placed), 2000):
+            chunk = placed[i:i + 2000]
+            await store.save_many(chunk)
+            members: dict[int, list[str]] = {}
+            for t in chunk:
+                members.setdefault(t.partition, []).append(t.patient_id)
+            await store.index_partitions(members)
+            if enrol:
+                for k in range(0, len(chunk), 100):  # 100 at a time: within the client's connection pool
+                    await asyncio.gather(*(profiles.save(steady.profile(t.patient_id, i + k + j, now_ms))
+                                           for j, t in enumerate(chunk[k:k + 100])))
     finally:
         await client.aclose()
 
@@ -684,26 +714,6 @@ def template_twins(templates: int, minutes: float) -> tuple[dict[str, Twin], lis
     return twins, [following[pid] for pid in twins if pid in following]
 
 
-async def seed_twins(services: Services, prefix: str, templates: dict[str, Twin], copies: int) -> list[str]:
-    client = Redis.from_url(services.redis_url)
-    store = RedisTwinStore(client, prefix)
-    ids: list[str] = []
-    batch: list[Twin] = []
-    try:
-        for c in range(copies):
-            for pid, twin in templates.items():
-                new_id = f"{pid}-c{c:03d}"
-                ids.append(new_id)
-                batch.append(replace(twin, patient_id=new_id))
-                if len(batch) >= 2000:
-                    await store.save_many(batch)
-                    batch.clear()
-        await store.save_many(batch)
-    finally:
-        await client.aclose()
-    return ids
-
-
 def key_sizes(url: str, prefix: str, pid: str) -> dict[str, int]:
     client = SyncRedis.from_url(url)
     try:
@@ -715,6 +725,30 @@ def key_sizes(url: str, prefix: str, pid: str) -> dict[str, int]:
         client.close()
 
 
+async def patient_hour(services: Services, prefix: str, pid: str = "bench-hour-0") -> dict[str, int]:
+    """Redis bytes of one simulated patient after an hour of data written as the worker writes it: the twin hash
+    and the history list (one point per vital per minute) beside it."""
+    start_ms = int(time.time() * 1000) - 3_600_000
+    twin, points = new_twin(pid), []
+    for i, (_, r) in enumerate(simulate(1, 3600.0, 1.0, SEED, start_ms)):
+        r = replace(r, patient_id=pid)
+        before = twin
+        twin, outcome = step(twin, r, Position(0, i))
+        point = history_point(before, twin, r, outcome)
+        if point is not None:
+            points.append(point)
+    client = Redis.from_url(services.redis_url)
+    try:
+        await RedisTwinStore(client, prefix).save_many([twin], {pid: points})
+    finally:
+        await client.aclose()
+    sizes = key_sizes(services.redis_url, prefix, pid)
+    return {"patient_hour_twin_hash_bytes": sizes["twin_hash_bytes"],
+            "patient_hour_history_bytes": sizes["history_list_bytes"],
+            "patient_hour_history_points": len(points),
+            "patient_hour_redis_bytes": sizes["twin_hash_bytes"] + sizes["history_list_bytes"]}
+
+
 def stage_memory_recovery(options: BenchOptions, services: Services, tmp: Path) -> dict[str, Any]:
     env = deployment_env(services, options.partitions, tmp)
     prefix = env["TWINMON_REDIS_PREFIX"]
@@ -723,7 +757,9 @@ def stage_memory_recovery(options: BenchOptions, services: Services, tmp: Path) 
     say(f"memory: {templates_n:,} template twins after 10 min of data (every wearable vital), {copies} copies each")
     templates, following = template_twins(templates_n, 10.0)
     before = redis_used(services.redis_url)
-    ids = asyncio.run(seed_twins(services, prefix, templates, copies))
+    ids = [f"{pid}-c{c:03d}" for c in range(copies) for pid in templates]
+    asyncio.run(seed(services, prefix, [replace(templates[i.rsplit("-c", 1)[0]], patient_id=i) for i in ids],
+                     options.partitions))
     after = redis_used(services.redis_url)
     n_twins = len(ids)
     by_template = {r.patient_id: r for r in following}
@@ -748,11 +784,14 @@ def stage_memory_recovery(options: BenchOptions, services: Services, tmp: Path) 
         "redis_used_memory_delta_bytes": after - before,
         "redis_bytes_per_twin": (after - before) / n_twins,
         **key_sizes(services.redis_url, prefix, ids[0]),
+        **asyncio.run(patient_hour(services, prefix)),
         "worker_twins_resident": resident,
         "worker_rss_bytes": rss,
         "worker_rss_per_twin_bytes": (rss or 0) / n_twins,
         "worker_rss_at_first_event_bytes": rss_first,
-        "worker_rss_growth_per_twin_bytes": ((rss or 0) - (rss_first or 0)) / n_twins,
+        "worker_rss_at_no_twin_bytes": timed.rss_empty[0],
+        "worker_rss_growth_per_twin_bytes": ((rss or 0) - (timed.rss_empty[0] or rss_first or 0))
+        / max(resident, 1),
         "recovery_spawn_to_first_event_s": timed.spawn_to_first_s,
         "recovery_spawn_to_caught_up_s": timed.spawn_to_done_s,
         "recovery_backlog_events_per_s": timed.rate,
@@ -863,11 +902,15 @@ def table(r: dict[str, Any]) -> list[tuple[str, str]]:
         rows += [
             ("memory: twins", f"{m['twins']:,} (resident in the worker: {m['worker_twins_resident']:,.0f})"),
             ("worker RSS", f"{(m['worker_rss_bytes'] or 0) / MiB:,.0f} MiB = {m['worker_rss_per_twin_bytes']:,.0f} "
-                           f"B/twin ({m['worker_rss_growth_per_twin_bytes']:,.0f} B/twin above the RSS at its "
-                           f"first event)"),
+                           f"B/twin ({m['worker_rss_growth_per_twin_bytes']:,.0f} B per resident twin above its RSS "
+                           f"holding none)"),
             ("Redis used_memory", f"+{m['redis_used_memory_delta_bytes'] / MiB:,.1f} MiB = "
                                   f"{m['redis_bytes_per_twin']:,.0f} B/twin (one: hash {m['twin_hash_bytes']} B "
-                                  f"with a {m['twin_blob_bytes']} B twin, history {m['history_list_bytes']} B)"),
+                                  f"with a {m['twin_blob_bytes']} B twin, no history)"),
+            ("Redis per patient-hour", f"{m['patient_hour_redis_bytes']:,} B: twin hash "
+                                       f"{m['patient_hour_twin_hash_bytes']:,} B + history "
+                                       f"{m['patient_hour_history_bytes']:,} B ({m['patient_hour_history_points']} "
+                                       f"points)"),
             ("recovery", f"caught up {m['recovery_spawn_to_caught_up_s']:.1f}s after spawn "
                          f"({m['recovery_spawn_to_first_event_s']:.1f}s to the first event; backlog "
                          f"{m['backlog_events']:,} at {fmt_rate(m['recovery_backlog_events_per_s'])})"),

@@ -1,7 +1,8 @@
 """The latency stage's steady state: what a worker sees an hour into a shift, not the first minute of a cold start.
 
-* Every patient is enrolled (a profile on ``enrolments``, in a few care teams) and has a twin in Redis already,
-  aged ``AGED_MINUTES`` of data (copies of ``TEMPLATES`` simulated patients' twins under the patients' ids).
+* Every patient is enrolled (a profile in Redis, in ``CARE_TEAMS`` care teams) and has a twin in Redis already,
+  aged ``AGED_MINUTES`` of data (copies of ``TEMPLATES`` simulated patients' twins under the patients' ids), in
+  its partition's index: the worker preloads them when it is assigned the partitions (``bench.pipeline.seed``).
 * One reading a second from each patient, stamped on the wall clock; one patient in ``SICK_EVERY`` unwell from the
   first reading, so that alerts are raised (and stay open) within the run.
 * One message in ``INVALID_EVERY`` invalid (not JSON, an impossible value, an unknown metric: dead-lettered), one
@@ -95,11 +96,14 @@ def patient_ids(planned: Sequence[Planned]) -> list[str]:
     return sorted({p.key.decode() for p in planned})
 
 
+def profile(patient_id: str, i: int, now_ms: int) -> Profile:
+    """Patient ``i``'s enrolment, in one of ``CARE_TEAMS`` teams."""
+    return Profile(patient_id, f"bench-ward-{i % CARE_TEAMS:02d}", now_ms, age_band="65-79")
+
+
 def profiles(ids: Sequence[str], now_ms: int) -> list[tuple[bytes, bytes]]:
-    """An enrolment per patient, in ``CARE_TEAMS`` teams."""
-    return [(pid.encode(), profile_to_wire(Profile(pid, f"bench-ward-{i % CARE_TEAMS:02d}", now_ms,
-                                                   age_band="65-79")))
-            for i, pid in enumerate(ids)]
+    """An enrolment per patient on the wire (``profile``)."""
+    return [(pid.encode(), profile_to_wire(profile(pid, i, now_ms))) for i, pid in enumerate(ids)]
 
 
 def aged_twins(ids: Sequence[str], minutes: float = AGED_MINUTES, templates: int = TEMPLATES) -> list[Twin]:
