@@ -44,8 +44,9 @@ from alerts.policy import (
     unconfirmed_level,
     unconfirmed_reason,
 )
+from streams.fastdecode import decode_many
 from streams.metrics import Metrics
-from streams.schema import MAX_AHEAD_MS, Rejected, decode
+from streams.schema import MAX_AHEAD_MS, Rejected
 from twin_state.clock import repair_twin
 from twin_state.history import HistoryPoint, history_point
 from twin_state.profile import Profile, Status
@@ -255,8 +256,8 @@ class BatchProcessor:
     async def _process(self, batch: Sequence[RawMessage], now_ms: int) -> BatchResult:
         result = BatchResult()
         readings: list[tuple[Reading, Position]] = []
-        for msg in batch:
-            decoded = decode(msg.value, msg.key, ingest_ms(msg, now_ms))
+        decoded_batch = decode_many([(msg.value, msg.key, ingest_ms(msg, now_ms)) for msg in batch])
+        for msg, decoded in zip(batch, decoded_batch, strict=True):
             if isinstance(decoded, Rejected):
                 result.dead_letters.append((msg, decoded))
             else:
