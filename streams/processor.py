@@ -50,7 +50,8 @@ from streams.schema import MAX_AHEAD_MS, Rejected
 from twin_state.clock import repair_twin
 from twin_state.history import HistoryPoint, history_point
 from twin_state.profile import Profile, Status
-from twin_state.risk import risk
+from twin_state.risk import Risk, risk
+from twin_state.risk_batch import risk_many
 from twin_state.store import TwinStore
 from twin_state.twin import ACCEPTED, Outcome, Position, Reading, Twin, new_twin, step
 
@@ -113,8 +114,13 @@ class BatchProcessor:
         profiles: ProfileSource | None = None,
         publish: AlertPublisher | None = None,
         evaluation: AlertingConfig | None = None,
+        batch_risk: bool = True,
     ) -> None:
+        """``batch_risk``: a batch's evaluations computed together (``twin_state.risk_batch.risk_many``) after its
+        readings are folded in; False evaluates each as its reading comes (``risk.risk``), the reference the batched
+        path is tested against (tests/unit/streams/test_processor_batch_risk.py)."""
         self._store = store
+        self._batch_risk = batch_risk
         self._metrics = metrics
         self._profile_source = profiles
         self._publish = publish
@@ -273,6 +279,9 @@ class BatchProcessor:
         prompt_gap = self._eval.policy.unconfirmed_min_gap_ms
         # Decoding already refuses such readings; this holds the patient's event clock even if that ever slips.
         latest = now_ms + MAX_AHEAD_MS
+        together = self._batch_risk
+        requests: list[tuple[str, Twin, int]] = []  # evaluations due, in reading order
+        due_from: dict[str, int] = {}  # each patient's evaluated_at as the evaluations requested so far leave it
         for reading, position in readings:
             pid = reading.patient_id
             before = twins[pid]
@@ -292,10 +301,23 @@ class BatchProcessor:
             # that may raise or settle a re-measure prompt is evaluated at once: the prompt waits for no one.
             t = min(reading.measured_at, latest)
             evaluated_at = self._alerts[pid].evaluated_at
+            if together:
+                evaluated_at = due_from.get(pid, evaluated_at)
             if not evaluated_at or t - evaluated_at >= every:
-                alert_states[pid] = self._evaluate(pid, twin, t, result)
+                at = t
             elif _settles_a_prompt(before, twin, reading, prompt_gap):
-                alert_states[pid] = self._evaluate(pid, twin, max(t, evaluated_at), result)
+                at = max(t, evaluated_at)
+            else:
+                continue
+            if together:
+                # Evaluated after the loop, all at once; decide() will leave evaluated_at at max(evaluated_at, at),
+                # which is what the next reading of this patient must be judged against.
+                requests.append((pid, twin, at))
+                due_from[pid] = max(evaluated_at, at)
+            else:
+                alert_states[pid] = self._evaluate(pid, twin, at, result)
+        if requests:
+            alert_states.update(self._evaluate_many(requests, result))
         result.twins = list(changed.values())
         if result.alert_events and self._publish is not None:
             await self._publish(result.alert_events)
@@ -415,8 +437,18 @@ class BatchProcessor:
 
     def _evaluate(self, pid: str, twin: Twin, t: int, result: BatchResult) -> bytes:
         """Risk and the alert policy for one patient at event time ``t``; the packed alert state after it."""
+        return self._decide(pid, twin, t, risk(twin, self._profiles.get(pid), t, self._eval.risk), result)
+
+    def _evaluate_many(self, requests: Sequence[tuple[str, Twin, int]], result: BatchResult) -> dict[str, bytes]:
+        """``_evaluate`` for each (patient, twin, event time) in order, with every risk computed in one
+        ``risk_many``; each patient's packed alert state after its last evaluation."""
+        profiles = self._profiles
+        risks = risk_many([(twin, profiles.get(pid), t) for pid, twin, t in requests], self._eval.risk)
+        return {pid: self._decide(pid, twin, t, r, result) for (pid, twin, t), r in zip(requests, risks, strict=True)}
+
+    def _decide(self, pid: str, twin: Twin, t: int, r: Risk, result: BatchResult) -> bytes:
+        """The alert policy for one patient at event time ``t`` on risk ``r``; the packed alert state after it."""
         cfg = self._eval
-        r = risk(twin, self._profiles.get(pid), t, cfg.risk)
         levels: dict[Condition, Level] = {
             Condition.CLINICAL: clinical_level(r, cfg.policy),
             Condition.UNCONFIRMED: unconfirmed_level(r, cfg.policy),

@@ -162,20 +162,27 @@ async def test_alert_events_do_not_depend_on_batching_or_on_a_crash_between_publ
     assert sorted(set(ids)) == sorted(e.event_id for e in whole.events)  # after de-duplication by id
 
 
-async def test_risk_runs_at_most_every_ten_seconds_of_event_time(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("batch_risk", [True, False])
+async def test_risk_runs_at_most_every_ten_seconds_of_event_time(monkeypatch: pytest.MonkeyPatch,
+                                                                 batch_risk: bool) -> None:
     import streams.processor as processor_module
 
     calls: list[int] = []
-    real = processor_module.risk
+    real, real_many = processor_module.risk, processor_module.risk_many
 
     def counting(twin: Twin, profile: object, now_ms: int, settings: object) -> object:
         calls.append(now_ms)
         return real(twin, profile, now_ms, settings)  # type: ignore[arg-type]
 
+    def counting_many(items: Sequence[tuple[Twin, object, int]], settings: object) -> object:
+        calls.extend(now_ms for _, _, now_ms in items)
+        return real_many(items, settings)  # type: ignore[arg-type]
+
     monkeypatch.setattr(processor_module, "risk", counting)
+    monkeypatch.setattr(processor_module, "risk_many", counting_many)
     one = [RawMessage(0, i, r.patient_id.encode(), encode(r))
            for i, (_, r) in enumerate(simulate(1, 600, rate=1.0, seed=3, start_ms=T0))]
-    await BatchProcessor(InMemoryTwinStore()).process(one, NOW)
+    await BatchProcessor(InMemoryTwinStore(), batch_risk=batch_risk).process(one, NOW)
     assert 55 <= len(calls) <= 62, len(calls)  # ~600 readings over 600 s: one evaluation per 10 s
     # (a refused cuff reading, which is evaluated at once for its re-measure prompt, is not in this stream)
     assert all(b - a >= 10_000 for a, b in itertools.pairwise(calls))
