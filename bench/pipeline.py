@@ -73,6 +73,7 @@ from twin_state import codec
 from twin_state.catalogue import Metric
 from twin_state.errors import TwinmonError
 from twin_state.history import history_point
+from twin_state.packed import from_twin
 from twin_state.redis_store import RedisProfileStore, RedisTwinStore
 from twin_state.twin import Position, Reading, Twin, new_twin, step
 
@@ -673,8 +674,9 @@ def kafka_partition(patient_id: str, partitions: int) -> int:
 
 async def seed(services: Services, prefix: str, twins: Sequence[Twin], partitions: int, enrol: bool = True) -> None:
     """What Redis holds for these patients an hour into a shift: each twin on its patient's partition (as its last
-    reading left it) and in that partition's index, and with ``enrol`` each patient's profile (in ``CARE_TEAMS``
-    care teams), so that a worker preloads them when it is assigned the partitions."""
+    reading left it, packed as the worker stores it) and in that partition's index, and with ``enrol`` each
+    patient's profile (in ``CARE_TEAMS`` care teams), so that a worker preloads them when it is assigned the
+    partitions."""
     client = Redis.from_url(services.redis_url)
     store, profiles = RedisTwinStore(client, prefix), RedisProfileStore(client, prefix)
     now_ms = int(time.time() * 1000)
@@ -682,7 +684,7 @@ async def seed(services: Services, prefix: str, twins: Sequence[Twin], partition
         placed = [replace(t, partition=kafka_partition(t.patient_id, partitions), offset=-1) for t in twins]
         for i in range(0, len(placed), 2000):
             chunk = placed[i:i + 2000]
-            await store.save_many(chunk)
+            await store.save_many([from_twin(t) for t in chunk])  # in the format the worker writes
             members: dict[int, list[str]] = {}
             for t in chunk:
                 members.setdefault(t.partition, []).append(t.patient_id)

@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 
 from alerts.policy import AlertEvent, Condition, Kind, Level, PatientAlerts
 from streams.schema import Reason
+from twin_state.packed import PackedTwin, census_fields
 from twin_state.profile import Profile, Status
 from twin_state.twin import Outcome, Twin
 
@@ -202,12 +203,12 @@ class Metrics:
                 seconds = max(alert.acknowledged_at - alert.raised_at, 0) / 1000.0
                 self.time_to_acknowledge.labels(alert.level.name.lower()).observe(seconds)
 
-    async def census(self, residents: Sequence[tuple[Twin, PatientAlerts, Profile | None]], now_ms: int,
+    async def census(self, residents: Sequence[tuple[Twin | PackedTwin, PatientAlerts, Profile | None]], now_ms: int,
                      no_data_after_ms: int) -> None:
         """Gauges of what the worker holds: open alerts, monitored and stale patients, recent valid readings.
 
-        ``residents`` is a snapshot (twins and alert states are immutable); the loop yields to the event loop
-        every ``CENSUS_CHUNK`` patients, so 100,000 patients do not hold up a batch.
+        ``residents`` is a snapshot (a packed twin is read as it is when the loop reaches it); the loop yields to
+        the event loop every ``CENSUS_CHUNK`` patients, so 100,000 patients do not hold up a batch.
         """
         started = time.perf_counter()
         open_alerts: Tally[tuple[str, str]] = Tally()
@@ -229,15 +230,20 @@ class Metrics:
             if row is None:
                 row = teams[team] = [0.0, 0.0, 0.0, 0.0]
             row[0] += 1
-            last = 0
-            for v in twin.vitals.values():
-                if v.updated_at > last:
-                    last = v.updated_at
+            if isinstance(twin, PackedTwin):
+                last, total, valid = census_fields(twin)
+            else:
+                last, total, valid = 0, 0.0, 0.0
+                for v in twin.vitals.values():
+                    if v.updated_at > last:
+                        last = v.updated_at
+                for q in twin.quality.values():
+                    total += q.total
+                    valid += q.valid
             if last <= stale_before:
                 row[1] += 1
-            for q in twin.quality.values():
-                row[2] += q.total
-                row[3] += q.valid
+            row[2] += total
+            row[3] += valid
         for condition in Condition:
             for level in ALERT_LEVELS:
                 key = (condition.value, level.name.lower())

@@ -21,9 +21,9 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, cast
 
 from alerts import codec as alert_codec
 from alerts.config import AlertingConfig as AlertingConfig  # re-exported: callers build one to pass in
@@ -48,11 +48,21 @@ from streams.fastdecode import decode_many
 from streams.metrics import Metrics
 from streams.schema import MAX_AHEAD_MS, Rejected
 from twin_state.clock import repair_twin
-from twin_state.history import HistoryPoint, history_point
+from twin_state.history import HistoryPoint, history_point, point_after
+from twin_state.packed import (
+    PackedTwin,
+    VitalBrief,
+    from_twin,
+    new_packed,
+    newest_time,
+    step_packed,
+    to_twin,
+    vital_brief,
+)
 from twin_state.profile import Profile, Status
 from twin_state.risk import Risk, risk
 from twin_state.risk_batch import risk_many
-from twin_state.store import TwinStore
+from twin_state.store import AnyTwin, TwinStore
 from twin_state.twin import ACCEPTED, Outcome, Position, Reading, Twin, new_twin, step
 
 T = TypeVar("T")
@@ -79,8 +89,8 @@ def ingest_ms(msg: RawMessage, now_ms: int) -> int:
 class BatchResult:
     dead_letters: list[tuple[RawMessage, Rejected]] = field(default_factory=list)
     outcomes: Counter[Outcome] = field(default_factory=Counter)
-    twins: list[Twin] = field(default_factory=list)
-    """Twins changed by this batch, in their state after it."""
+    twins: list[AnyTwin] = field(default_factory=list)
+    """Twins changed by this batch, in their state after it (packed ones: as they are until the next batch)."""
     written: int = 0
     newest: dict[str, int] = field(default_factory=dict)
     """Per patient changed, the latest measured-at among the readings this batch applied."""
@@ -103,6 +113,14 @@ def _settles_a_prompt(before: Twin, after: Twin, reading: Reading, min_gap_ms: i
     return False
 
 
+def _settles_a_prompt_brief(before: VitalBrief | None, after: VitalBrief | None, min_gap_ms: int) -> bool:
+    """``_settles_a_prompt`` from the reading's vital before and after it (``packed.vital_brief``)."""
+    for v in (before, after):
+        if v is not None and v.unconfirmed is not None and v.unconfirmed_at - v.updated_at >= min_gap_ms:
+            return True
+    return False
+
+
 class BatchProcessor:
     """Keeps the twins of the partitions this worker owns in memory, so a batch costs one Redis pipeline."""
 
@@ -115,18 +133,24 @@ class BatchProcessor:
         publish: AlertPublisher | None = None,
         evaluation: AlertingConfig | None = None,
         batch_risk: bool = True,
+        packed: bool = True,
     ) -> None:
         """``batch_risk``: a batch's evaluations computed together (``twin_state.risk_batch.risk_many``) after its
         readings are folded in; False evaluates each as its reading comes (``risk.risk``), the reference the batched
-        path is tested against (tests/unit/streams/test_processor_batch_risk.py)."""
+        path is tested against (tests/unit/streams/test_processor_batch_risk.py).
+
+        ``packed``: resident twins held packed and stepped in place (``twin_state.packed``), and saved in that
+        format; False holds the readable ``Twin`` and steps it with ``twin.step``, the reference the packed path is
+        tested against (tests/unit/streams/test_processor_packed.py)."""
         self._store = store
         self._batch_risk = batch_risk
+        self._packed = packed
         self._metrics = metrics
         self._profile_source = profiles
         self._publish = publish
         self._eval = evaluation or AlertingConfig()
         self._policy_id = policy_id(self._eval)
-        self._twins: dict[str, Twin] = {}
+        self._twins: dict[str, AnyTwin] = {}
         self._alerts: dict[str, PatientAlerts] = {}
         self._profiles: dict[str, Profile | None] = {}
         self._unindexed: set[str] = set()
@@ -141,7 +165,8 @@ class BatchProcessor:
         return len(self._twins)
 
     def twin(self, patient_id: str) -> Twin | None:
-        return self._twins.get(patient_id)
+        twin = self._twins.get(patient_id)
+        return to_twin(twin) if isinstance(twin, PackedTwin) else twin
 
     @property
     def policy_id(self) -> str:
@@ -155,8 +180,9 @@ class BatchProcessor:
         return self._profiles.get(patient_id)
 
     # --- metrics: a read-only view of what is resident, for the census in streams.metrics ---
-    def residents(self) -> list[tuple[Twin, PatientAlerts, Profile | None]]:
-        """A snapshot of each resident patient's twin, alert state and profile (all immutable)."""
+    def residents(self) -> list[tuple[AnyTwin, PatientAlerts, Profile | None]]:
+        """Each resident patient's twin, alert state and profile. Alert states and profiles are immutable, and so
+        is a readable twin; a packed one is changed in place by later batches."""
         alerts, profiles = self._alerts, self._profiles
         return [(twin, alerts[pid], profiles.get(pid)) for pid, twin in self._twins.items()]
 
@@ -226,7 +252,7 @@ class BatchProcessor:
     async def _preload(self, missing: list[str], generation: int) -> int:
         if not missing or self._profile_source is None:
             return 0
-        records = await self._timed("load", self._store.load_records(missing))
+        records = await self._timed("load", self._load_records(missing))
         profiles = await self._timed("profiles", self._profile_source.get_many(missing))
         if self._generation != generation:
             return 0  # a rebalance while loading: these partitions may be another worker's now
@@ -271,16 +297,41 @@ class BatchProcessor:
 
         await self._load({r.patient_id for r, _ in readings}, now_ms)
 
-        changed: dict[str, Twin] = {}
         history: dict[str, list[HistoryPoint]] = {}
         alert_states: dict[str, bytes] = {}
-        twins = self._twins
+        requests: list[tuple[str, Twin, int]] = []  # evaluations due, in reading order (batch_risk)
+        fold = self._fold_packed if self._packed else self._fold
+        changed = fold(readings, now_ms, result, history, alert_states, requests)
+        if requests:
+            alert_states.update(self._evaluate_many(requests, result))
+        result.twins = changed
+        if result.alert_events and self._publish is not None:
+            await self._publish(result.alert_events)
+        if result.twins:
+            try:
+                result.written = await self._timed("save", self._store.save_many(result.twins, history, alert_states))
+            except BaseException:
+                # The cache ran ahead of the store; drop it so nothing unsaved is taken for saved.
+                self.forget()
+                raise
+        if self._unindexed:
+            await self._index()
+        self._observe(result)
+        return result
+
+    def _fold(self, readings: Sequence[tuple[Reading, Position]], now_ms: int, result: BatchResult,
+              history: dict[str, list[HistoryPoint]], alert_states: dict[str, bytes],
+              requests: list[tuple[str, Twin, int]]) -> list[AnyTwin]:
+        """The batch's readings folded into the readable twins (``twin.step``), in order: outcomes, history
+        points and evaluations (at once, or requested in ``requests`` with ``batch_risk``). Returns the twins
+        changed."""
+        changed: dict[str, AnyTwin] = {}
+        twins = cast(dict[str, Twin], self._twins)
         every = self._eval.every_ms
         prompt_gap = self._eval.policy.unconfirmed_min_gap_ms
         # Decoding already refuses such readings; this holds the patient's event clock even if that ever slips.
         latest = now_ms + MAX_AHEAD_MS
         together = self._batch_risk
-        requests: list[tuple[str, Twin, int]] = []  # evaluations due, in reading order
         due_from: dict[str, int] = {}  # each patient's evaluated_at as the evaluations requested so far leave it
         for reading, position in readings:
             pid = reading.patient_id
@@ -316,22 +367,58 @@ class BatchProcessor:
                 due_from[pid] = max(evaluated_at, at)
             else:
                 alert_states[pid] = self._evaluate(pid, twin, at, result)
-        if requests:
-            alert_states.update(self._evaluate_many(requests, result))
-        result.twins = list(changed.values())
-        if result.alert_events and self._publish is not None:
-            await self._publish(result.alert_events)
-        if result.twins:
-            try:
-                result.written = await self._timed("save", self._store.save_many(result.twins, history, alert_states))
-            except BaseException:
-                # The cache ran ahead of the store; drop it so nothing unsaved is taken for saved.
-                self.forget()
-                raise
-        if self._unindexed:
-            await self._index()
-        self._observe(result)
-        return result
+        return list(changed.values())
+
+    def _fold_packed(self, readings: Sequence[tuple[Reading, Position]], now_ms: int, result: BatchResult,
+                     history: dict[str, list[HistoryPoint]], alert_states: dict[str, bytes],
+                     requests: list[tuple[str, Twin, int]]) -> list[AnyTwin]:
+        """``_fold`` on packed twins stepped in place (``packed.step_packed``): the same outcomes, points,
+        evaluations and twins. An evaluation takes the readable twin as it is at its reading (``to_twin``)."""
+        changed: dict[str, AnyTwin] = {}
+        twins = cast(dict[str, PackedTwin], self._twins)
+        every = self._eval.every_ms
+        prompt_gap = self._eval.policy.unconfirmed_min_gap_ms
+        latest = now_ms + MAX_AHEAD_MS
+        together = self._batch_risk
+        due_from: dict[str, int] = {}
+        alerts = self._alerts
+        newest = result.newest
+        outcomes = result.outcomes
+        for reading, position in readings:
+            pid = reading.patient_id
+            p = twins[pid]
+            metric = reading.metric
+            prior = vital_brief(p, metric)
+            outcome = step_packed(p, reading, position)
+            outcomes[outcome] += 1
+            if outcome is Outcome.REDELIVERED:
+                continue
+            changed[pid] = p
+            after = vital_brief(p, metric)
+            if outcome in ACCEPTED:
+                newest[pid] = max(newest.get(pid, 0), reading.measured_at)
+                if after is not None:
+                    point = point_after(None if prior is None else prior.updated_at, after.level, after.p00,
+                                        reading, outcome)
+                    if point is not None:
+                        history.setdefault(pid, []).append(point)
+            t = min(reading.measured_at, latest)
+            evaluated_at = alerts[pid].evaluated_at
+            if together:
+                evaluated_at = due_from.get(pid, evaluated_at)
+            if not evaluated_at or t - evaluated_at >= every:
+                at = t
+            elif _settles_a_prompt_brief(prior, after, prompt_gap):
+                at = max(t, evaluated_at)
+            else:
+                continue
+            twin = to_twin(p)
+            if together:
+                requests.append((pid, twin, at))
+                due_from[pid] = max(evaluated_at, at)
+            else:
+                alert_states[pid] = self._evaluate(pid, twin, at, result)
+        return list(changed.values())
 
     async def apply_action(self, patient_id: str, alert_id: str, user: str, now_ms: int,
                            resolution: str | None = None) -> list[AlertEvent]:
@@ -375,7 +462,7 @@ class BatchProcessor:
     async def _sweep(self, now_ms: int, skip: frozenset[int]) -> list[AlertEvent]:
         cfg = self._eval
         events: list[AlertEvent] = []
-        alert_states: list[tuple[Twin, bytes]] = []
+        alert_states: list[tuple[AnyTwin, bytes]] = []
         for pid, state in self._alerts.items():
             # An evaluation stamped in the future is no sign of recent data: such a patient is swept like any other.
             # So is one whose no-data condition is pending or open: this sweep's own evaluation must not hold off
@@ -384,14 +471,15 @@ class BatchProcessor:
             quiet = Condition.NO_DATA in state.pending or Condition.NO_DATA in state.open
             if not ahead and not quiet and now_ms - state.evaluated_at < cfg.technical.no_data_after_ms:
                 continue
-            twin = self._twins[pid]
-            if twin.partition in skip:
+            resident = self._twins[pid]
+            if resident.partition in skip:
                 continue
+            twin = to_twin(resident) if isinstance(resident, PackedTwin) else resident
             state, new = decide(state, technical_levels(twin, now_ms, cfg.technical), now_ms, cfg.policy)
             if new or state != self._alerts[pid]:
                 self._alerts[pid] = state
                 events.extend(new)
-                alert_states.append((twin, alert_codec.pack(state)))
+                alert_states.append((resident, alert_codec.pack(state)))
         if events and self._publish is not None:
             await self._publish(events)
         if alert_states:
@@ -403,7 +491,7 @@ class BatchProcessor:
         missing = [pid for pid in patient_ids if pid not in self._twins]
         if not missing:
             return
-        records = await self._timed("load", self._store.load_records(missing))
+        records = await self._timed("load", self._load_records(missing))
         for pid in missing:
             self._install(pid, records.get(pid, (None, None)), now_ms)
         self._unindexed.update(missing)
@@ -413,12 +501,24 @@ class BatchProcessor:
             for pid in unknown:
                 self._profiles[pid] = found.get(pid)
 
-    def _install(self, pid: str, record: tuple[Twin | None, bytes | None], now_ms: int) -> None:
+    async def _load_records(self, patient_ids: Sequence[str]) -> Mapping[str, tuple[AnyTwin, bytes | None]]:
+        if self._packed:
+            return await self._store.load_packed(patient_ids)
+        return await self._store.load_records(patient_ids)
+
+    def _install(self, pid: str, record: tuple[AnyTwin | None, bytes | None], now_ms: int) -> None:
         """A patient's stored twin and alert state (or new ones) made resident."""
         twin, alert_state = record
         # Stored state that older code let a reading from the future into is repaired before anything uses it,
         # so that the patient is evaluated again at once (twin_state.clock, alerts.policy.repair).
-        self._twins[pid] = repair_twin(twin, now_ms) if twin is not None else new_twin(pid)
+        if isinstance(twin, PackedTwin):
+            if newest_time(twin) > now_ms + MAX_AHEAD_MS:
+                twin = from_twin(repair_twin(to_twin(twin), now_ms))
+            self._twins[pid] = twin
+        elif twin is not None:
+            self._twins[pid] = repair_twin(twin, now_ms)
+        else:
+            self._twins[pid] = new_packed(pid) if self._packed else new_twin(pid)
         state = repair(alert_codec.unpack(alert_state), now_ms) if alert_state else PatientAlerts(pid)
         # The state is written back only after this processor's policy has evaluated it.
         self._alerts[pid] = state if state.policy_id == self._policy_id else replace(state, policy_id=self._policy_id)

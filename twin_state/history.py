@@ -24,7 +24,15 @@ def history_point(before: Twin, after: Twin, reading: Reading, outcome: Outcome)
     if vital is None:
         return None
     prior = before.vitals.get(reading.metric)
-    if prior is not None and prior.updated_at // BUCKET_MS == reading.measured_at // BUCKET_MS:
+    return point_after(None if prior is None else prior.updated_at, vital.filter.level, vital.filter.p00, reading,
+                       outcome)
+
+
+def point_after(prior_updated_at: int | None, level: float, p00: float, reading: Reading,
+                outcome: Outcome) -> HistoryPoint | None:
+    """``history_point`` from the fields it reads: the vital's ``updated_at`` before the reading (None when it had
+    no such vital), and its filter's level and variance after it, for an accepted ``reading``."""
+    if prior_updated_at is not None and prior_updated_at // BUCKET_MS == reading.measured_at // BUCKET_MS:
         return None
-    sd = math.sqrt(max(vital.filter.p00, 0.0))
-    return (reading.measured_at, reading.metric.value, reading.value, vital.filter.level, sd, outcome.value)
+    sd = math.sqrt(max(p00, 0.0))
+    return (reading.measured_at, reading.metric.value, reading.value, level, sd, outcome.value)

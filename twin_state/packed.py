@@ -41,8 +41,9 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Mapping, Sequence
-from typing import Final
+from typing import Final, NamedTuple
 
+from twin_state import codec
 from twin_state.catalogue import (
     BASELINE_TAU_MIN,
     CATALOGUE,
@@ -181,6 +182,17 @@ class PackedTwin:
     @property
     def position(self) -> Position:
         return Position(*_POS.unpack_from(self.buf, 0))
+
+    @property
+    def partition(self) -> int:
+        return int(_Q.unpack_from(self.buf, 0)[0])
+
+    @property
+    def offset(self) -> int:
+        return int(_Q.unpack_from(self.buf, 8)[0])
+
+    def copy(self) -> PackedTwin:
+        return PackedTwin(self.patient_id, bytearray(self.buf), self.names)
 
 
 def new_packed(patient_id: str) -> PackedTwin:
@@ -444,6 +456,83 @@ def _renumber(buf: bytearray, index: list[int]) -> None:
         _H.pack_into(buf, at, index[_H.unpack_from(buf, at)[0]])
 
 
+# --- reading fields without the readable model --------------------------------------------------------------------
+
+_BRIEF = struct.Struct("<B14xqqqd8xd")
+"""From a vital row: flags, updated_at, last_raw_at, unconfirmed_at, level, p00."""
+_UPDATED_AT_AT: Final = struct.calcsize("<BHHHq")
+
+
+class VitalBrief(NamedTuple):
+    """The fields of one vital that the processor reads around a step (``twin.VitalState``'s of the same names;
+    ``level`` and ``p00`` are its filter's)."""
+
+    updated_at: int
+    unconfirmed: float | None
+    unconfirmed_at: int
+    level: float
+    p00: float
+
+
+def vital_brief(p: PackedTwin, metric: Metric) -> VitalBrief | None:
+    """``metric``'s ``VitalBrief`` in ``p``: None when the twin has no such vital (or ``metric`` is a manual
+    observation)."""
+    code = METRIC_CODES[metric]
+    if code >= NV:
+        return None
+    buf = p.buf
+    row = buf[_VSLOT + code]
+    if row == NONE:
+        return None
+    at = _ROWS + row * _VROW
+    flags, updated_at, _, unconfirmed_at, level, p00 = _BRIEF.unpack_from(buf, at)
+    unconfirmed = _D.unpack_from(buf, at + _UNCONFIRMED_VALUE_AT)[0] if flags & _UNCONFIRMED else None
+    return VitalBrief(updated_at, unconfirmed, unconfirmed_at, level, p00)
+
+
+def census_fields(p: PackedTwin) -> tuple[int, float, float]:
+    """The latest ``updated_at`` of any vital (0 with none), and the sums of the quality tallies' ``total`` and
+    ``valid``: what ``streams.metrics`` counts of a twin."""
+    buf = p.buf
+    nvit, nqual = buf[_NVIT_AT], buf[_NQUAL_AT]
+    last = 0
+    for i in range(nvit):
+        t = _Q.unpack_from(buf, _ROWS + i * _VROW + _UPDATED_AT_AT)[0]
+        if t > last:
+            last = t
+    total = valid = 0.0
+    base = _ROWS + nvit * _VROW
+    for i in range(nqual):
+        v, n, _ = _QUALITY.unpack_from(buf, base + i * _QROW)
+        total += n
+        valid += v
+    return last, total, valid
+
+
+def newest_time(p: PackedTwin) -> int:
+    """The latest time anything in ``p`` is stamped with (vitals, observations, devices, quality tallies): what
+    ``clock.repair_twin`` checks against the clock. 0 for an empty twin."""
+    buf = p.buf
+    _, _, _, _, _, _, _, _, ndev, nvit, nqual, nobs = _HEAD.unpack_from(buf, 0)
+    newest = 0
+    for i in range(nvit):
+        t = _Q.unpack_from(buf, _ROWS + i * _VROW + _UPDATED_AT_AT)[0]
+        newest = t if t > newest else newest
+    base = _ROWS + nvit * _VROW
+    for i in range(nqual):
+        t = _QUALITY.unpack_from(buf, base + i * _QROW)[2]
+        newest = t if t > newest else newest
+    base += nqual * _QROW
+    for i in range(nobs):
+        t = _Q.unpack_from(buf, base + i * _OROW + _OBS_AT_AT)[0]
+        newest = t if t > newest else newest
+    base += nobs * _OROW
+    for i in range(ndev):
+        t = _DEVICE.unpack_from(buf, base + i * _DROW)[1]
+        newest = t if t > newest else newest
+    return newest
+
+
 # --- to and from the readable model ---------------------------------------------------------------------------------
 
 
@@ -577,3 +666,28 @@ def frombytes(blob: bytes) -> PackedTwin:
         if rows != list(range(count)):
             raise CorruptTwin(f"packed twin of {pid!r} has a damaged slot table")
     return PackedTwin(pid, buf, names)
+
+
+# --- either stored format -------------------------------------------------------------------------------------------
+
+
+def encode(twin: Twin | PackedTwin) -> bytes:
+    """What a store writes for ``twin``: ``tobytes`` for a packed twin, ``codec.pack`` for a readable one."""
+    return tobytes(twin) if isinstance(twin, PackedTwin) else codec.pack(twin)
+
+
+def decode_twin(blob: bytes) -> Twin:
+    """A stored twin in either format (``encode``), as the readable model."""
+    return to_twin(frombytes(blob)) if blob[:3] == MAGIC else codec.unpack(blob)
+
+
+def decode_packed(blob: bytes) -> PackedTwin:
+    """A stored twin in either format (``encode``), packed. Raises ``CorruptTwin`` for one neither format reads,
+    and for a readable twin the packed layout cannot hold."""
+    if blob[:3] == MAGIC:
+        return frombytes(blob)
+    twin = codec.unpack(blob)
+    try:
+        return from_twin(twin)
+    except ValueError as exc:
+        raise CorruptTwin(str(exc)) from exc

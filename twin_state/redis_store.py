@@ -1,7 +1,8 @@
 """Twins in Redis: one hash per patient, written only when the log position is newer, plus a capped history.
 
 Key ``{prefix}:twin:{<patient_id>}`` holds fields ``p`` (partition), ``o`` (offset), ``s`` (the twin,
-``codec.pack``) and ``a`` (the patient's alert state, opaque here, written in the same atomic step).
+``twin_state.packed.encode``: packed, or ``codec.pack`` as older code wrote it; ``get`` and the loads read both) and
+``a`` (the patient's alert state, opaque here, written in the same atomic step).
 Key ``{prefix}:hist:{<patient_id>}`` is a list of MessagePack history points, newest last, trimmed to
 ``history_length``. The braces are a Redis Cluster hash tag: both keys of one patient live on one slot. A batch
 of twins is written by one Lua script call per ``SAVE_CHUNK`` twins; on a Redis Cluster (a ``RedisCluster``
@@ -27,9 +28,11 @@ from redis.asyncio import Redis, RedisCluster
 from redis.crc import key_slot
 from redis.typing import EncodableT
 
-from twin_state import codec, profile_codec
+from twin_state import packed, profile_codec
 from twin_state.history import HistoryPoint
+from twin_state.packed import PackedTwin
 from twin_state.profile import Profile, Status
+from twin_state.store import AnyTwin
 from twin_state.twin import Twin
 
 # Many twins in one call (one round trip and one script run instead of one per twin; the per-twin version
@@ -117,21 +120,27 @@ class RedisTwinStore:
 
     async def load_records(self, patient_ids: Sequence[str]) -> dict[str, tuple[Twin, bytes | None]]:
         """Twins with the opaque alert_state state saved beside them (absent ids are missing from the result)."""
+        return {pid: (packed.decode_twin(blob), alert_state) for pid, (blob, alert_state) in
+                (await self._records(patient_ids)).items()}
+
+    async def load_packed(self, patient_ids: Sequence[str]) -> dict[str, tuple[PackedTwin, bytes | None]]:
+        """``load_records`` with each twin packed: a twin stored packed is read as it is."""
+        return {pid: (packed.decode_packed(blob), alert_state) for pid, (blob, alert_state) in
+                (await self._records(patient_ids)).items()}
+
+    async def _records(self, patient_ids: Sequence[str]) -> dict[str, tuple[bytes, bytes | None]]:
         if not patient_ids:
             return {}
         async with self._redis.pipeline(transaction=False) as pipe:
             for pid in patient_ids:
                 pipe.hmget(self.key(pid), ["s", "a"])
             rows = await pipe.execute()
-        return {
-            pid: (codec.unpack(blob), alert_state)
-            for pid, (blob, alert_state) in zip(patient_ids, rows, strict=True)
-            if blob is not None
-        }
+        return {pid: (blob, alert_state) for pid, (blob, alert_state) in zip(patient_ids, rows, strict=True)
+                if blob is not None}
 
     async def save_many(
         self,
-        twins: Sequence[Twin],
+        twins: Sequence[AnyTwin],
         history: Mapping[str, Sequence[HistoryPoint]] | None = None,
         alert_states: Mapping[str, bytes] | None = None,
     ) -> int:
@@ -148,7 +157,7 @@ class RedisTwinStore:
                     pid = twin.patient_id
                     points = [msgpack.packb(p) for p in history.get(pid, ())]
                     keys += (self.key(pid), self.history_key(pid))
-                    args += (twin.partition, twin.offset, codec.pack(twin), alert_states.get(pid, b""), len(points),
+                    args += (twin.partition, twin.offset, packed.encode(twin), alert_states.get(pid, b""), len(points),
                              *points)
                 calls.append((keys, args))
         if self._cluster:
@@ -167,16 +176,16 @@ class RedisTwinStore:
             results = await pipe.execute()
         return sum(int(r) for r in results)
 
-    def _groups(self, twins: Sequence[Twin]) -> list[Sequence[Twin]]:
+    def _groups(self, twins: Sequence[AnyTwin]) -> list[Sequence[AnyTwin]]:
         """One group on a single Redis; on a Redis Cluster, one per hash slot (a script's keys share a slot)."""
         if not self._cluster:
             return [twins]
-        by_slot: dict[int, list[Twin]] = {}
+        by_slot: dict[int, list[AnyTwin]] = {}
         for twin in twins:
             by_slot.setdefault(key_slot(self.key(twin.patient_id).encode()), []).append(twin)
         return list(by_slot.values())
 
-    async def save_alert_states(self, alert_states: Sequence[tuple[Twin, bytes]]) -> int:
+    async def save_alert_states(self, alert_states: Sequence[tuple[AnyTwin, bytes]]) -> int:
         """Write alert_state state for twins that are still stored at the same position; return how many."""
         if not alert_states:
             return 0
@@ -202,7 +211,7 @@ class RedisTwinStore:
 
     async def get(self, patient_id: str) -> Twin | None:
         blob: bytes | None = await self._redis.hget(self.key(patient_id), "s")  # type: ignore[assignment]  # client returns bytes (no decode_responses)
-        return None if blob is None else codec.unpack(blob)
+        return None if blob is None else packed.decode_twin(blob)
 
     async def history(self, patient_id: str, last: int | None = None) -> list[HistoryPoint]:
         start = -last if last else 0

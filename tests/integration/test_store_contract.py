@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from tests.conftest import Services
 from twin_state.catalogue import Metric
+from twin_state.packed import from_twin
 from twin_state.redis_store import SAVE_CHUNK, RedisTwinStore
 from twin_state.store import InMemoryTwinStore, TwinStore
 from twin_state.twin import Position, Reading, Twin, new_twin, step
@@ -90,3 +91,22 @@ async def test_the_partition_index_collects_patients_per_partition_idempotently(
     assert await store.partition_members(0) == ["p-1", "p-2", "p-4"]
     assert await store.partition_members(3) == ["p-3"]
     assert await store.partition_members(5) == [] == await store.partition_members(-1)
+
+
+async def test_packed_twins_save_and_load_in_either_form(store: TwinStore) -> None:
+    # The worker saves packed twins (twin_state.packed); the feed and CLI read them as readable twins, a restarted
+    # worker as packed ones; a twin stored by older code (codec.pack) reads back packed too.
+    readable = [twin_at(f"p-{i}", 1, 10 + i, 60.0 + i / 7) for i in range(4)]
+    packed_twins = [from_twin(t) for t in readable[:3]]
+    assert await store.save_many([*packed_twins, readable[3]], alert_states={"p-0": b"state-0"}) == 4
+    packed_twins[0].buf[-1] ^= 1  # changing the processor's copy afterwards changes nothing stored
+    records = await store.load_records([t.patient_id for t in readable])
+    assert {pid: twin for pid, (twin, _) in records.items()} == {t.patient_id: t for t in readable}
+    loaded = await store.load_packed([t.patient_id for t in readable] + ["never-seen"])
+    assert {pid: twin for pid, (twin, _) in loaded.items()} == {t.patient_id: from_twin(t) for t in readable}
+    assert loaded["p-0"][1] == b"state-0" and loaded["p-1"][1] is None
+    assert await store.get("p-2") == readable[2]
+    older = from_twin(twin_at("p-1", 1, 5, 99.0))
+    assert await store.save_many([older]) == 0  # the newer-than rule holds for packed twins
+    assert await store.save_alert_states([(from_twin(readable[1]), b"state-1")]) == 1
+    assert (await store.load_packed(["p-1"]))["p-1"][1] == b"state-1"

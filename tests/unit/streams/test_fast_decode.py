@@ -134,7 +134,7 @@ def valid_docs(draw: st.DrawFn) -> dict[str, Any]:
         "value": value, "unit": draw(st.sampled_from([spec.unit, *spec.unit_aliases])),
         "measured_at": draw(st.one_of(st.integers(EARLIEST_MS, NOW + MAX_AHEAD_MS),
                                       st.sampled_from([EARLIEST_MS, NOW, NOW + MAX_AHEAD_MS]))),
-        "seq": draw(st.one_of(st.integers(0, 10**6), st.sampled_from([0, 2**63 - 1]))),
+        "seq": draw(st.one_of(st.integers(0, 10**6), st.sampled_from([0, 2**63 - 1, -1, 2**63]))),
         "quality": draw(st.one_of(st.none(), st.floats(0.0, 1.0), st.sampled_from([0, 1, 0.0, 1.0, -0.0]))),
     }
     if doc["quality"] is None and draw(st.booleans()):
@@ -230,7 +230,8 @@ seen: Counter[str] = Counter()
 def test_near_valid_messages() -> None:
     seen.clear()
 
-    @SETTINGS
+    # Derandomised: the coverage asserted below must not depend on the run's seed (a rare reason may go unmet).
+    @settings(SETTINGS, derandomize=True)
     @given(st.lists(near_valid(), min_size=1, max_size=8))
     def prop(batch: list[Item]) -> None:
         for r in assert_same(batch):

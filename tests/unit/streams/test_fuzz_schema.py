@@ -86,7 +86,7 @@ plausible_values = {
     "v": st.sampled_from([1, 1.0, 2, 0, "1", True]),
     "patient_id": ids,
     "device_id": ids,
-    "metric": st.sampled_from([*METRICS_BY_NAME, "glucose", "HEART_RATE", ""]),
+    "metric": st.sampled_from([*METRICS_BY_NAME, "glucose", "HEART_RATE", "", "heart_rhythm", "spo2 ", "Temp"]),
     "value": st.one_of(st.floats(allow_nan=True, allow_infinity=True), SPECIAL_FLOATS, st.integers(), st.sampled_from(
         ["A", "C", "V", "P", "U", "X"])),
     "unit": st.sampled_from(["/min", "bpm", "%", "Cel", "degF", "mm[Hg]", "{steps}/min", "{ACVPU}", "L/min", "", "x"]),
@@ -143,7 +143,8 @@ def messages(draw: st.DrawFn) -> tuple[bytes | None, bytes | None]:
 def test_decode_never_raises_on_generated_messages() -> None:
     seen: Counter[str] = Counter()
 
-    @settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None,
+    # Derandomised: the coverage asserted below must not depend on the run's seed (a rare reason may go unmet).
+    @settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(messages())
     def prop(message: tuple[bytes | None, bytes | None]) -> None:

@@ -16,7 +16,8 @@ from streams.outage import Backoff, KafkaWatch, RedisOutage, combined_status, is
 from streams.processor import BatchProcessor, RawMessage
 from tests.unit.streams.test_processor import NOW, Recorder, deteriorating
 from twin_state.history import HistoryPoint
-from twin_state.store import InMemoryTwinStore
+from twin_state.packed import PackedTwin
+from twin_state.store import AnyTwin, InMemoryTwinStore
 from twin_state.twin import Twin
 
 
@@ -146,7 +147,12 @@ class FlakyStore(InMemoryTwinStore):
             raise rx.ConnectionError("Connection closed by server.")
         return await super().load_records(patient_ids)
 
-    async def save_many(self, twins: Sequence[Twin], history: Mapping[str, Sequence[HistoryPoint]] | None = None,
+    async def load_packed(self, patient_ids: Sequence[str]) -> dict[str, tuple[PackedTwin, bytes | None]]:
+        if self._next() == "before":
+            raise rx.ConnectionError("Connection closed by server.")
+        return await super().load_packed(patient_ids)
+
+    async def save_many(self, twins: Sequence[AnyTwin], history: Mapping[str, Sequence[HistoryPoint]] | None = None,
                         alert_states: Mapping[str, bytes] | None = None) -> int:
         how = self._next()
         if how == "before":

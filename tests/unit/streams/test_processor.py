@@ -13,6 +13,7 @@ from simulation.simulator import simulate
 from streams.metrics import Metrics
 from streams.processor import BatchProcessor, RawMessage
 from streams.schema import Reason, encode
+from twin_state.packed import PackedTwin
 from twin_state.store import InMemoryTwinStore
 from twin_state.twin import Outcome, Twin
 
@@ -148,6 +149,9 @@ async def test_alert_events_do_not_depend_on_batching_or_on_a_crash_between_publ
 
         async def load_records(self, patient_ids: Sequence[str]) -> dict[str, tuple[Twin, bytes | None]]:
             return await store.load_records(patient_ids)
+
+        async def load_packed(self, patient_ids: Sequence[str]) -> dict[str, tuple[PackedTwin, bytes | None]]:
+            return await store.load_packed(patient_ids)
 
         async def save_many(self, *args: object, **kwargs: object) -> int:
             raise ConnectionError("killed")

@@ -9,6 +9,7 @@ from alerts.policy import Condition
 from simulation.simulator import simulate
 from streams.processor import BatchProcessor, RawMessage
 from streams.schema import encode
+from twin_state.packed import PackedTwin
 from twin_state.profile import Profile, Status
 from twin_state.store import InMemoryTwinStore
 from twin_state.twin import Twin
@@ -86,17 +87,17 @@ async def test_readings_after_a_preload_give_the_twins_that_loading_at_the_readi
 async def test_a_rebalance_during_a_preload_stops_it() -> None:
     store, ids = await stored_after_first_hour()
     proc = BatchProcessor(store, profiles=enrolled(ids))
-    real = store.load_records
+    real = store.load_packed
     calls = 0
 
-    async def load_then_rebalance(patient_ids: Sequence[str]) -> dict[str, tuple[Twin, bytes | None]]:
+    async def load_then_rebalance(patient_ids: Sequence[str]) -> dict[str, tuple[PackedTwin, bytes | None]]:
         nonlocal calls
         calls += 1
         got = await real(patient_ids)
         proc.forget([0, 1])  # the partitions were revoked while this chunk loaded
         return got
 
-    store.load_records = load_then_rebalance  # type: ignore[method-assign]
+    store.load_packed = load_then_rebalance  # type: ignore[method-assign]
     assert await proc.preload([0, 1], chunk=1) == 0
     assert calls == 1 and proc.resident == 0
 
