@@ -688,6 +688,61 @@ def evaluate_physionet2012(stays: Path, outcomes: Path, json_out: Path, limit: i
     click.echo(f"wrote {json_out}", err=True)
 
 
+def _seeds(value: str) -> list[int]:
+    out: list[int] = []
+    for part in value.split(","):
+        lo, _, hi = part.partition("-")
+        try:
+            out += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+        except ValueError:
+            raise click.BadParameter(f"{value!r}: seeds are numbers or ranges, e.g. 11-14 or 21,22") from None
+    return out
+
+
+@evaluate.command("evidence")
+@click.option("--cohort", "kind", type=click.Choice(["phenotypes", "sepsis"]), default="phenotypes",
+              show_default=True, help="phenotypes: simulation.phenotypes; sepsis: the original simulator.")
+@click.option("--patients", type=click.IntRange(1), default=24, show_default=True, help="Patients per seed.")
+@click.option("--hours", type=click.FloatRange(min=2, min_open=False), default=24.0, show_default=True)
+@click.option("--tuning-seeds", default="11-14", show_default=True, help="Seeds the calibration is fitted on.")
+@click.option("--seeds", default="21-24", show_default=True, help="Held-out seeds every figure is reported on.")
+@click.option("--deteriorating", type=click.FloatRange(0, 1), default=0.5, show_default=True)
+@click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A policy file (docs/policy.md); default: the code defaults.")
+@click.option("--workers", type=click.IntRange(1, 2), default=1, show_default=True)
+@click.option("--bootstrap", "reps", type=click.IntRange(100), default=2000, show_default=True,
+              help="Bootstrap resamples over patients.")
+@click.option("--runs", "runs_cache", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Keep the cohort runs in this file and reuse them when the cohorts and policy are the same.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("evaluation-evidence"),
+              show_default=True)
+def evaluate_evidence(kind: str, patients: int, hours: float, tuning_seeds: str, seeds: str, deteriorating: float,
+                      config: Path | None, workers: int, reps: int, runs_cache: Path | None, out: Path) -> None:
+    """twinmon against charted and smoothed NEWS2, per phenotype, and the calibration of P(NEWS2 >= 5 in 60 min).
+
+    Writes evidence.md, evidence.json, calibration.toml (a [calibration] section for a policy file, fitted on the
+    tuning seeds) and PNG plots. Definitions: evaluation/evidence.py.
+    """
+    from alerts.config import AlertingConfig, ConfigError, load_config
+    from evaluation import require_charts
+    from evaluation.evidence import evaluate_evidence as run
+    from evaluation.evidence import write_evidence_report
+
+    require_charts()
+    try:
+        evaluation = load_config(config)[1] if config else AlertingConfig()
+        tune, held = _seeds(tuning_seeds), _seeds(seeds)
+        result, _cal = run(kind, patients, hours, tune, held, deteriorating, evaluation, workers, reps, runs_cache)
+    except (ConfigError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from None
+    command = (f"twinmon evaluate evidence --cohort {kind} --patients {patients} --hours {hours:g} "
+               f"--tuning-seeds {tuning_seeds} --seeds {seeds} --deteriorating {deteriorating:g}"
+               + (f" --config {config}" if config else "") + f" --bootstrap {reps}")
+    paths = write_evidence_report(result, out, command)
+    click.echo((out / "evidence.md").read_text(encoding="utf-8"))
+    click.echo(f"wrote {', '.join(str(p) for p in paths)}", err=True)
+
+
 @evaluate.command("feasibility")
 @click.option("--patients", type=click.IntRange(1), default=100, show_default=True, help="Simulated patients.")
 @click.option("--hours", type=click.FloatRange(min=0, min_open=True), default=24.0, show_default=True,
