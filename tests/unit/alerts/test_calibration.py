@@ -77,3 +77,18 @@ def test_alert_decisions_do_not_depend_on_the_calibration(p: float, p7: float) -
     expected = Level.HIGH if p7 >= 0.7 else Level.MEDIUM if p >= 0.7 else Level.NONE
     assert level == expected
     assert low.apply(p) <= 0.1
+
+
+def test_the_shipped_calibrated_policy_is_the_default_plus_its_calibration() -> None:
+    from pathlib import Path
+
+    from alerts.config import load_config
+
+    root = Path(__file__).resolve().parents[3] / "deploy" / "policy"
+    _, calibrated = load_config(root / "calibrated.toml")
+    _, default = load_config(root / "default.toml")
+    assert calibrated.calibration is not None
+    assert replace(calibrated, calibration=None) == default  # the same thresholds: the same alerts
+    assert policy_id(calibrated) in (root / "calibrated.toml").read_text()
+    c = calibrated.calibration
+    assert [c.apply(x) for x in (0.0, 0.7, 1.0)] == sorted(c.apply(x) for x in (0.0, 0.7, 1.0))
