@@ -39,7 +39,7 @@ def test_a_charted_stay_that_reaches_news2_7_raises_one_high_alert_at_once() -> 
     assert len(raised) == 1 and raised[0].level is Level.HIGH
     # Raised at persistence (30 s) after the 04:00 chart entry, not an hour later at the next one.
     assert raised[0].at - DEFAULT_START_MS == 4 * 3_600_000 + 30_000
-    assert pe._static(_stay(rows + ["02:00,MechVent,1"])) == (81.0, None, True)
+    assert pe._static(_stay([*rows, "02:00,MechVent,1"])) == (81.0, None, True)
 
 
 def test_vectorised_auroc_equals_the_exact_one_with_ties() -> None:
