@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from alerts.calibration import Calibration, CalibrationError
 from alerts.policy import Level, PolicySettings, TechnicalSettings
 from twin_state.catalogue import CATALOGUE, Metric
 from twin_state.errors import TwinmonError
@@ -46,6 +47,9 @@ class AlertingConfig:
     every_ms: int = 10_000
     """Risk and alert policy run at most this often per patient, in event time: often enough for a 30 s
     persistence rule, rarely enough that risk is not computed for every reading."""
+    calibration: Calibration | None = None
+    """The map from the raw P(NEWS2 >= 5 within 60 min) to an observed frequency (``alerts.calibration``), shown to
+    people; alert decisions do not use it. None (no ``[calibration]`` section): no calibrated value exists."""
 
 
 class ConfigError(TwinmonError, ValueError):
@@ -190,6 +194,41 @@ SECTIONS: Mapping[str, tuple[str, Mapping[str, Key[Any]]]] = {
 
 
 _NESTED = frozenset(attr for attr, _ in SECTIONS.values() if attr)
+CALIBRATION_SECTION = "calibration"
+"""An optional section of its own: data fitted offline, not a threshold; absent from ``settings_json`` (and so from
+the policy id) when the file has none, so a file without it keeps the id it had."""
+CALIBRATION_KEYS = ("threshold", "horizon_min", "raw", "calibrated", "fitted_on")
+
+
+def _calibration(value: object, where: str) -> Calibration:
+    t = _table(value, where)
+    _check_keys(t, CALIBRATION_KEYS, where)
+    for key in ("raw", "calibrated"):
+        if key not in t:
+            raise ConfigError(f"{where}: {key} is required")
+    knots = {}
+    for key in ("raw", "calibrated"):
+        v = t[key]
+        if not isinstance(v, list):
+            raise ConfigError(f"{where}.{key} must be a list of numbers in [0, 1]")
+        knots[key] = tuple(_number(x, f"{where}.{key}[{i}]", 0.0, 1.0, lo_open=False) for i, x in enumerate(v))
+    threshold = t.get("threshold", 5)
+    if threshold != 5 or isinstance(threshold, bool):
+        raise ConfigError(f"{where}.threshold must be 5 (the only calibrated threshold), got {threshold!r}")
+    horizon = _number(t.get("horizon_min", 60.0), f"{where}.horizon_min")
+    fitted_on = t.get("fitted_on", "")
+    if not isinstance(fitted_on, str):
+        raise ConfigError(f"{where}.fitted_on must be a string")
+    try:
+        return Calibration(knots["raw"], knots["calibrated"], 5, horizon, fitted_on)
+    except CalibrationError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def calibration_json(c: Calibration) -> dict[str, Any]:
+    """The ``[calibration]`` section in the file's own terms."""
+    return {"threshold": c.threshold, "horizon_min": c.horizon_min, "raw": list(c.raw),
+            "calibrated": list(c.calibrated), "fitted_on": c.fitted_on}
 
 
 def _section(table: Mapping[str, object], base: S, keys: Mapping[str, Key[S]], where: str) -> S:
@@ -207,7 +246,7 @@ def parse_config(doc: Mapping[str, object], source: str = "config",
 
     ``name`` labels reports (default: the file's stem); it is not part of the policy id."""
     out = base or AlertingConfig()
-    _check_keys(doc, ("name", *SECTIONS), source)
+    _check_keys(doc, ("name", *SECTIONS, CALIBRATION_SECTION), source)
     name = doc.get("name", Path(source).stem)
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"{source}: name must be a non-empty string")
@@ -219,7 +258,12 @@ def parse_config(doc: Mapping[str, object], source: str = "config",
             out = replace(out, **{attr: _section(table, getattr(out, attr), keys, f"{source}: {section}")})
         else:
             out = _section(table, out, keys, f"{source}: {section}")
+    if CALIBRATION_SECTION in doc:
+        out = replace(out, calibration=_calibration(doc[CALIBRATION_SECTION], f"{source}: {CALIBRATION_SECTION}"))
     policy, risk_settings = out.policy, out.risk
+    if out.calibration is not None and out.calibration.horizon_min != policy.predicted_horizon_min:
+        raise ConfigError(f"{source}: calibration.horizon_min {out.calibration.horizon_min:g} is not "
+                          f"policy.predicted_horizon_min {policy.predicted_horizon_min:g}")
     if policy.predicted_horizon_min not in risk_settings.horizons_min:
         raise ConfigError(
             f"{source}: policy.predicted_horizon_min {policy.predicted_horizon_min:g} is not one of "
@@ -248,7 +292,7 @@ def load_policy(path: Path | str | None) -> tuple[str, AlertingConfig]:
 def _shown(settings: object, keys: Mapping[str, Key[Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in fields(settings):  # type: ignore[arg-type]  # always a settings dataclass
-        if isinstance(settings, AlertingConfig) and f.name in _NESTED:
+        if isinstance(settings, AlertingConfig) and (f.name in _NESTED or f.name == CALIBRATION_SECTION):
             continue
         key = keys.get(f.name)
         if key is None:
@@ -260,7 +304,10 @@ def _shown(settings: object, keys: Mapping[str, Key[Any]]) -> dict[str, Any]:
 
 def settings_json(e: AlertingConfig) -> dict[str, Any]:
     """Every setting, in the policy file's own terms (a file with exactly these keys gives ``e`` back)."""
-    return {section: _shown(getattr(e, attr) if attr else e, keys) for section, (attr, keys) in SECTIONS.items()}
+    out = {section: _shown(getattr(e, attr) if attr else e, keys) for section, (attr, keys) in SECTIONS.items()}
+    if e.calibration is not None:
+        out[CALIBRATION_SECTION] = calibration_json(e.calibration)
+    return out
 
 
 def policy_id(e: AlertingConfig) -> str:

@@ -665,17 +665,26 @@ def evaluate(ctx: click.Context, patients: int, hours: float, seed: int, deterio
 @click.option("--workers", type=click.IntRange(1), default=None, help="Processes [default: one per CPU].")
 @click.option("--fit-model", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also fit the mortality model on these stays and write it here (how the shipped one was made).")
+@click.option("--model", "model_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Score this model (a --fit-model JSON) instead of the shipped one (fitted on set A).")
 def evaluate_physionet2012(stays: Path, outcomes: Path, json_out: Path, limit: int | None,
-                           workers: int | None, fit_model: Path | None) -> None:
-    """Replay PhysioNet/CinC 2012 ICU stays through the twin and score in-hospital death (AUROC, event 1)."""
+                           workers: int | None, fit_model: Path | None, model_file: Path | None) -> None:
+    """Replay PhysioNet/CinC 2012 ICU stays through the twin and score in-hospital death (AUROC, event 1).
+
+    The headline is the model as given (the shipped one unless --model) scored on these stays; a warning says when
+    record ids overlap the set the shipped model was fitted on (its figures on those are in-sample).
+    """
     import tarfile
 
     from evaluation.physionet import evaluate_stays
 
     try:
-        result = evaluate_stays(stays, outcomes, limit=limit, workers=workers, fit_model=fit_model)
+        result = evaluate_stays(stays, outcomes, limit=limit, workers=workers, fit_model=fit_model,
+                                model_file=model_file)
     except (OSError, ValueError, KeyError, tarfile.TarError) as exc:
         raise click.ClickException(f"cannot evaluate {stays}: {exc}") from None
+    for warning in result.get("warnings") or []:  # type: ignore[attr-defined]
+        click.echo(f"warning: {warning}", err=True)
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
     click.echo(f"{result['n']} stays, {result['deaths']} deaths; {result['score']}: AUROC {result['auroc']}, "
@@ -686,6 +695,125 @@ def evaluate_physionet2012(stays: Path, outcomes: Path, json_out: Path, limit: i
         click.echo(f"cross-validated ({cv['folds']} folds, model refitted without each fold): AUROC {cv['auroc']}, "
                    f"event 1 {cv['event1']} at threshold {cv['threshold']}")
     click.echo(f"wrote {json_out}", err=True)
+
+
+def _seeds(value: str) -> list[int]:
+    out: list[int] = []
+    for part in value.split(","):
+        lo, _, hi = part.partition("-")
+        try:
+            out += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+        except ValueError:
+            raise click.BadParameter(f"{value!r}: seeds are numbers or ranges, e.g. 11-14 or 21,22") from None
+    return out
+
+
+@evaluate.command("evidence")
+@click.option("--cohort", "kind", type=click.Choice(["phenotypes", "sepsis"]), default="phenotypes",
+              show_default=True, help="phenotypes: simulation.phenotypes; sepsis: the original simulator.")
+@click.option("--patients", type=click.IntRange(1), default=24, show_default=True, help="Patients per seed.")
+@click.option("--hours", type=click.FloatRange(min=2, min_open=False), default=24.0, show_default=True)
+@click.option("--tuning-seeds", default="11-14", show_default=True, help="Seeds the calibration is fitted on.")
+@click.option("--seeds", default="21-24", show_default=True, help="Held-out seeds every figure is reported on.")
+@click.option("--deteriorating", type=click.FloatRange(0, 1), default=0.5, show_default=True)
+@click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A policy file (docs/policy.md); default: the code defaults.")
+@click.option("--workers", type=click.IntRange(1, 2), default=1, show_default=True)
+@click.option("--bootstrap", "reps", type=click.IntRange(100), default=2000, show_default=True,
+              help="Bootstrap resamples over patients.")
+@click.option("--runs", "runs_cache", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Keep the cohort runs in this file and reuse them when the cohorts and policy are the same.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("evaluation-evidence"),
+              show_default=True)
+def evaluate_evidence(kind: str, patients: int, hours: float, tuning_seeds: str, seeds: str, deteriorating: float,
+                      config: Path | None, workers: int, reps: int, runs_cache: Path | None, out: Path) -> None:
+    """twinmon against charted and smoothed NEWS2, per phenotype, and the calibration of P(NEWS2 >= 5 in 60 min).
+
+    Writes evidence.md, evidence.json, calibration.toml (a [calibration] section for a policy file, fitted on the
+    tuning seeds) and PNG plots. Definitions: evaluation/evidence.py.
+    """
+    from alerts.config import AlertingConfig, ConfigError, load_config
+    from evaluation import require_charts
+    from evaluation.evidence import evaluate_evidence as run
+    from evaluation.evidence import write_evidence_report
+
+    require_charts()
+    try:
+        evaluation = load_config(config)[1] if config else AlertingConfig()
+        tune, held = _seeds(tuning_seeds), _seeds(seeds)
+        result, _cal = run(kind, patients, hours, tune, held, deteriorating, evaluation, workers, reps, runs_cache)
+    except (ConfigError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from None
+    command = (f"twinmon evaluate evidence --cohort {kind} --patients {patients} --hours {hours:g} "
+               f"--tuning-seeds {tuning_seeds} --seeds {seeds} --deteriorating {deteriorating:g}"
+               + (f" --config {config}" if config else "") + f" --bootstrap {reps}")
+    paths = write_evidence_report(result, out, command)
+    click.echo((out / "evidence.md").read_text(encoding="utf-8"))
+    click.echo(f"wrote {', '.join(str(p) for p in paths)}", err=True)
+
+
+@evaluate.command("physionet2012-evidence")
+@click.option("--stays", required=True, type=click.Path(exists=True, path_type=Path),
+              help="The set's stay files: a set-a directory or the set's .tar.gz.")
+@click.option("--outcomes", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Outcomes-a.txt (or the set's .tar.gz).")
+@click.option("--model", "model_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Score this model (a --fit-model JSON) instead of the shipped one (fitted on set A).")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N stays by record id.")
+@click.option("--workers", type=click.IntRange(1, 2), default=1, show_default=True)
+@click.option("--bootstrap", "reps", type=click.IntRange(100), default=1000, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("evaluation-physionet"),
+              show_default=True)
+def evaluate_physionet2012_evidence(stays: Path, outcomes: Path, model_file: Path | None, limit: int | None,
+                                    workers: int, reps: int, out: Path) -> None:
+    """Alert burden of the policy on real stays (survivors vs died), the mortality model's calibration and
+    subgroups, and a variant without arterial SaO2: physionet.md, physionet.json, a PNG. Definitions:
+    evaluation/physionet_evidence.py."""
+    import tarfile
+
+    from evaluation import require_charts
+    from evaluation.physionet_evidence import evaluate_physionet_evidence, write_physionet_report
+
+    require_charts()
+    try:
+        result = evaluate_physionet_evidence(stays, outcomes, model_file=model_file, limit=limit, workers=workers,
+                                             reps=reps)
+    except (OSError, ValueError, KeyError, tarfile.TarError) as exc:
+        raise click.ClickException(f"cannot evaluate {stays}: {exc}") from None
+    for warning in result["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
+    command = (f"twinmon evaluate physionet2012-evidence --stays {stays} --outcomes {outcomes}"
+               + (f" --model {model_file}" if model_file else "") + (f" --limit {limit}" if limit else "")
+               + f" --bootstrap {reps}")
+    paths = write_physionet_report(result, out, command)
+    click.echo((out / "physionet.md").read_text(encoding="utf-8"))
+    click.echo(f"wrote {', '.join(str(p) for p in paths)}", err=True)
+
+
+@evaluate.command("kalman-noise")
+@click.option("--mimic", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The MIMIC-III numerics CSV (../shared/data/mimic3wdb-s25047-numerics-per-minute.csv).")
+@click.option("--stays", type=click.Path(exists=True, path_type=Path), default=None,
+              help="PhysioNet 2012 stays (set-a directory or .tar.gz) for charted vitals.")
+@click.option("--limit", type=click.IntRange(1), default=200, show_default=True, help="Stays used.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("evaluation-kalman"),
+              show_default=True)
+def evaluate_kalman_noise(mimic: Path, stays: Path | None, limit: int, out: Path) -> None:
+    """Kalman measurement and process noise per vital estimated on real data; NIS before and after.
+
+    A proposal only: the catalogue is not changed. Method: evaluation/kalman_noise.py."""
+    from evaluation.kalman_noise import evaluate_noise, noise_markdown
+
+    result = evaluate_noise(mimic, stays, limit)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "kalman_noise.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    command = f"twinmon evaluate kalman-noise --mimic {mimic}" + (f" --stays {stays}" if stays else "") + \
+        f" --limit {limit}"
+    md = ["# Kalman noise estimated on real data (proposal; the catalogue is unchanged)", "", f"`{command}`", "",
+          *noise_markdown(result), ""]
+    (out / "kalman_noise.md").write_text("\n".join(md), encoding="utf-8")
+    click.echo("\n".join(md))
+    click.echo(f"wrote {out / 'kalman_noise.md'}, {out / 'kalman_noise.json'}", err=True)
 
 
 @evaluate.command("feasibility")

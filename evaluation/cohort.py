@@ -398,6 +398,8 @@ class _Collected:
     timelines: dict[str, _Timeline] = field(default_factory=dict)
     first_ms: dict[str, int] = field(default_factory=dict)
     last_ms: dict[str, int] = field(default_factory=dict)
+    samples: dict[str, list[tuple[int, int, float, float]]] = field(default_factory=dict)
+    """With ``sample_all``: every patient's (t, NEWS2 now, p(5, horizon), p(7, horizon)) at every sweep."""
     messages: int = 0
     dead_letters: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
@@ -410,6 +412,7 @@ class _Collected:
         self.timelines.update(other.timelines)
         self.first_ms.update(other.first_ms)
         self.last_ms.update(other.last_ms)
+        self.samples.update(other.samples)
         self.messages += other.messages
         self.dead_letters += other.dead_letters
         self.outcomes.update(other.outcomes)
@@ -420,7 +423,7 @@ Item = tuple[int, RawMessage, Reading | None, float | None]
 
 
 async def _run(items: Iterable[Item], evaluation: AlertingConfig, windows: Mapping[str, int | None],
-               traced: Sequence[str]) -> _Collected:
+               traced: Sequence[str], *, sample_all: bool = False) -> _Collected:
     out = _Collected()
 
     async def publish(events: Sequence[AlertEvent]) -> None:
@@ -442,6 +445,12 @@ async def _run(items: Iterable[Item], evaluation: AlertingConfig, windows: Mappi
         batch.clear()
 
     def trace(now_ms: int) -> None:
+        if sample_all:
+            for pid in out.raw:
+                twin = proc.twin(pid)
+                if twin is not None and twin.vitals:
+                    r = risk(twin, proc.profile(pid), now_ms, evaluation.risk)
+                    out.samples.setdefault(pid, []).append((now_ms, r.now.total, r.p(5, horizon), r.p(7, horizon)))
         for pid in traced:
             twin = proc.twin(pid)
             if twin is not None and twin.vitals:

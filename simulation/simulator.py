@@ -15,7 +15,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from twin_state.catalogue import Metric
@@ -128,8 +128,17 @@ def _make_patient(index: int, seed: int, duration_s: float, deteriorating_share:
     )
 
 
-def _measure(p: Patient, stream: Stream, t: float) -> tuple[float, float, float]:
-    """A sensor's reading of the truth at ``t``: noise, rounding, motion, artefacts.
+def gaussian_noise(rng: random.Random, sd: float) -> float:
+    """The default sensor noise: Gaussian with standard deviation ``sd``."""
+    return rng.gauss(0.0, sd)
+
+
+NoiseDraw = Callable[[random.Random, float], float]
+"""Draws one sensor error of scale ``sd`` (the noise's standard deviation) from the patient's generator."""
+
+
+def _measure(p: Patient, stream: Stream, t: float, draw: NoiseDraw = gaussian_noise) -> tuple[float, float, float]:
+    """A sensor's reading of the truth at ``t``: noise (``draw``), rounding, motion, artefacts.
 
     Returns ``(value, quality, truth)``; the truth is computed first and draws no random numbers of its own
     beyond the activity chain's, so asking for it changes nothing in the readings.
@@ -155,7 +164,7 @@ def _measure(p: Patient, stream: Stream, t: float) -> tuple[float, float, float]
         Metric.BP_DIASTOLIC: 4.0,
         Metric.ACTIVITY: 6.0,
     }[stream.metric] / math.sqrt(quality)
-    value = truth + rng.gauss(0.0, noise)
+    value = truth + draw(rng, noise)
     if stream.metric is Metric.TEMPERATURE:
         value = round(value, 1)
     elif stream.metric is Metric.SPO2:
@@ -209,8 +218,19 @@ def _generate(
 ) -> Iterator[tuple[float, Reading, float]]:
     if patients < 1 or duration_s <= 0 or rate <= 0:
         raise ValueError("patients, duration and rate must be positive")
-    scale = BASE_RATE / rate
     people = [_make_patient(i, seed, duration_s, deteriorating_share) for i in range(patients)]
+    yield from generate_readings(people, duration_s, rate, start_ms)
+
+
+def generate_readings(
+    people: Sequence[Patient], duration_s: float, rate: float, start_ms: int, draw: NoiseDraw = gaussian_noise,
+) -> Iterator[tuple[float, Reading, float]]:
+    """The readings of ``people`` (made by ``_make_patient`` or a cohort of another kind, e.g.
+    ``simulation.phenotypes``) over ``duration_s``, as ``simulate_with_truth`` yields them; ``draw`` is the
+    sensors' noise. ``simulate`` is this with ``_make_patient``'s patients and Gaussian noise."""
+    if not people or duration_s <= 0 or rate <= 0:
+        raise ValueError("people, duration and rate must be positive")
+    scale = BASE_RATE / rate
     heap: list[tuple[float, int, int]] = []
     for i, p in enumerate(people):
         for j, s in enumerate(STREAMS):
@@ -243,7 +263,7 @@ def _generate(
                 p.wrist_buffer_until_s = t + p.rng.uniform(30, 180)  # lost the phone: buffer, upload later
             if t < p.wrist_buffer_until_s:
                 delivered = p.wrist_buffer_until_s
-        value, quality, truth = _measure(p, s, t)
+        value, quality, truth = _measure(p, s, t, draw)
         device_id = f"{p.patient_id}-{s.device}"
         seq = p.seqs.get(device_id, 0)
         p.seqs[device_id] = seq + 1

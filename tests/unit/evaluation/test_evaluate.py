@@ -190,7 +190,7 @@ def test_an_empty_config_is_the_defaults_named_after_the_file() -> None:
 
 
 @pytest.mark.parametrize(("doc", "message"), [
-    ({"polcy": {}}, "unknown key(s) polcy; expected some of evaluation, name, policy, risk, technical"),
+    ({"polcy": {}}, "unknown key(s) polcy; expected some of calibration, evaluation, name, policy, risk, technical"),
     ({"policy": {"persist": 1}}, "policy: unknown key(s) persist; expected some of clear_ms"),
     ({"policy": {"escalate_after_ms": {"urgent": 1}}}, "escalate_after_ms: unknown key(s) urgent"),
     ({"risk": {"stale_after_ms": {"glucose": 1}}}, "stale_after_ms: unknown key(s) glucose"),
