@@ -5,7 +5,8 @@
 # Environment: PATIENTS (200), RATE readings/s per patient (1), DURATION simulated seconds (1800) played at
 # SPEED simulated seconds per wall second (1) and ending at the wall clock, then real time until Ctrl-C;
 # DETERIORATING share (0.1) declining over DURATION, ALREADY share (0.1) declining since before the start;
-# WARD_SIZE patients per care team (20), METRICS_PORT (9464), API_PORT (8080).
+# WARD_SIZE patients per care team (20), HISTORY_LENGTH chart points per patient (10080: a day),
+# METRICS_PORT (9464), API_PORT (8080).
 set -euo pipefail
 
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../.." && pwd -P)
@@ -38,6 +39,8 @@ export TWINMON_KAFKA_BOOTSTRAP=$BOOTSTRAP
 export TWINMON_REDIS_URL=$REDIS_URL
 export TWINMON_METRICS_PORT=$METRICS_PORT
 export TWINMON_DATA_DIR=$STATE/worker
+# A day of chart history per patient (7 vitals a minute), for the page's 24 h window; the default keeps ~100 min.
+export TWINMON_HISTORY_LENGTH=${HISTORY_LENGTH:-10080}
 ENV
 # The audit trail's signing key: made once, kept with the demo's data (a new key would fail the old records' MACs).
 [[ -s $STATE/audit-key ]] || (umask 077 && openssl rand -hex 32 >"$STATE/audit-key")
