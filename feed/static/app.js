@@ -140,7 +140,7 @@ function fillAlert(li, a) {
   since.title = `raised ${new Date(a.raised_at).toLocaleString()}`;
   li.querySelector(".why").textContent = B.alertWhy(a, state.patients.get(a.patient_id), Date.now());
   li.querySelector(".who").textContent = a.acknowledged_by
-    ? `acknowledged by ${a.acknowledged_by} ${B.ago(a.acknowledged_at, Date.now())} ago` : "not acknowledged";
+    ? `acknowledged by ${a.acknowledged_by} ${B.agoPhrase(a.acknowledged_at, Date.now())}` : "not acknowledged";
   const ack = li.querySelector("button.ack");
   ack.hidden = Boolean(a.acknowledged_by);
 }
@@ -222,7 +222,7 @@ function fillTile(li, s) {
     vitals,
     el("p", { class: "tile-foot" },
       el("span", {}, "last reading ", el("span", { class: "ago", "data-ago": s.last_reading_at ?? "", text:
-        B.ago(s.last_reading_at, now) }), s.last_reading_at ? " ago" : ""),
+        B.agoPhrase(s.last_reading_at, now) })),
       el("span", { text: s.p_news2_5_60min === null ? "" : `P(≥5 in 1 h) ${Math.round(s.p_news2_5_60min * 100)}%` })));
 }
 
@@ -238,7 +238,7 @@ function vitalRow(v, s, points, now) {
   const sub = b ? b.news2_subscore : null;
   const li = el("li", { class: `vital${sub ? ` sub-${sub}` : ""}${b && b.stale ? " stale" : ""}`, "data-metric": v.metric });
   const arrow = b ? B.arrow(v.metric, b.trend_per_min) : "";
-  const spoken = b ? `${v.label} ${B.fmt(v.metric, b.estimate)} ${b.unit}, ${B.arrowWord(arrow)}`
+  const spoken = b ? `${v.label} ${B.fmt(v.metric, b.estimate)} ${B.unit(b.unit)}, ${B.arrowWord(arrow)}`
     + `${sub !== null && sub !== undefined ? `, scores ${sub}` : ""}${b.stale ? ", stale" : ""}` : `${v.label} not measured`;
   li.setAttribute("aria-label", spoken);
   li.append(el("span", { class: "vl", text: v.label, "aria-hidden": "true" }),
@@ -306,7 +306,7 @@ function renderPatient() {
   $("#pv-profile").textContent = B.profileText(d);
   const sub = n ? Object.entries(n.subscores).map(([k, v]) => `${B.paramLabel(k)} ${v}`).join(", ") : "";
   $("#pv-score").textContent = n ? `Subscores: ${sub}${news2Notes(n) ? `; ${news2Notes(n)}` : ""}; last reading `
-    + `${B.ago(s.last_reading_at, now)} ago` : "No readings yet.";
+    + B.agoPhrase(s.last_reading_at, now) : "No readings yet.";
   for (const b of document.querySelectorAll(".pv-window button")) {
     b.setAttribute("aria-pressed", String(Number(b.dataset.window) === state.windowMin));
   }
@@ -356,11 +356,11 @@ function chart(v, hist, now, subscore) {
   const path = (pts) => pts.map(([x, y], i) => `${i ? "L" : "M"}${X(x).toFixed(1)},${Y(y).toFixed(1)}`).join("");
   const arrow = B.arrow(v.metric, v.trend_per_min);
   const label = B.label(v.metric);
-  const headline = `${label} ${B.fmt(v.metric, v.estimate)} ${v.unit} ${arrow}`
+  const headline = `${label} ${B.fmt(v.metric, v.estimate)} ${B.unit(v.unit)} ${arrow}`
     + `${subscore !== null && subscore !== undefined ? ` (scores ${subscore})` : ""}${v.stale ? " — STALE" : ""}`;
   const fig = el("figure", { class: "chart-wrap" });
   const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img",
-    "aria-label": `${headline}; last reading ${v.last_raw} ${B.ago(v.last_raw_at, now)} ago; `
+    "aria-label": `${headline}; last reading ${v.last_raw} ${B.agoPhrase(v.last_raw_at, now)}; `
       + `forecast in ${Math.round(horizon)} min ${B.fmt(v.metric, cone.at(-1)?.mean)}` });
   svg.dataset.metric = v.metric;
   const add = (tag, attrs) => { const e = svgEl(tag, attrs); svg.append(e); return e; };
@@ -478,7 +478,7 @@ setInterval(() => {
   const now = Date.now();
   for (const e of document.querySelectorAll(".since")) e.textContent = B.ago(Number(e.dataset.since), now);
   for (const e of document.querySelectorAll(".ago[data-ago]")) {
-    if (e.dataset.ago) e.textContent = B.ago(Number(e.dataset.ago), now);
+    if (e.dataset.ago) e.textContent = B.agoPhrase(Number(e.dataset.ago), now);
   }
 }, 1000);
 setInterval(() => { if (state.token && !$("#feed").hidden) reloadAlerts().catch(() => {}); }, 20000);

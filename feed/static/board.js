@@ -28,6 +28,10 @@
 
   function label(metric) { return (LABEL[metric] || { label: metric }).label; }
 
+  // UCUM as the API gives it, as a ward writes it.
+  const UNITS = { Cel: "°C", "mm[Hg]": "mmHg", "/min": "/min", "%": "%" };
+  function unit(u) { return UNITS[u] ?? u; }
+
   function fmt(metric, value) {
     if (value === null || value === undefined || !Number.isFinite(value)) return "–";
     return value.toFixed((LABEL[metric] || { digits: 1 }).digits);
@@ -74,6 +78,12 @@
     const h = Math.floor(m / 60);
     if (h < 48) return `${h} h ${String(m % 60).padStart(2, "0")} min`;
     return `${Math.floor(h / 24)} d ${h % 24} h`;
+  }
+
+  /** "just now", "45 s ago", "12 min ago", "never": ``ago`` as the end of a sentence. */
+  function agoPhrase(ms, now) {
+    const a = ago(ms, now);
+    return a === "just now" || a === "never" ? a : `${a} ago`;
   }
 
   function clock(ms) {
@@ -233,7 +243,7 @@
     return parts.join(" · ");
   }
 
-  return { VITALS, EXTRA, BAND_TEXT, MIN_SPAN, label, fmt, band, scoreText, bandLabel, arrow, arrowWord, ago, clock,
+  return { VITALS, EXTRA, BAND_TEXT, MIN_SPAN, label, fmt, band, scoreText, bandLabel, arrow, arrowWord, ago, agoPhrase, clock, unit,
     dataState, drivers, driverText, alertWhy, arrange, newHigh, sparkPath, extent, forecastMinutes, timeline,
     profileText, paramLabel };
 });

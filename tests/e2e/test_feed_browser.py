@@ -219,7 +219,7 @@ def test_alert_reaches_the_teams_page_live_and_is_acknowledged_there(services: S
                 assert "sub-3" in (mine.get_attribute(f"{tile} .vital[data-metric='resp_rate']", "class") or "")
                 mine.evaluate("reloadTrends()")  # the minute's refresh, now: the calm quarter of an hour is history
                 mine.wait_for_selector(f"{tile} .vital[data-metric='heart_rate'] svg.spark path", timeout=10_000)
-                assert re.fullmatch(r"just now|\d+ s", mine.text_content(f"{tile} .ago") or "")
+                assert re.fullmatch(r"just now|\d+ s ago", mine.text_content(f"{tile} .ago") or "")
                 # Filtering and sorting: alerts only keeps ours; by id puts it first.
                 mine.check("#f-alerts")
                 assert mine.eval_on_selector_all(".tile", "ts => ts.map(t => t.dataset.patientId)") == [PATIENT]
@@ -254,7 +254,8 @@ def test_alert_reaches_the_teams_page_live_and_is_acknowledged_there(services: S
                 assert "−6 h" in (mine.text_content("#pv-charts svg[data-metric='heart_rate']") or "")
                 mine.wait_for_selector("#pv-timeline li.ev-acknowledged", timeout=30_000)
                 assert "acknowledged by nurse-a" in (mine.text_content("#pv-timeline li.ev-acknowledged") or "")
-                detail = api.call("GET", "/api/patients/{pid}", nurse, path={"pid": PATIENT}, expect=200).json()
+                detail = api.call("GET", "/api/patients/{patient_id}", nurse, path={"patient_id": PATIENT},
+                                  expect=200).json()
                 for v in detail["vitals"]:
                     lo, hi = v["possible"]
                     assert all(lo <= f["low95"] <= f["mean"] <= f["high95"] <= hi for f in v["forecast"]), v["metric"]

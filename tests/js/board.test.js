@@ -52,6 +52,9 @@ test("ages tick in words, and a time ahead of the clock never reads as negative"
   assert.equal(B.ago(NOW - 50 * 60 * MIN, NOW), "2 d 2 h");
   assert.equal(B.ago(NOW + 84 * MIN, NOW), "just now");
   assert.equal(B.ago(null, NOW), "never");
+  assert.equal(B.agoPhrase(NOW - 45_000, NOW), "45 s ago");
+  assert.equal(B.agoPhrase(NOW - 1_000, NOW), "just now");
+  assert.equal(B.agoPhrase(null, NOW), "never");
 });
 
 test("an alert says why in one line: score, the vitals driving it with value and direction, since when", () => {
@@ -134,4 +137,11 @@ test("the profile says what is not recorded instead of a question mark", () => {
   const full = B.profileText({ age_band: "65-79", conditions: ["hypercapnic_respiratory_failure"],
     targets: { spo2: [88, 92] }, spo2_scale: 2 });
   assert.equal(full, "Age 65-79 · Conditions: hypercapnic respiratory failure · SpO2 scale 2 · Targets: SpO2 88–92");
+});
+
+test("units read as a ward writes them", () => {
+  assert.equal(B.unit("Cel"), "°C");
+  assert.equal(B.unit("mm[Hg]"), "mmHg");
+  assert.equal(B.unit("/min"), "/min");
+  assert.equal(B.unit("steps/min"), "steps/min");
 });
