@@ -27,7 +27,9 @@ cleanup() {
     bash "$ROOT/deploy/local/redis.sh" stop "$STATE/redis" || true
     echo "demo: stopped; data kept in $STATE (make clean removes it)"
 }
-trap cleanup INT TERM EXIT
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
+trap cleanup EXIT
 
 echo "demo: starting Kafka (first run fetches the broker's jars from Maven Central) ..."
 BOOTSTRAP=$(bash "$ROOT/deploy/local/kafka.sh" start "$STATE/kafka")
@@ -102,3 +104,4 @@ pids+=($!)
 # Runs until Ctrl-C: the simulator goes on in real time after DURATION. Any process ending early ends the demo.
 wait -n "${pids[@]}" || true
 echo "demo: a process ended on its own; see the logs in $STATE" >&2
+exit 1

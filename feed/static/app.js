@@ -215,7 +215,7 @@ function fillTile(li, s) {
     text: `poor signal: ${data.poorSignal.map(B.label).join(", ")}` }));
   const trend = state.trends.get(s.patient_id) || {};
   const vitals = el("ul", { class: "vitals" }, ...B.VITALS.map((v) => vitalRow(v, s, trend[v.metric] || [], now)));
-  li.replaceChildren(
+  li.replaceChildren(...[
     el("div", { class: "tile-head" }, el("a", { class: "pid", href: patientHref(s.patient_id), text: s.patient_id }),
       el("span", { class: "score", title: s.news2 ? news2Notes(s.news2) : "", text: B.bandLabel(s.news2) })),
     flags.children.length ? flags : null,
@@ -223,7 +223,8 @@ function fillTile(li, s) {
     el("p", { class: "tile-foot" },
       el("span", {}, "last reading ", el("span", { class: "ago", "data-ago": s.last_reading_at ?? "", text:
         B.agoPhrase(s.last_reading_at, now) })),
-      el("span", { text: s.p_news2_5_60min === null ? "" : `P(≥5 in 1 h) ${Math.round(s.p_news2_5_60min * 100)}%` })));
+      el("span", { text: s.p_news2_5_60min === null ? "" : `P(≥5 in 1 h) ${Math.round(s.p_news2_5_60min * 100)}%` })),
+  ].filter(Boolean));
 }
 
 function news2Notes(n) {

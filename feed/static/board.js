@@ -29,7 +29,7 @@
   function label(metric) { return (LABEL[metric] || { label: metric }).label; }
 
   // UCUM as the API gives it, as a ward writes it.
-  const UNITS = { Cel: "°C", "mm[Hg]": "mmHg", "/min": "/min", "%": "%" };
+  const UNITS = { Cel: "°C", "mm[Hg]": "mmHg", "{steps}/min": "steps/min", "/min": "/min", "%": "%" };
   function unit(u) { return UNITS[u] ?? u; }
 
   function fmt(metric, value) {

@@ -143,5 +143,5 @@ test("units read as a ward writes them", () => {
   assert.equal(B.unit("Cel"), "°C");
   assert.equal(B.unit("mm[Hg]"), "mmHg");
   assert.equal(B.unit("/min"), "/min");
-  assert.equal(B.unit("steps/min"), "steps/min");
+  assert.equal(B.unit("{steps}/min"), "steps/min");
 });
