@@ -341,8 +341,16 @@ function renderTimeline() {
 const SCORE_FILL = { 1: "#fff59d", 2: "#ffcc80", 3: "#ef9a9a" };
 
 // One SVG per vital: NEWS2 bands behind; estimate with its 95% band and raw readings over the window; forecast cone.
+// Drawn at the width of its grid column, so that its text is as large on a phone as on a desktop.
+function chartWidth() {
+  const grid = $("#pv-charts");
+  const cols = getComputedStyle(grid).gridTemplateColumns.split(" ").filter(Boolean).length || 1;
+  const gap = parseFloat(getComputedStyle(grid).columnGap) || 0;
+  return Math.max(280, Math.min(900, Math.floor((grid.clientWidth - gap * (cols - 1)) / cols) || 640));
+}
+
 function chart(v, hist, now, subscore) {
-  const W = 640, H = 170, L = 46, R = 10, T = 22, Bm = 20;
+  const W = chartWidth(), H = 170, L = 46, R = 10, T = 22, Bm = 20;
   const windowMs = state.windowMin * 60000;
   const horizon = B.forecastMinutes(state.windowMin);
   const t0 = now - windowMs, t1 = now + horizon * 60000;
@@ -472,6 +480,11 @@ for (const b of document.querySelectorAll(".pv-window button")) {
   b.addEventListener("click", () => { state.windowMin = Number(b.dataset.window); renderPatient(); });
 }
 window.addEventListener("hashchange", route);
+let resizing = null;
+window.addEventListener("resize", () => {
+  clearTimeout(resizing);
+  resizing = setTimeout(() => { if (state.selected) renderPatient(); }, 200);
+});
 document.addEventListener("keydown", (ev) => {
   if (ev.key === "Escape" && state.selected) location.hash = "#/";
 });

@@ -109,3 +109,15 @@ def test_a_simulation_until_stopped_keeps_event_time_at_or_behind_the_wall_clock
     assert late > 1000  # it went on past the simulated duration, in real time
     with pytest.raises(ValueError, match="course_s"):
         next(iter(simulate(2, math.inf)))
+
+
+def test_the_demo_has_clinical_alerts_within_its_first_minutes() -> None:
+    # The demo's defaults: every tenth patient already declining at the start. Through the worker's own batch
+    # processor (replay_alerts), offline: each of them raises a clinical alert within five minutes.
+    from simulation.replay import replay_alerts
+
+    readings = simulate(20, 600.0, seed=1, start_ms=T0, already_deteriorating=0.1)
+    events = replay_alerts([encode(r) for _, r in readings])
+    raised = {e.patient_id: e.at for e in events if e.kind.value == "raised" and e.condition.value == "clinical"}
+    assert {"sim-000009", "sim-000019"} <= raised.keys()
+    assert all(raised[p] - T0 <= 5 * 60_000 for p in ("sim-000009", "sim-000019")), raised
