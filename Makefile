@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: lock pin-images venv demo test test-unit test-integration bench lint services-stop clean chaos audit
+.PHONY: lock pin-images venv demo test test-unit test-js test-integration bench lint services-stop clean chaos audit
 
 venv: $(STAMP)
 
@@ -30,8 +30,17 @@ lock:
 demo: venv
 	bash deploy/local/demo.sh
 
+## axe-core for the page's accessibility check in the browser test, from npm, as package-lock.json pins it.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+## The care-team page's JavaScript (feed/static/board.js) under Node's built-in test runner.
+test-js:
+	node --test tests/js/
+
 ## The whole test suite, unit and integration, against real Kafka and Redis that it starts itself.
-test: venv
+test: venv node_modules/.installed test-js
 	bash deploy/local/kafka.sh fetch
 	bash deploy/local/chromium.sh
 	$(BIN)/pytest tests
@@ -41,7 +50,7 @@ chaos: venv
 	bash deploy/local/kafka.sh fetch
 	TWINMON_CHAOS=1 $(BIN)/pytest -s tests/e2e/test_faults.py
 
-test-unit: venv
+test-unit: venv test-js
 	$(BIN)/pytest tests/unit tests/test_architecture.py
 
 ## Throughput (vs raw consume and Faust alone), latency, memory, recovery, scale-out on the local broker and Redis.
@@ -61,4 +70,4 @@ audit: venv
 	bash deploy/local/audit.sh
 
 clean:
-	rm -rf $(VENV) .twinmon .pytest_cache
+	rm -rf $(VENV) .twinmon .pytest_cache node_modules

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import sys
 import time
 from collections.abc import Iterator
@@ -157,22 +158,31 @@ def worker(metrics_port: int | None) -> None:
                    "[default: 1 to Kafka, 0 to a file].")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write JSON lines to this file instead of Kafka.")
+@click.option("--already-deteriorating", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of patients whose decline began before the start (evenly spread: 0.1 is every tenth).")
+@click.option("--until-stopped", is_flag=True,
+              help="After the simulated duration, go on in real time (speed 1) until interrupted: event time "
+                   "then stays level with the wall clock.")
 def simulate(patients: int, rate: float, duration: float, deteriorating: float, seed: int,
-             start_ms: int | None, speed: float | None, out: Path | None) -> None:
+             start_ms: int | None, speed: float | None, out: Path | None, already_deteriorating: float,
+             until_stopped: bool) -> None:
     """Produce realistic wearable streams for simulated patients, to Kafka or to a file."""
     from simulation.simulator import simulate as generate
     from streams.schema import encode
 
     pace = speed if speed is not None else (0.0 if out else 1.0)
+    if until_stopped and (pace == 0 or out is not None):
+        raise click.UsageError("--until-stopped needs a speed above 0 and Kafka (not --out)")
     start = start_ms if start_ms is not None else default_start_ms(int(time.time() * 1000), duration, pace)
-    readings = generate(patients, duration, rate, seed, start, deteriorating)
+    readings = generate(patients, math.inf if until_stopped else duration, rate, seed, start, deteriorating,
+                        course_s=duration, already_deteriorating=already_deteriorating)
 
     def paced() -> Iterator[tuple[bytes, bytes]]:
         wall0 = time.monotonic()
         last_report = wall0
         for n, (delivered_s, reading) in enumerate(readings, start=1):
             if pace > 0:
-                ahead = delivered_s / pace - (time.monotonic() - wall0)
+                ahead = wall_offset_s(delivered_s, duration, pace) - (time.monotonic() - wall0)
                 if ahead > 0:
                     time.sleep(ahead)
             now = time.monotonic()
@@ -198,6 +208,15 @@ def simulate(patients: int, rate: float, duration: float, deteriorating: float, 
     else:
         count = _run_kafka(produce_all(settings, settings.topic_vitals, paced()), settings)
     click.echo(f"sent {count} readings of {patients} patients to {settings.topic_vitals}", err=True)
+
+
+def wall_offset_s(simulated_s: float, duration_s: float, speed: float) -> float:
+    """When (seconds after the start) a reading at ``simulated_s`` is due: at ``speed`` over the duration, then
+    in real time, so that with ``default_start_ms`` event time reaches the wall clock at the end of the
+    duration and stays level with it from then on."""
+    if simulated_s <= duration_s:
+        return simulated_s / speed
+    return duration_s / speed + (simulated_s - duration_s)
 
 
 def default_start_ms(now_ms: int, duration_s: float, speed: float) -> int:

@@ -142,6 +142,18 @@ class News2(BaseModel):
     assumed: list[str] = Field(description="Parameters scored on an assumed value, in words")
 
 
+class VitalBrief(BaseModel):
+    """One vital of a patient at a glance, for the ward board: where it is and which way it is going."""
+
+    estimate: float = Field(description="Filtered estimate now, within what is physically possible")
+    unit: str
+    trend_per_min: float
+    last_raw_at: int = Field(description="Epoch ms of the last reading")
+    stale: bool
+    data_quality: float | None = Field(description="Share of valid readings of this vital")
+    news2_subscore: int | None = Field(None, description="Its NEWS2 subscore now, for the vitals NEWS2 scores")
+
+
 class PatientSummary(BaseModel):
     patient_id: str
     news2: News2 | None
@@ -154,6 +166,16 @@ class PatientSummary(BaseModel):
     last_reading_at: int | None
     open_alerts: int
     highest_alert: Literal["low", "medium", "high"] | None
+    vitals: dict[str, VitalBrief] = Field(default_factory=dict, description="Each measured vital, by metric")
+
+
+class ScoreBand(BaseModel):
+    """A range of a vital's values and the NEWS2 subscore the chart gives it (``low`` inclusive, ``high``
+    exclusive, edges where the chart's whole numbers or tenths change band)."""
+
+    low: float
+    high: float
+    score: int
 
 
 class ForecastPoint(BaseModel):
@@ -183,7 +205,11 @@ class Vital(BaseModel):
     stale: bool
     baseline: float | None = Field(description="The patient's usual level, once there is enough data")
     data_quality: float | None
-    forecast: list[ForecastPoint] = Field(description="Damped-trend forecast (what risk assumes), 95% bands")
+    forecast: list[ForecastPoint] = Field(description="Damped-trend forecast (what risk assumes), 95% bands, "
+                                          "clipped to what is physically possible")
+    possible: tuple[float, float] = Field((0.0, 0.0), description="The physically possible range of the vital")
+    news2_bands: list[ScoreBand] = Field(default_factory=list, description="The NEWS2 chart's bands for this vital "
+                                         "and patient (SpO2 on the patient's scale); empty if NEWS2 does not score it")
     unconfirmed: UnconfirmedReading | None = Field(
         None, description="A reading the twin refused and no later reading has confirmed or refuted: shown, "
         "not yet believed; one scoring 3 raises an 'unconfirmed' re-measure alert")
@@ -203,8 +229,17 @@ class PatientDetail(BaseModel):
     age_band: str | None
     conditions: list[str]
     targets: dict[str, tuple[float, float]]
+    spo2_scale: Literal[1, 2] = Field(1, description="NEWS2 SpO2 scale: 2 for hypercapnic respiratory failure")
     vitals: list[Vital]
     history: list[HistoryPoint]
     alerts: list[Alert]
     policy_id: str | None = Field(None, description="Id of the policy file whose thresholds evaluate this patient "
                                   "(docs/policy.md); null before a worker that keeps it has evaluated the patient")
+
+
+class PatientTrend(BaseModel):
+    """A patient's vitals over the last hours, coarsely, for the ward board's sparklines."""
+
+    patient_id: str
+    vitals: dict[str, list[tuple[int, float]]] = Field(
+        description="By metric: (epoch ms, mean estimate) per time bucket, oldest first; empty buckets left out")

@@ -66,6 +66,14 @@ async def list_patients(feed: FeedDep, who: Who) -> list[models.PatientSummary]:
     """My team's patients with NEWS2 now, predicted risk, data quality and staleness; highest risk first."""
     return await feed.patient_lists.get(who.team)
 
+@patients_routes.get("/api/trends", response_model=list[models.PatientTrend], responses=ERRORS, tags=["patients"])
+async def trends(feed: FeedDep, who: Who,
+                 hours: Annotated[float, Query(gt=0, le=24, description="How far back")] = 6.0,
+                 ) -> list[models.PatientTrend]:
+    """My team's patients' vitals over the last hours, the mean estimate of each vital in each 36th of the window:
+    the ward board's sparklines. As far back as the history kept beside each twin goes (TWINMON_HISTORY_LENGTH)."""
+    return await feed.trends(who.team, hours, int(time.time() * 1000))
+
 @patients_routes.get("/api/patients/{patient_id}", response_model=models.PatientDetail, responses=ERRORS,
          tags=["patients"])
 async def get_patient(feed: FeedDep, who: Who, patient_id: PatientId,

@@ -119,6 +119,14 @@ class Feed:
         return presenters.by_risk([presenters.summary(pid, twins.get(pid), p, alerts.get(pid), now_ms, self.policy.risk)
                               for pid, p in profiles.items()])
 
+    async def trends(self, team: str, hours: float, now_ms: int) -> list[models.PatientTrend]:
+        profiles = await self.profiles.enrolled_in(team, await self.profiles.team(team))
+        ids = sorted(profiles)
+        histories = await asyncio.gather(*(self.twins.history(pid, self.settings.history_length) for pid in ids))
+        # Of the current episode only, as every other view.
+        return [presenters.sparklines(pid, presenters.this_episode(profiles[pid], None, None, h)[2], now_ms, hours)
+                for pid, h in zip(ids, histories, strict=True)]
+
     # --- writes: audit first (acks=all), then the change ---
     async def audit_record(self, who: Principal, action: str, patient_id: str, alert_id: str | None = None,
                            reason: str = "") -> str:

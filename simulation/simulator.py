@@ -109,10 +109,19 @@ class Patient:
         return ACTIVITY_CADENCE[self.activity]
 
 
-def _make_patient(index: int, seed: int, duration_s: float, deteriorating_share: float) -> Patient:
+def _already_deteriorating(index: int, share: float) -> bool:
+    """Evenly spread, not drawn: with ``share`` 0.1 every tenth patient, so any run of ten beds holds one."""
+    return math.floor((index + 1) * share) > math.floor(index * share)
+
+
+def _make_patient(index: int, seed: int, duration_s: float, deteriorating_share: float,
+                  already_deteriorating: float = 0.0) -> Patient:
+    """``duration_s`` sets the time scale of a decline (finite even when the simulation runs without end).
+    ``already_deteriorating``: share of patients whose decline began before time zero; they are half to four
+    fifths of the way down it at the start. Draws no random number of its own, so at 0 every patient is as before."""
     rng = random.Random(f"{seed}:{index}")
     deteriorates = rng.random() < deteriorating_share
-    return Patient(
+    patient = Patient(
         patient_id=f"sim-{index:06d}",
         rng=rng,
         hr=rng.uniform(58, 88),
@@ -126,6 +135,10 @@ def _make_patient(index: int, seed: int, duration_s: float, deteriorating_share:
         # Sepsis-like decline takes hours; a short simulation compresses it into the time it has.
         ramp_s=max(min(rng.uniform(3600.0, 4 * 3600.0), 0.6 * duration_s), 60.0),
     )
+    if already_deteriorating > 0 and _already_deteriorating(index, already_deteriorating):
+        # How far down its decline: a fixed fraction per patient, from its index, so no draw moves.
+        patient.onset_s = -patient.ramp_s * (0.5 + 0.3 * ((index * 7919) % 11) / 10)
+    return patient
 
 
 def gaussian_noise(rng: random.Random, sd: float) -> float:
@@ -181,13 +194,21 @@ def simulate(
     seed: int = 1,
     start_ms: int = 1_763_942_400_000,
     deteriorating_share: float = 0.1,
+    *,
+    course_s: float | None = None,
+    already_deteriorating: float = 0.0,
 ) -> Iterator[tuple[float, Reading]]:
     """Readings of ``patients`` over ``duration_s`` simulated seconds, as ``(delivered_at_s, reading)``.
 
     ``rate`` is readings per second per patient. ``delivered_at_s`` is when the reading reaches the gateway,
     which for buffered uploads is later than its measured-at; the sequence is ordered by it.
+
+    ``duration_s`` may be ``math.inf`` (a demo that runs until stopped); ``course_s`` (default ``duration_s``) is
+    then the time over which deterioration onsets are spread and declines compressed. ``already_deteriorating``:
+    see ``_make_patient``.
     """
-    for delivered, reading, _truth in _generate(patients, duration_s, rate, seed, start_ms, deteriorating_share):
+    for delivered, reading, _truth in _generate(patients, duration_s, rate, seed, start_ms, deteriorating_share,
+                                                course_s, already_deteriorating):
         yield delivered, reading
 
 
@@ -215,10 +236,15 @@ def _generate(
     seed: int,
     start_ms: int,
     deteriorating_share: float,
+    course_s: float | None = None,
+    already_deteriorating: float = 0.0,
 ) -> Iterator[tuple[float, Reading, float]]:
     if patients < 1 or duration_s <= 0 or rate <= 0:
         raise ValueError("patients, duration and rate must be positive")
-    people = [_make_patient(i, seed, duration_s, deteriorating_share) for i in range(patients)]
+    course = duration_s if course_s is None else course_s
+    if not math.isfinite(course) or course <= 0:
+        raise ValueError("a simulation without end needs a finite, positive course_s")
+    people = [_make_patient(i, seed, course, deteriorating_share, already_deteriorating) for i in range(patients)]
     yield from generate_readings(people, duration_s, rate, start_ms)
 
 

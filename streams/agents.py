@@ -7,6 +7,7 @@ Each runs inside ``or_exit``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -41,6 +42,8 @@ class VitalsProgress:
 
     processed_up_to: dict[int, int] = field(default_factory=dict)
     lag_by_partition: dict[int, int] = field(default_factory=dict)
+    processed_timestamp_ms: dict[int, int] = field(default_factory=dict)
+    """The broker timestamp of the last message processed, per partition (for the lag in seconds)."""
 
 
 async def or_exit(what: str, work: Awaitable[object]) -> None:
@@ -79,9 +82,11 @@ async def _process_vitals(batch: list[RawMessage], processor: BatchProcessor, ou
     metrics.batch_seconds.observe(time.perf_counter() - started)
     metrics.events_produced.labels(settings.topic_dlq).inc(len(result.dead_letters))
     metrics.last_batch.set_to_current_time()
-    processed = progress.processed_up_to
+    processed, stamped = progress.processed_up_to, progress.processed_timestamp_ms
     for msg in batch:
         processed[msg.partition] = msg.offset
+        if msg.timestamp_ms is not None:
+            stamped[msg.partition] = msg.timestamp_ms
 
 
 # faust's StreamT stub lacks take_events (faust-streaming adds it on the concrete Stream).
@@ -141,8 +146,11 @@ def forget_revoked(revoked: AbstractSet[TP], processor: BatchProcessor, progress
     processor.forget(tp.partition for tp in revoked if tp.topic == vitals_topic)
     for tp in revoked:
         progress.lag_by_partition.pop(tp.partition, None)
+        progress.processed_timestamp_ms.pop(tp.partition, None)
         if tp.topic == vitals_topic and progress.processed_up_to.pop(tp.partition, None) is not None:
             metrics.consumer_lag.remove(tp.topic, str(tp.partition))
+            with contextlib.suppress(KeyError):  # set only once the lag timer has measured the partition
+                metrics.consumer_lag_seconds.remove(tp.topic, str(tp.partition))
 
 
 def _raw(message: Any) -> RawMessage:

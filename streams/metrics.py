@@ -105,6 +105,12 @@ class Metrics:
             "twinmon_consumer_lag", "Messages behind the end of the partition", ["topic", "partition"],
             registry=registry,
         )
+        self.consumer_lag_seconds = Gauge(
+            "twinmon_consumer_lag_seconds",
+            "How long the partition's oldest unprocessed message has waited, at most: the wall clock minus the "
+            "broker timestamp of the last message processed while any is behind; 0 when caught up",
+            ["topic", "partition"], registry=registry,
+        )
         self.twins_resident = Gauge(
             "twinmon_twins_resident", "Twins held in this worker's memory", registry=registry
         )

@@ -32,9 +32,13 @@ async def probe_kafka(app: faust.App, kafka: KafkaWatch) -> None:
         await kafka.probe(producer.client.fetch_all_metadata, KAFKA_PROBE_TIMEOUT_S)
 
 
-def report_lag(consumer: ConsumerT, progress: VitalsProgress, metrics: Metrics, vitals_topic: str) -> None:
-    """Each owned vitals partition's unprocessed messages: its high-water mark past the last offset processed."""
+def report_lag(consumer: ConsumerT, progress: VitalsProgress, metrics: Metrics, vitals_topic: str,
+               now_ms: int | None = None) -> None:
+    """Each owned vitals partition's unprocessed messages (its high-water mark past the last offset processed),
+    and how long the oldest of them has waited at most: since the broker stamped the last one processed, as the
+    next message was stamped no earlier. A partition behind with nothing processed yet has no lag in seconds."""
     metrics.worker_up.set(1)
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     for tp in consumer.assignment():
         if tp.topic != vitals_topic:
             continue
@@ -46,6 +50,11 @@ def report_lag(consumer: ConsumerT, progress: VitalsProgress, metrics: Metrics, 
         lag = max(highwater - committed - 1, 0)
         progress.lag_by_partition[tp.partition] = lag
         metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
+        stamped = progress.processed_timestamp_ms.get(tp.partition)
+        if lag == 0:
+            metrics.consumer_lag_seconds.labels(tp.topic, str(tp.partition)).set(0)
+        elif stamped is not None:
+            metrics.consumer_lag_seconds.labels(tp.topic, str(tp.partition)).set(max(now_ms - stamped, 0) / 1000.0)
 
 
 async def census(metrics: Metrics, processor: BatchProcessor) -> None:

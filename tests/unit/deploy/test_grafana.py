@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import sys
 from pathlib import Path
 
 import yaml  # type: ignore[import-untyped]
 
 from streams.settings import Settings
 from tests.support.ops import DASHBOARDS_DIR, DEPLOY, ROOT, WORKER_JOB, dashboards, panels
+
+
+def test_the_committed_dashboards_are_what_the_sdk_code_generates() -> None:
+    # deploy/grafana/generate.py builds them with grafana-foundation-sdk's typed builders; the JSON is its output.
+    spec = importlib.util.spec_from_file_location("grafana_generate", DEPLOY / "grafana" / "generate.py")
+    assert spec is not None and spec.loader is not None
+    generate = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = generate  # dataclasses look their module up there
+    spec.loader.exec_module(generate)
+    built = generate.dashboards()
+    assert set(built) == {p.name for p in DASHBOARDS_DIR.glob("*.json")}
+    for name, d in built.items():
+        assert (DASHBOARDS_DIR / name).read_text() == generate.render(d), f"{name}: run deploy/grafana/generate.py"
+    assert generate.main(["--check"]) == 0
+    # What an on-call engineer reaches for first is on the operations dashboard.
+    exprs = {t["expr"] for p in panels(dashboards()["twinmon-operations.json"]) for t in p.get("targets", [])}
+    for metric in ("twinmon_consumer_lag_seconds", "twinmon_event_loop_stall_seconds_bucket",
+                   "twinmon_event_loop_stall_max_seconds", 'op=~"save|index"', 'event="acknowledged"'):
+        assert any(metric in e for e in exprs), metric
 
 
 def test_dashboards_every_panel_has_a_query_and_the_variables_filter_it() -> None:

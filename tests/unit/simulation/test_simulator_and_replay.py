@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 import statistics
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
-from cli.main import main
+from cli.main import default_start_ms, main, wall_offset_s
 from simulation.replay import replay
-from simulation.simulator import simulate
+from simulation.simulator import _make_patient, simulate
 from streams.schema import decode, encode
 from twin_state.catalogue import Metric
 
@@ -77,3 +80,44 @@ def test_replay_cli_writes_one_twin_per_patient(tmp_path: Path) -> None:
     assert "rejected: not_json=1" in out.output
     lines = twins.read_text().splitlines()
     assert len(lines) == 7 and all('"patient_id":"sim-' in line for line in lines)
+
+
+def test_a_share_already_deteriorating_is_evenly_spread_and_well_into_its_decline() -> None:
+    plain = [_make_patient(i, 3, 1800.0, 0.1) for i in range(40)]
+    early = [_make_patient(i, 3, 1800.0, 0.1, already_deteriorating=0.1) for i in range(40)]
+    ahead = [p.patient_id for p in early if p.onset_s is not None and p.onset_s < 0]
+    assert ahead == [f"sim-{i:06d}" for i in (9, 19, 29, 39)]  # one in every ten beds
+    for p in early:
+        if p.onset_s is not None and p.onset_s < 0:
+            assert 0.5 <= p.deterioration(0.0) <= 0.8
+    # Nothing else moves: the others are the same people, and their readings draw the same numbers.
+    for a, b in zip(plain, early, strict=True):
+        if b.patient_id not in ahead:
+            assert (a.hr, a.spo2, a.onset_s, a.ramp_s) == (b.hr, b.spo2, b.onset_s, b.ramp_s)
+    assert list(simulate(3, 600.0, seed=5)) == list(simulate(3, 600.0, seed=5, already_deteriorating=0.0))
+
+
+def test_a_simulation_until_stopped_keeps_event_time_at_or_behind_the_wall_clock() -> None:
+    now0, duration, speed = 1_800_000_000_000, 600.0, 20.0
+    start = default_start_ms(now0, duration, speed)
+    readings = simulate(2, math.inf, seed=4, start_ms=start, course_s=duration)
+    late = 0
+    for delivered_s, r in itertools.islice(readings, 4000):
+        # The reading is sent when the wall clock reaches now0 + wall_offset_s: it must not be stamped later.
+        assert r.measured_at <= now0 + wall_offset_s(delivered_s, duration, speed) * 1000 + 1
+        late += delivered_s > duration
+    assert late > 1000  # it went on past the simulated duration, in real time
+    with pytest.raises(ValueError, match="course_s"):
+        next(iter(simulate(2, math.inf)))
+
+
+def test_the_demo_has_clinical_alerts_within_its_first_minutes() -> None:
+    # The demo's defaults: every tenth patient already declining at the start. Through the worker's own batch
+    # processor (replay_alerts), offline: each of them raises a clinical alert within five minutes.
+    from simulation.replay import replay_alerts
+
+    readings = simulate(20, 600.0, seed=1, start_ms=T0, already_deteriorating=0.1)
+    events = replay_alerts([encode(r) for _, r in readings])
+    raised = {e.patient_id: e.at for e in events if e.kind.value == "raised" and e.condition.value == "clinical"}
+    assert {"sim-000009", "sim-000019"} <= raised.keys()
+    assert all(raised[p] - T0 <= 5 * 60_000 for p in ("sim-000009", "sim-000019")), raised
