@@ -15,6 +15,7 @@ import yaml  # type: ignore[import-untyped]
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 
+from streams.loop_health import GcPolicy, LoopWatch
 from streams.metrics import Metrics
 from streams.outage import Backoff, KafkaWatch, RedisOutage
 
@@ -107,6 +108,7 @@ def exported_names() -> set[str]:
     registry = Metrics(CollectorRegistry()).registry
     RedisOutage(registry, Backoff())  # the worker's Redis outage metrics (streams/outage.py)
     KafkaWatch(registry)  # and its Kafka probe's
+    LoopWatch(registry), GcPolicy(registry)  # and its event loop's (streams/app.py creates them with the metrics)
     return sample_names(registry.collect())
 
 
