@@ -87,15 +87,16 @@ from alerts.config import load_config as load_config
 from alerts.config import parse_config as parse_config
 from alerts.policy import AlertEvent, Condition, Kind, Level, reason_head
 from evaluation import require_charts
+from evaluation.policy_replay import risk_row
 from simulation.replay import recording_clock
 from simulation.simulator import BASE_RATE, cohort_truth, simulate_with_truth
-from streams.processor import BatchProcessor, RawMessage
+from streams.processor import BatchProcessor, BatchResult, RawMessage
 from streams.schema import Rejected, decode, encode
 from twin_state.catalogue import ACVPU, CATALOGUE, Metric
 from twin_state.news2 import Inputs, score
-from twin_state.risk import risk
+from twin_state.risk import Risk, risk
 from twin_state.store import InMemoryTwinStore
-from twin_state.twin import Reading
+from twin_state.twin import Reading, Twin
 
 START_MS = 1_763_942_400_000
 MS_PER_MIN = 60_000
@@ -400,6 +401,8 @@ class _Collected:
     last_ms: dict[str, int] = field(default_factory=dict)
     samples: dict[str, list[tuple[int, int, float, float]]] = field(default_factory=dict)
     """With ``sample_all``: every patient's (t, NEWS2 now, p(5, horizon), p(7, horizon)) at every sweep."""
+    risks: dict[str, list[tuple[float, ...]]] = field(default_factory=dict)
+    """With ``record_risk``: every clinical evaluation's risk (``RecordingProcessor``), for ``evaluation.replay``."""
     messages: int = 0
     dead_letters: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
@@ -413,6 +416,7 @@ class _Collected:
         self.first_ms.update(other.first_ms)
         self.last_ms.update(other.last_ms)
         self.samples.update(other.samples)
+        self.risks.update(other.risks)
         self.messages += other.messages
         self.dead_letters += other.dead_letters
         self.outcomes.update(other.outcomes)
@@ -422,15 +426,31 @@ Item = tuple[int, RawMessage, Reading | None, float | None]
 """(processor clock ms, message, the decoded reading if it is valid, its true value if known)."""
 
 
+class RecordingProcessor(BatchProcessor):
+    """The worker's processor, recording what every evaluation's risk was (``evaluation.replay.risk_row``) so that
+    the clinical alerts of other ``[policy]`` settings can be replayed without rerunning the twin."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.risks: dict[str, list[tuple[float, ...]]] = {}
+
+    def _decide(self, pid: str, twin: Twin, t: int, r: Risk, result: BatchResult) -> bytes:
+        self.risks.setdefault(pid, []).append(risk_row(t, r))
+        return super()._decide(pid, twin, t, r, result)
+
+
 async def _run(items: Iterable[Item], evaluation: AlertingConfig, windows: Mapping[str, int | None],
-               traced: Sequence[str], *, sample_all: bool = False) -> _Collected:
+               traced: Sequence[str], *, sample_all: bool = False, record_risk: bool = False) -> _Collected:
     out = _Collected()
 
     async def publish(events: Sequence[AlertEvent]) -> None:
         for e in events:
             out.events.setdefault(e.patient_id, []).append(e)
 
-    proc = BatchProcessor(InMemoryTwinStore(history_length=1), publish=publish, evaluation=evaluation)
+    proc = (RecordingProcessor if record_risk else BatchProcessor)(
+        InMemoryTwinStore(history_length=1), publish=publish, evaluation=evaluation)
+    if isinstance(proc, RecordingProcessor):
+        out.risks = proc.risks
     horizon = evaluation.policy.predicted_horizon_min
     traced_set = set(traced)
     batch: list[RawMessage] = []

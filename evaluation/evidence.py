@@ -14,8 +14,9 @@ Comparators (all computed from the same readings and truth):
   score at the start, from a generator seeded by the seed and the patient). Each observation is scored on the
   patient's TRUE vitals at that minute (the last true value of each vital, as the sensors sampled it) and the
   consciousness a nurse would chart (``PhenotypePatient.consciousness``; the twin never gets it): an ideal nurse
-  without measurement error, which favours the comparator. The RCP's "a single parameter scoring 3: hourly" is
-  not applied (the issue's schedule). Lead over charted NEWS2 = the first charted 5 or more at or after the
+  without measurement error, which favours the comparator. The RCP's "a single parameter scoring 3: at least
+  hourly" is applied (consciousness other than alert included); ``single_three_hourly=False`` gives the issue's
+  schedule by the total alone, reported beside it. Lead over charted NEWS2 = the first charted 5 or more at or after the
   onset minus twinmon's first clinical alert (MEDIUM or above) at or after it; an episode whose charted NEWS2
   never reaches 5 within the record is censored at the record's end (its lead is a lower bound; counted).
 * **Smoothed NEWS2** (``smoothed_alerts``): NEWS2 each minute on the trailing ``W``-minute mean of each vital's
@@ -40,6 +41,7 @@ outcome on the logit of the prediction).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import pickle
 import random
@@ -54,8 +56,10 @@ import orjson
 from numpy.typing import NDArray
 
 from alerts.calibration import Calibration
-from alerts.config import AlertingConfig, calibration_json, policy_id
+from alerts.config import CALIBRATION_SECTION, AlertingConfig, calibration_json, policy_id, settings_json
+from alerts.policy import PolicySettings
 from evaluation.cohort import START_MS, Item, _Collected, _figure, _run, clinical_alert_times
+from evaluation.policy_replay import COLUMNS, cause, replay
 from simulation import phenotypes
 from simulation.simulator import BASE_RATE, cohort_truth, simulate_with_truth
 from streams.processor import RawMessage
@@ -114,6 +118,8 @@ class PatientData:
     """Per minute: sum and number of plausible readings of each of ``VITALS``."""
     samples: NDArray[np.float64]
     """Per sweep: t (ms), twin NEWS2 now, raw P(NEWS2 >= 5 in 60 min), raw P(NEWS2 >= 7 in 60 min)."""
+    risks: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, COLUMNS)))
+    """Per evaluation of the worker: ``evaluation.policy_replay.risk_row`` (to replay other ``[policy]`` settings)."""
 
 
 # --- NEWS2 on arrays (the same chart as twin_state.news2, checked against it by the tests) --------------------
@@ -123,24 +129,37 @@ def _whole(x: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.floor(x + 0.5)
 
 
-def news2_arrays(values: NDArray[np.float64], acvpu: NDArray[np.int64] | None = None) -> NDArray[np.int64]:
+def news2_parts(values: NDArray[np.float64],
+                acvpu: NDArray[np.int64] | None = None) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """NEWS2 totals of rows of ``VITALS`` values (scale 1, on air; NaN scores nothing, as raw NEWS2 scores what is
-    there), plus 3 where ``acvpu`` is not alert."""
+    there), plus 3 where ``acvpu`` is not alert; and each row's highest single-parameter score."""
     rr, spo2, sbp, pulse, temp = (values[:, i] for i in range(5))
     total = np.zeros(len(values), dtype=np.int64)
+    single = np.zeros(len(values), dtype=np.int64)
+
+    def add(sub: NDArray[np.int64]) -> None:
+        nonlocal total, single
+        total += sub
+        single = np.maximum(single, sub)
+
     v = _whole(rr)
-    total += np.select([v <= 8, v <= 11, v <= 20, v <= 24, v > 24], [3, 1, 0, 2, 3], 0)
+    add(np.select([v <= 8, v <= 11, v <= 20, v <= 24, v > 24], [3, 1, 0, 2, 3], 0))
     v = _whole(spo2)
-    total += np.select([v <= 91, v <= 93, v <= 95], [3, 2, 1], 0)
+    add(np.select([v <= 91, v <= 93, v <= 95], [3, 2, 1], 0))
     v = _whole(sbp)
-    total += np.select([v <= 90, v <= 100, v <= 110, v <= 219, v > 219], [3, 2, 1, 0, 3], 0)
+    add(np.select([v <= 90, v <= 100, v <= 110, v <= 219, v > 219], [3, 2, 1, 0, 3], 0))
     v = _whole(pulse)
-    total += np.select([v <= 40, v <= 50, v <= 90, v <= 110, v <= 130, v > 130], [3, 1, 0, 1, 2, 3], 0)
+    add(np.select([v <= 40, v <= 50, v <= 90, v <= 110, v <= 130, v > 130], [3, 1, 0, 1, 2, 3], 0))
     v = np.floor(temp * 10.0 + 0.5 + 1e-9)
-    total += np.select([v <= 350, v <= 360, v <= 380, v <= 390, v > 390], [3, 1, 0, 1, 2], 0)
+    add(np.select([v <= 350, v <= 360, v <= 380, v <= 390, v > 390], [3, 1, 0, 1, 2], 0))
     if acvpu is not None:
-        total += np.where(acvpu > 0, 3, 0)
-    return total
+        add(np.where(acvpu > 0, 3, 0))
+    return total, single
+
+
+def news2_arrays(values: NDArray[np.float64], acvpu: NDArray[np.int64] | None = None) -> NDArray[np.int64]:
+    """NEWS2 totals of rows of ``VITALS`` values (``news2_parts``)."""
+    return news2_parts(values, acvpu)[0]
 
 
 # --- running a cohort -----------------------------------------------------------------------------------------
@@ -220,7 +239,8 @@ def _run_spec(job: tuple[Spec, AlertingConfig, int, int]) -> list[PatientData]:
     table = _truth_table(spec)
     onsets = {pid: None if t["onset_s"] is None else START_MS + round(t["onset_s"] * 1000) for pid, t in table.items()}
     minutes: dict[str, _Minutes] = {}
-    collected: _Collected = asyncio.run(_run(_items(spec, minutes, shard, shards), config, onsets, (), sample_all=True))
+    collected: _Collected = asyncio.run(_run(_items(spec, minutes, shard, shards), config, onsets, (), sample_all=True,
+                                                  record_risk=True))
     end_ms = START_MS + round(spec.hours * 3600 * 1000)
     n_min = math.ceil(spec.hours * 60)
     out = []
@@ -236,7 +256,8 @@ def _run_spec(job: tuple[Spec, AlertingConfig, int, int]) -> list[PatientData]:
             mimics=t["mimics"], start_ms=START_MS, end_ms=end_ms, onset_ms=onsets[pid],
             alerts=tuple(clinical_alert_times(collected.events.get(pid, []))),
             raw_reach_ms=collected.raw[pid].first_reach, truth=_ffill(m.truth), acvpu=acvpu, sums=m.sums,
-            counts=m.counts, samples=np.array(collected.samples.get(pid, []), dtype=np.float64).reshape(-1, 4)))
+            counts=m.counts, samples=np.array(collected.samples.get(pid, []), dtype=np.float64).reshape(-1, 4),
+            risks=np.array(collected.risks.get(pid, []), dtype=np.float64).reshape(-1, COLUMNS)))
     return out
 
 
@@ -257,35 +278,39 @@ def run_cohorts(specs: Sequence[Spec], config: AlertingConfig, workers: int = 1)
 # --- comparators ------------------------------------------------------------------------------------------------
 
 
-def charted_interval_min(score: int, low_h: float = 4.0) -> float:
-    """The RCP's minimum observation frequency for a NEWS2 total (the issue's schedule)."""
+def charted_interval_min(score: int, low_h: float = 4.0, single_three: bool = False) -> float:
+    """The RCP's minimum observation frequency for a NEWS2 total: 0 every 12 h, 1-4 every ``low_h`` h (the RCP's
+    4 h), 5-6 hourly, 7 or more continuous; ``single_three`` (a single parameter scoring 3) at least hourly."""
     if score >= 7:
         return 1.0
-    if score >= 5:
+    if score >= 5 or single_three:
         return 60.0
     if score >= 1:
         return low_h * 60.0
     return 720.0
 
 
-def charted_times(p: PatientData, low_h: float = 4.0) -> tuple[list[int], list[int]]:
-    """Minutes of the charted observations and their NEWS2, the first at a random phase per patient."""
-    scores = news2_arrays(p.truth, p.acvpu)
+def charted_times(p: PatientData, low_h: float = 4.0, single_three_hourly: bool = True) -> tuple[list[int], list[int]]:
+    """Minutes of the charted observations and their NEWS2, the first at a random phase per patient.
+    ``single_three_hourly``: the RCP's "a single parameter scoring 3: at least hourly" (False: the issue's
+    schedule, by the total alone)."""
+    scores, single = news2_parts(p.truth, p.acvpu)
+    three = single >= 3 if single_three_hourly else np.zeros(len(scores), dtype=bool)
     rng = random.Random(f"charted:{p.key}")
     n = len(scores)
-    k = rng.uniform(0, charted_interval_min(int(scores[0]), low_h))
+    k = rng.uniform(0, charted_interval_min(int(scores[0]), low_h, bool(three[0])))
     times, values = [], []
     while k < n:
         i = int(k)
         times.append(i)
         values.append(int(scores[i]))
-        k += charted_interval_min(int(scores[i]), low_h)
+        k += charted_interval_min(int(scores[i]), low_h, bool(three[i]))
     return times, values
 
 
-def charted_reach(p: PatientData, low_h: float = 4.0) -> tuple[int | None, int]:
+def charted_reach(p: PatientData, low_h: float = 4.0, single_three_hourly: bool = True) -> tuple[int | None, int]:
     """(ms of the first charted NEWS2 >= 5 at or after the onset or None, false charted alerts before the onset)."""
-    times, values = charted_times(p, low_h)
+    times, values = charted_times(p, low_h, single_three_hourly)
     onset_min = None if p.onset_ms is None else (p.onset_ms - p.start_ms) / MS_PER_MIN
     reach = None
     false = 0
@@ -478,9 +503,9 @@ def matched_window(patients: Sequence[PatientData], target_rate: float) -> tuple
 
 
 def comparator_figures(patients: Sequence[PatientData], low_h: float = 4.0,
-                       reps: int = BOOTSTRAP) -> dict[str, Any]:
+                       reps: int = BOOTSTRAP, single_three_hourly: bool = True) -> dict[str, Any]:
     """Part 1 of issue 16: twinmon and smoothed NEWS2 (matched false-alert rate) against charted NEWS2."""
-    charted = {p.key: charted_reach(p, low_h) for p in patients}
+    charted = {p.key: charted_reach(p, low_h, single_three_hourly) for p in patients}
     charted_at = {k: v[0] for k, v in charted.items()}
     raw_at = {p.key: p.raw_reach_ms for p in patients}
     twin_alerts = _alerts_of(patients, "twinmon")
@@ -498,6 +523,7 @@ def comparator_figures(patients: Sequence[PatientData], low_h: float = 4.0,
     charted_false = sum(v[1] for v in charted.values())
     return {
         "charted_low_interval_h": low_h,
+        "charted_single_three_hourly": single_three_hourly,
         "twinmon_vs_charted": twin,
         "twinmon_vs_raw_news2_diagnostic": summary(patients, twin_alerts, raw_at, reps),
         "smoothed_matched": {"window_min": window, "windows": windows, **smooth},
@@ -566,6 +592,72 @@ def per_group(patients: Sequence[PatientData], low_h: float = 4.0, reps: int = 5
         }
     out["stable_patients"] = len(stable)
     return out
+
+
+MIMIC_AFTER_MS = 30 * MS_PER_MIN
+"""A false alert is attributed to a mimic active at it or ended at most this long before it."""
+
+
+def _mimic_at(p: PatientData, t: int) -> str:
+    if p.onset_ms is not None:
+        return "before_onset"
+    active = [m[0] for m in p.mimics if m[1] <= t <= m[2] + MIMIC_AFTER_MS]
+    return active[0] if active else "none_active"
+
+
+def false_alert_causes(patients: Sequence[PatientData], settings: PolicySettings,
+                       reps: int = BOOTSTRAP) -> dict[str, Any]:
+    """The false alerts (stable patients, and deteriorating ones before the onset) split by whether the patient's
+    TRUE NEWS2 (noise-free vitals and the consciousness a nurse would chart, ``news2_arrays``) was 5 or more at
+    the alert's minute or the one before: "RCP-mandated" (a ward charting at that moment would have to respond
+    too) or "spurious"; and by what the alert rests on (``evaluation.policy_replay.cause``) and the mimic.
+    Replays ``settings`` on each patient's recorded risk stream (the same alerts as ``PatientData.alerts`` for
+    the policy the runs used)."""
+    n = len(patients)
+    mandated = np.zeros(n)
+    spurious = np.zeros(n)
+    exposure = np.zeros(n)
+    by_cause: dict[str, dict[str, int]] = {}
+    by_mimic: dict[str, dict[str, int]] = {}
+    true_at_alert: list[int] = []
+    for i, p in enumerate(patients):
+        stop = p.end_ms if p.onset_ms is None else p.onset_ms
+        exposure[i] = (stop - p.start_ms) / MS_PER_DAY
+        true = news2_arrays(p.truth, p.acvpu)
+        for a in replay(p.risks, settings):
+            if a.at >= stop:
+                continue
+            k = int(min(max((a.at - p.start_ms) // MS_PER_MIN, 0), len(true) - 1))
+            score = int(true[max(k - 1, 0):k + 1].max())
+            true_at_alert.append(score)
+            kind = "rcp_mandated" if score >= 5 else "spurious"
+            (mandated if score >= 5 else spurious)[i] += 1
+            c = by_cause.setdefault(cause(p.risks[a.row], settings), {"rcp_mandated": 0, "spurious": 0})
+            c[kind] += 1
+            m = by_mimic.setdefault(_mimic_at(p, a.at), {"rcp_mandated": 0, "spurious": 0})
+            m[kind] += 1
+    days = float(exposure.sum())
+
+    def rate(x: NDArray[np.float64]) -> tuple[float | None, list[float] | None]:
+        def f(idx: NDArray[np.int64]) -> float | None:
+            d = exposure[idx].sum()
+            return float(x[idx].sum() / d) if d > 0 else None
+        v = f(np.arange(n))
+        return (None if v is None else round(v, 3)), bootstrap(n, f, reps) if reps > 0 else None
+
+    total, total_ci = rate(mandated + spurious)
+    rcp, rcp_ci = rate(mandated)
+    spur, spur_ci = rate(spurious)
+    return {
+        "exposure_patient_days": round(days, 2),
+        "false_alerts": int((mandated + spurious).sum()),
+        "false_per_patient_day": total, "false_per_patient_day_95ci": total_ci,
+        "rcp_mandated": int(mandated.sum()), "rcp_mandated_per_patient_day": rcp,
+        "rcp_mandated_per_patient_day_95ci": rcp_ci,
+        "spurious": int(spurious.sum()), "spurious_per_patient_day": spur, "spurious_per_patient_day_95ci": spur_ci,
+        "by_cause": dict(sorted(by_cause.items())), "by_mimic": dict(sorted(by_mimic.items())),
+        "true_news2_at_alert": {str(k): true_at_alert.count(k) for k in sorted(set(true_at_alert))},
+    }
 
 
 # --- calibration ------------------------------------------------------------------------------------------------
@@ -754,7 +846,7 @@ def evaluate_evidence(kind: str, patients: int, hours: float, tuning_seeds: Sequ
     config = config or AlertingConfig()
     tune_specs = [Spec(kind, patients, hours, s, deteriorating_share) for s in tuning_seeds]
     test_specs = [Spec(kind, patients, hours, s, deteriorating_share) for s in seeds]
-    key = repr((tune_specs, test_specs, policy_id(config)))
+    key = repr((tune_specs, test_specs, replay_key(config)))
     cached = _load_runs(runs_cache, key) if runs_cache is not None else None
     if cached is None:
         tune, test = run_cohorts(tune_specs, config, workers), run_cohorts(test_specs, config, workers)
@@ -762,7 +854,9 @@ def evaluate_evidence(kind: str, patients: int, hours: float, tuning_seeds: Sequ
             runs_cache.parent.mkdir(parents=True, exist_ok=True)
             runs_cache.write_bytes(pickle.dumps((key, tune, test)))
     else:
-        tune, test = cached
+        # Runs of another [policy]: the same twin and risk, so its clinical alerts are replayed on the recorded
+        # risk stream (exact: evaluation.policy_replay; identical to the live alerts for the policy they ran).
+        tune, test = (with_policy(ps, config.policy) for ps in cached)
     fitted_on = (f"{kind} cohort, seeds {','.join(map(str, tuning_seeds))}, {patients} patients x {hours:g} h, "
                  f"deteriorating share {deteriorating_share:g}; isotonic; policy {policy_id(config)}")
     cal, calibration = calibration_report(tune, test, fitted_on, min(reps, BOOTSTRAP_CALIBRATION))
@@ -773,12 +867,29 @@ def evaluate_evidence(kind: str, patients: int, hours: float, tuning_seeds: Sequ
         "policy_id": policy_id(config),
         "comparators_held_out": comparator_figures(test, 4.0, reps),
         "comparators_held_out_charted_6h": comparator_figures(test, 6.0, reps),
+        "comparators_held_out_no_single_three": comparator_figures(test, 4.0, reps, single_three_hourly=False),
         "comparators_tuning": comparator_figures(tune, 4.0, reps),
         "per_group_held_out": per_group(test, 4.0, min(reps, 500)),
+        "false_alert_causes_held_out": false_alert_causes(test, config.policy, reps),
+        "false_alert_causes_tuning": false_alert_causes(tune, config.policy, reps),
         "calibration": calibration,
         "calibration_section": calibration_json(cal),
     }
     return result, cal
+
+
+def replay_key(config: AlertingConfig) -> str:
+    """What the recorded runs depend on besides the cohorts: everything but the ``[policy]`` thresholds, which
+    ``with_policy`` replays (the re-measure prompt's gap stays: it decides when the worker evaluates)."""
+    shown = settings_json(config)
+    shown.pop(CALIBRATION_SECTION, None)
+    gap = shown.pop("policy")["unconfirmed_min_gap_ms"]
+    return orjson.dumps({**shown, "unconfirmed_min_gap_ms": gap}, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def with_policy(patients: Sequence[PatientData], settings: PolicySettings) -> list[PatientData]:
+    """The patients with the clinical alerts ``settings`` raise on their recorded risk stream."""
+    return [dataclasses.replace(p, alerts=tuple(a.at for a in replay(p.risks, settings))) for p in patients]
 
 
 def _load_runs(path: Path, key: str) -> tuple[list[PatientData], list[PatientData]] | None:
@@ -838,6 +949,8 @@ def write_evidence_report(result: Mapping[str, Any], out_dir: Path | str, comman
         _HEAD,
         _summary_row("twinmon, lead vs charted (4 h at 1-4)", cmp_["twinmon_vs_charted"]),
         _summary_row("twinmon, lead vs charted (6 h at 1-4)", cmp6["twinmon_vs_charted"]),
+        _summary_row("twinmon, lead vs charted (4 h at 1-4, single 3 not hourly)",
+                     result["comparators_held_out_no_single_three"]["twinmon_vs_charted"]),
         _summary_row(f"smoothed NEWS2 ({cmp_['smoothed_matched']['window_min']} min, matched), vs charted",
                      cmp_["smoothed_matched"]),
         _summary_row("twinmon, lead vs raw NEWS2 5 (diagnostic)", cmp_["twinmon_vs_raw_news2_diagnostic"]), "",
@@ -855,6 +968,23 @@ def write_evidence_report(result: Mapping[str, Any], out_dir: Path | str, comman
     ]
     md += [f"| {k.replace('_', ' ')} | {v['target']} | {_f(v['value'])} | {'yes' if v['met'] else '**NO**'} |"
            for k, v in cmp_["targets"].items()]
+    md += ["", "False alerts split by the patient's TRUE NEWS2 (noise-free vitals, charted consciousness) at the "
+           "alert: 5 or more = RCP-mandated (a ward charting then would respond too), else spurious. The headline "
+           "rate above is the total.", "",
+           "| seeds | false alerts / exposure = per patient-day (95% CI) | RCP-mandated | spurious | by cause "
+           "(mandated/spurious) |", "|---|---|---|---|---|"]
+    for label, fc in (("held out", result["false_alert_causes_held_out"]),
+                      ("tuning", result["false_alert_causes_tuning"])):
+        causes = ", ".join(f"{k} {v['rcp_mandated']}/{v['spurious']}" for k, v in fc["by_cause"].items())
+        md.append(f"| {label} | {fc['false_alerts']} / {_f(fc['exposure_patient_days'])} d = "
+                  f"{_ci(fc, 'false_per_patient_day', 'false_per_patient_day_95ci')} | "
+                  f"{fc['rcp_mandated']}: "
+                  f"{_ci(fc, 'rcp_mandated_per_patient_day', 'rcp_mandated_per_patient_day_95ci')}"
+                  f" | {fc['spurious']}: {_ci(fc, 'spurious_per_patient_day', 'spurious_per_patient_day_95ci')} | "
+                  f"{causes} |")
+    fc = result["false_alert_causes_held_out"]
+    md += ["", "Held out, by mimic (mandated/spurious): "
+           + ", ".join(f"{k} {v['rcp_mandated']}/{v['spurious']}" for k, v in fc["by_mimic"].items()) + "."]
     g = result["per_group_held_out"]
     md += ["", "## 2. Per phenotype, onset shape and recovery (held-out seeds; lead vs charted NEWS2, 4 h)", "",
            _HEAD.replace("| |", "| group |", 1)]

@@ -52,6 +52,30 @@ def test_charted_frequency_at_every_band_boundary(total: int, minutes: float) ->
     assert ev.charted_interval_min(total, low_h=6.0) == (360.0 if 1 <= total <= 4 else minutes)
 
 
+@pytest.mark.parametrize("total", [0, 1, 3, 4, 5, 6, 7])
+def test_a_single_parameter_scoring_3_means_at_least_hourly(total: int) -> None:
+    assert ev.charted_interval_min(total, single_three=True) == (1.0 if total >= 7 else 60.0)
+    assert ev.charted_interval_min(total, 6.0, single_three=True) == ev.charted_interval_min(total, 4.0, True)
+
+
+def test_the_charted_schedule_is_hourly_while_one_parameter_scores_3() -> None:
+    three = [16.0, 91.0, 125.0, 70.0, 37.0]  # SpO2 91 scores 3: total 3
+    n = 2880
+    truth = np.array([NORMAL] * 480 + [three] * (n - 480))
+    total, single = ev.news2_parts(truth, np.zeros(n, dtype=np.int64))
+    assert (total[480:] == 3).all() and (single[480:] == 3).all() and (single[:480] == 0).all()
+    p = _patient(truth, onset_min=None)
+    times, values = ev.charted_times(p)
+    assert all(v == 3 for t, v in zip(times, values, strict=True) if t >= 480)
+    after = [t for t in times if t >= 480 + 720]
+    assert np.diff(after).tolist() == [60] * (len(after) - 1) and len(after) >= 3
+    times4, _ = ev.charted_times(p, single_three_hourly=False)
+    assert set(np.diff([t for t in times4 if t >= 480 + 720]).tolist()) == {240}
+    # Consciousness other than alert is a single 3 too.
+    acvpu = np.ones(n, dtype=np.int64)
+    assert (ev.news2_parts(np.array([NORMAL] * n), acvpu)[1] == 3).all()
+
+
 def _patient(truth: np.ndarray, onset_min: int | None, alerts: tuple[int, ...] = (), key: str = "1:sim-000000",
              sums: np.ndarray | None = None, counts: np.ndarray | None = None) -> ev.PatientData:
     n = len(truth)
