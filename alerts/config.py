@@ -164,6 +164,7 @@ POLICY_KEYS: Mapping[str, Key[PolicySettings]] = {
     "predicted_high": _number_key(0.0, 1.0),
     "predicted_horizon_min": _number_key(),
     "drift_medium": _number_key(lo_open=False),
+    "confirm_medium_ms": Key(lambda v, at, _: 0 if v == 0 and not isinstance(v, bool) else _ms(v, at)),
     "unconfirmed_level": Key(lambda v, at, _: _alerting_level(v, at), lambda lv: lv.name.lower()),
     "unconfirmed_min_gap_ms": _ms_key(),
 }

@@ -10,6 +10,10 @@ must be re-measured; technical ``no_data`` and ``signal_quality``):
 
 * **persistence**: a level must hold for ``persist_ms`` before it is raised (a single bad minute is not an
   alert), and a worse level must hold as long before the alert is escalated to it;
+* **confirmation** (clinical MEDIUM only, ``confirm_medium_ms``; 0 = off): a clinical MEDIUM must hold that long
+  before the alert is raised at, or escalated to, MEDIUM; until then it is raised at LOW after ``persist_ms``
+  (nothing goes silent, and LOW is what the policy gives a single parameter scoring 3). HIGH is never held back: a
+  level that reaches HIGH is raised (at the level that has persisted) or escalated after ``persist_ms`` as always;
 * **one open alert per patient and condition** (de-duplication): while it is open, the condition only
   escalates it or clears it;
 * **re-alert on worsening**: an open alert whose condition reaches a higher level is escalated (``worsened``);
@@ -88,6 +92,9 @@ class PolicySettings:
     # 0.185 (as without the rule) and moved the lead from -11.5 to +1.5 min; 3.0 gave +3.7 min and 0.222.
     drift_medium: float = 3.5
     """Joint drift score (``twin_state.risk.Risk.drift``) at or above which the patient is at MEDIUM; 0 = not used."""
+    confirm_medium_ms: int = 0
+    """How long a clinical MEDIUM must hold before the alert is raised at or escalated to MEDIUM (at least
+    ``persist_ms``); raised at LOW meanwhile. 0 = no confirmation beyond ``persist_ms``. Never delays HIGH."""
     unconfirmed_level: Level = Level.MEDIUM
     """Level of the "unconfirmed: re-measure" prompt: a single reading scoring 3 that the twin has not believed yet
     (a cuff's first systolic of 85) needs someone at the bedside now, before a second reading confirms it."""
@@ -216,6 +223,12 @@ _IMMEDIATE = frozenset({Condition.UNCONFIRMED})
 """Conditions raised without persistence and resolved without hysteresis."""
 
 
+def _confirming(condition: Condition, level: Level, held_ms: int, settings: PolicySettings) -> bool:
+    """A clinical MEDIUM that has not yet held ``confirm_medium_ms``: not raised or escalated to MEDIUM yet."""
+    return (condition is Condition.CLINICAL and level is Level.MEDIUM and settings.confirm_medium_ms > 0
+            and held_ms < settings.confirm_medium_ms)
+
+
 def _id(*parts: object) -> str:
     return hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=12).hexdigest()
 
@@ -256,9 +269,13 @@ def decide(
                 continue
             pending.pop(condition, None)
             alert_id = _id(pid, condition.value, p.since)
-            alert = OpenAlert(alert_id, condition, p.level, now_ms, now_ms, 0)
-            events.append(_event(alert, pid, Kind.RAISED, p.level, now_ms,
-                                 (reasons or {}).get(condition) or f"{condition.value} at {p.level.name}"))
+            raised, worse_since = p.level, None
+            if level is not Level.HIGH and _confirming(condition, p.level, now_ms - p.since, settings):
+                # Raised at LOW; escalated to MEDIUM once MEDIUM has held confirm_medium_ms since p.since.
+                raised, worse_since = Level.LOW, p.since
+            alert = OpenAlert(alert_id, condition, raised, now_ms, now_ms, 0, worse_since=worse_since)
+            events.append(_event(alert, pid, Kind.RAISED, raised, now_ms,
+                                 (reasons or {}).get(condition) or f"{condition.value} at {raised.name}"))
             opened[condition] = replace(alert, events=1)
             continue
 
@@ -274,7 +291,9 @@ def decide(
         elif level > alert.level:
             since = alert.worse_since if alert.worse_since is not None else now_ms
             alert = replace(alert, clear_since=None, worse_since=since)
-            if condition in _IMMEDIATE or now_ms - since >= settings.persist_ms:
+            held = now_ms - since
+            if condition in _IMMEDIATE or (held >= settings.persist_ms
+                                           and not _confirming(condition, level, held, settings)):
                 alert = replace(alert, level=level, escalated_at=now_ms, worse_since=None)
                 events.append(_event(alert, pid, Kind.ESCALATED, level, now_ms, why(condition, "worsened")))
                 alert = replace(alert, events=alert.events + 1)

@@ -29,11 +29,12 @@ C = Condition.CLINICAL
 T0 = 1_000_000_000_000
 
 
-def run(levels: list[tuple[int, Level]], state: PatientAlerts | None = None) -> tuple[PatientAlerts, list]:
+def run(levels: list[tuple[int, Level]], state: PatientAlerts | None = None, settings: PolicySettings = S,
+        condition: Condition = C) -> tuple[PatientAlerts, list]:
     state = state or PatientAlerts("p-1")
     events = []
     for t, level in levels:
-        state, new = decide(state, {C: level}, T0 + t, S)
+        state, new = decide(state, {condition: level}, T0 + t, settings)
         events.extend(new)
     return state, events
 
@@ -175,3 +176,87 @@ def test_every_decision_records_when_it_was_made() -> None:
     assert state.evaluated_at == T0 + 5_000
     later, _ = decide(state, {}, T0 + 1_000, S)  # a late decision never moves the clock back
     assert later.evaluated_at == T0 + 5_000
+
+
+# --- confirmation of a clinical MEDIUM (confirm_medium_ms) ---------------------------------------------------------
+
+CONFIRM = PolicySettings(persist_ms=30_000, clear_ms=600_000,
+                         escalate_after_ms={Level.HIGH: 300_000, Level.MEDIUM: 900_000, Level.LOW: 3_600_000},
+                         predicted_medium=0.6, predicted_high=0.6, confirm_medium_ms=600_000)
+
+
+def run_confirm(levels: list[tuple[int, Level]], state: PatientAlerts | None = None,
+                condition: Condition = C) -> tuple[PatientAlerts, list]:
+    return run(levels, state, CONFIRM, condition)
+
+
+def every_10s(start: int, stop: int, level: Level) -> list[tuple[int, Level]]:
+    return [(t, level) for t in range(start, stop, 10_000)]
+
+
+def test_a_clinical_medium_is_raised_at_low_after_persistence_and_at_medium_once_confirmed() -> None:
+    state, events = run_confirm([(0, Level.MEDIUM), (29_999, Level.MEDIUM)])
+    assert events == []  # persistence still holds for the LOW it is raised at
+    state, events = run_confirm([(30_000, Level.MEDIUM)], state)
+    assert kinds(events) == [(Kind.RAISED, Level.LOW, "clinical at LOW")]
+    assert state.open[C].worse_since == T0  # the confirmation counts from when MEDIUM began
+    state, events = run_confirm([(599_999, Level.MEDIUM)], state)
+    assert events == [] and state.open[C].level is Level.LOW
+    state, events = run_confirm([(600_000, Level.MEDIUM)], state)
+    assert kinds(events) == [(Kind.ESCALATED, Level.MEDIUM, "worsened")]
+
+
+def test_a_medium_that_eases_before_confirmation_never_becomes_medium() -> None:
+    state, events = run_confirm([*every_10s(0, 590_000, Level.MEDIUM), (590_000, Level.NONE),
+                                 *every_10s(600_000, 1_190_000, Level.MEDIUM)])
+    # One LOW alert (the dip is inside the hysteresis), MEDIUM restarted its confirmation at 600 s: not yet.
+    assert [(e.kind, e.level) for e in events] == [(Kind.RAISED, Level.LOW)]
+    state, events = run_confirm([(1_200_000, Level.MEDIUM)], state)
+    assert [(e.kind, e.level) for e in events] == [(Kind.ESCALATED, Level.MEDIUM)]
+
+
+def test_confirmation_never_holds_back_high() -> None:
+    # HIGH from the start: raised at HIGH after persistence, as without confirmation.
+    _, events = run_confirm([(0, Level.HIGH), (29_999, Level.HIGH), (30_000, Level.HIGH)])
+    assert kinds(events) == [(Kind.RAISED, Level.HIGH, "clinical at HIGH")]
+    # MEDIUM for 5 min (raised at LOW), then HIGH: above LOW for longer than persistence, so escalated to HIGH at
+    # the first HIGH, as an open LOW alert is without confirmation.
+    state, events = run_confirm([*every_10s(0, 300_000, Level.MEDIUM)])
+    assert [(e.kind, e.level) for e in events] == [(Kind.RAISED, Level.LOW)]
+    state, events = run_confirm([(300_000, Level.HIGH)], state)
+    assert kinds(events) == [(Kind.ESCALATED, Level.HIGH, "worsened")] and events[0].at == T0 + 300_000
+    # An open LOW (single 3) that turns HIGH: 30 s of it, as always.
+    state, _ = run_confirm([(0, Level.LOW), (30_000, Level.LOW)])
+    state, events = run_confirm([(40_000, Level.HIGH), (69_999, Level.HIGH)], state)
+    assert events == []
+    state, events = run_confirm([(70_000, Level.HIGH)], state)
+    assert kinds(events) == [(Kind.ESCALATED, Level.HIGH, "worsened")]
+    # Pending MEDIUM that turns HIGH before anything was raised: raised at MEDIUM, not LOW.
+    _, events = run_confirm([(0, Level.MEDIUM), (20_000, Level.HIGH), (30_000, Level.HIGH)])
+    assert kinds(events) == [(Kind.RAISED, Level.MEDIUM, "clinical at MEDIUM")]
+
+
+def test_a_single_three_is_raised_at_low_and_confirmation_only_delays_its_escalation_to_medium() -> None:
+    state, events = run_confirm([(0, Level.LOW), (30_000, Level.LOW)])
+    assert kinds(events) == [(Kind.RAISED, Level.LOW, "clinical at LOW")]
+    state, events = run_confirm([*every_10s(40_000, 640_000, Level.MEDIUM)], state)
+    assert events == []
+    state, events = run_confirm([(640_000, Level.MEDIUM)], state)
+    assert kinds(events) == [(Kind.ESCALATED, Level.MEDIUM, "worsened")]
+
+
+def test_confirmation_is_for_the_clinical_condition_only_and_off_at_zero() -> None:
+    _, events = run_confirm([(0, Level.MEDIUM), (30_000, Level.MEDIUM)], condition=Condition.NO_DATA)
+    assert [(e.kind, e.level) for e in events] == [(Kind.RAISED, Level.MEDIUM)]
+    assert PolicySettings().confirm_medium_ms == 0
+    _, events = run([(0, Level.MEDIUM), (30_000, Level.MEDIUM)])
+    assert [(e.kind, e.level) for e in events] == [(Kind.RAISED, Level.MEDIUM)]
+
+
+def test_a_confirmation_shorter_than_persistence_is_persistence() -> None:
+    short = PolicySettings(persist_ms=30_000, confirm_medium_ms=10_000)
+    state, events = PatientAlerts("p-1"), []
+    for t in (0, 29_999, 30_000):
+        state, new = decide(state, {C: Level.MEDIUM}, T0 + t, short)
+        events.extend(new)
+    assert [(e.kind, e.level, e.at) for e in events] == [(Kind.RAISED, Level.MEDIUM, T0 + 30_000)]

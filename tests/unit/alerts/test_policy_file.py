@@ -55,6 +55,7 @@ CASES: list[tuple[str, str, Any, Any]] = [
     ("policy", "predicted_high", 0.9, 1.01),
     ("policy", "predicted_horizon_min", 30.0, -5),
     ("policy", "drift_medium", 0.0, -1),
+    ("policy", "confirm_medium_ms", 600_000, -1),
     ("policy", "unconfirmed_level", "high", "none"),
     ("policy", "unconfirmed_min_gap_ms", 300_000, 0),
     ("risk", "horizons_min", [15.0, 60.0], [60, "x"]),
