@@ -771,6 +771,43 @@ def evaluate_evidence(kind: str, patients: int, hours: float, tuning_seeds: str,
     click.echo(f"wrote {', '.join(str(p) for p in paths)}", err=True)
 
 
+@evaluate.command("tune-policy")
+@click.option("--runs", "runs_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="A --runs file of `twinmon evaluate evidence`; only its tuning seeds are read.")
+@click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="The policy file the variants start from (the runs' risk settings must match it).")
+@click.option("--axis", "axes", multiple=True, required=True,
+              help="NAME=V1,V2,... of a [policy] key, e.g. confirm_medium_ms=0,600000; the grid is every combination.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write every variant as JSON.")
+@click.option("--top", type=click.IntRange(1), default=15, show_default=True)
+def evaluate_tune_policy(runs_file: Path, config: Path | None, axes: tuple[str, ...], out: Path | None,
+                         top: int) -> None:
+    """Choose [policy] thresholds on the tuning seeds by replaying the recorded runs (evaluation/policy_tuning.py)."""
+    from alerts.config import AlertingConfig, ConfigError, load_config
+    from evaluation.policy_tuning import load_tuning_runs, parse_axis, tune_policy
+
+    try:
+        base = load_config(config)[1] if config else AlertingConfig()
+        grid = dict(parse_axis(a) for a in axes)
+        result = tune_policy(load_tuning_runs(runs_file), base.policy, grid)
+    except (ConfigError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from None
+    if out is not None:
+        out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+
+    def line(r: dict[str, Any]) -> str:
+        knobs = " ".join(f"{k}={r['settings'][k]}" for k in grid)
+        return (f"{knobs}: detected {r['detected']}/{r['episodes']}, median lead {r['median_lead_min']} min, "
+                f"false {r['false_per_patient_day']}/patient-day (mandated {r['rcp_mandated_per_patient_day']}, "
+                f"spurious {r['spurious_per_patient_day']})")
+
+    click.echo(f"{result['patients']} tuning patients; reference: {line(result['reference'])}")
+    for r in sorted(result["variants"], key=lambda r: (-r["detected"], r["false_per_patient_day"]))[:top]:
+        click.echo(line(r))
+    click.echo("chosen: " + (line(result["chosen"]) if result["chosen"] else "none keeps detection and the lead"))
+
+
 @evaluate.command("physionet2012-evidence")
 @click.option("--stays", required=True, type=click.Path(exists=True, path_type=Path),
               help="The set's stay files: a set-a directory or the set's .tar.gz.")

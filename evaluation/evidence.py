@@ -632,7 +632,7 @@ def false_alert_causes(patients: Sequence[PatientData], settings: PolicySettings
             true_at_alert.append(score)
             kind = "rcp_mandated" if score >= 5 else "spurious"
             (mandated if score >= 5 else spurious)[i] += 1
-            c = by_cause.setdefault(cause(p.risks[a.row], settings), {"rcp_mandated": 0, "spurious": 0})
+            c = by_cause.setdefault(cause(p.risks[a.row], settings, a.level), {"rcp_mandated": 0, "spurious": 0})
             c[kind] += 1
             m = by_mimic.setdefault(_mimic_at(p, a.at), {"rcp_mandated": 0, "spurious": 0})
             m[kind] += 1

@@ -100,18 +100,21 @@ def replay(rows: NDArray[np.float64], settings: PolicySettings, level: Level = L
     return out
 
 
-def cause(row: Sequence[float], settings: PolicySettings) -> str:
-    """What an alert decided at this row rests on, most severe first: ``news2_7`` (NEWS2 now 7 or more),
-    ``news2_5`` (5-6), ``predicted_7``, ``predicted_5``, ``drift``, else ``other`` (held from earlier rows)."""
+def cause(row: Sequence[float], settings: PolicySettings, level: Level = Level.MEDIUM) -> str:
+    """What an alert at ``level`` decided at this row rests on: at HIGH ``news2_7`` (NEWS2 now 7 or more) or
+    ``predicted_7``; at MEDIUM ``news2_5`` (NEWS2 now 5-6), ``predicted_5`` or ``drift``; ``other`` when the row is
+    below it (a level that persisted from earlier rows, or an escalation of an alert raised below it)."""
     band = BANDS[int(row[BAND])]
-    if band is RiskBand.HIGH:
-        return "news2_7"
-    if band is RiskBand.MEDIUM:
-        return "news2_5"
     h = settings.predicted_horizon_min
-    if row[_p_column(7, h)] >= settings.predicted_high:
-        return "predicted_7"
-    if row[_p_column(5, h)] >= settings.predicted_medium:
+    if level >= Level.HIGH:
+        if band is RiskBand.HIGH:
+            return "news2_7"
+        if row[_p_column(7, h)] >= settings.predicted_high:
+            return "predicted_7"
+        return "other"
+    if band in (RiskBand.HIGH, RiskBand.MEDIUM):
+        return "news2_5"
+    if row[_p_column(7, h)] >= settings.predicted_high or row[_p_column(5, h)] >= settings.predicted_medium:
         return "predicted_5"
     d = row[DRIFT]
     if settings.drift_medium > 0 and not math.isnan(d) and d >= settings.drift_medium:

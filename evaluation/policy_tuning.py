@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from alerts.policy import PolicySettings
+from alerts.policy import Level, PolicySettings
 from evaluation.evidence import (
     LEAD_TARGET_MIN,
     MS_PER_DAY,
@@ -76,7 +76,9 @@ def variant_figures(patients: Sequence[PatientData], settings: PolicySettings,
 
 
 def _shown(v: object) -> object:
-    return {int(k): x for k, x in v.items()} if isinstance(v, Mapping) else int(v) if isinstance(v, bool) else v
+    if isinstance(v, Mapping):
+        return {getattr(k, "name", str(k)).lower(): x for k, x in v.items()}
+    return v.name.lower() if isinstance(v, Level) else v
 
 
 def grid(base: PolicySettings, axes: Mapping[str, Sequence[Any]]) -> Iterable[PolicySettings]:
@@ -100,3 +102,25 @@ def choose(results: Sequence[Mapping[str, Any]], reference: Mapping[str, Any],
     if not ok:
         return None
     return min(ok, key=lambda r: (r["false_per_patient_day"], -(r["median_lead_min"] or 0.0)))
+
+
+def parse_axis(text: str) -> tuple[str, list[float | int]]:
+    """``name=v1,v2,...`` of a numeric ``PolicySettings`` field (whole numbers stay ints: milliseconds)."""
+    name, sep, values = text.partition("=")
+    names = {f.name for f in dataclasses.fields(PolicySettings)}
+    if not sep or name not in names:
+        raise ValueError(f"{text!r}: an axis is NAME=V1,V2,... with NAME one of {', '.join(sorted(names))}")
+    out: list[float | int] = []
+    for v in values.split(","):
+        x = float(v)
+        out.append(int(x) if x.is_integer() and "." not in v else x)
+    return name, out
+
+
+def tune_policy(patients: Sequence[PatientData], base: PolicySettings,
+                axes: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
+    """Every variant of the grid on ``patients`` (the tuning seeds), the reference (``base``) and the choice."""
+    reference = evaluate_variants(patients, [base])[0]
+    results = evaluate_variants(patients, grid(base, axes))
+    return {"patients": len(patients), "axes": {k: list(v) for k, v in axes.items()}, "reference": reference,
+            "variants": results, "chosen": choose(results, reference)}

@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import pickle
+from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
+from click.testing import CliRunner
 
 from alerts.config import AlertingConfig
 from alerts.policy import Level, PolicySettings, clinical_level
+from cli.main import main
 from evaluation import evidence as ev
 from evaluation import policy_replay as pr
 from evaluation import policy_tuning as pt
@@ -62,6 +67,12 @@ def test_a_row_records_what_the_level_rests_on() -> None:
     assert row[:3] == (T0 + 5, 5.0, float(pr.BANDS.index(RiskBand.MEDIUM)))
     assert math.isnan(row[pr.DRIFT]) and row[pr.P5_30:] == (0.1, 0.2, 0.3, 0.4)
     assert pr.cause(row, PolicySettings()) == "news2_5"
+    assert pr.cause(row, PolicySettings(), Level.HIGH) == "other"
+    assert pr.cause(row, PolicySettings(predicted_high=0.4), Level.HIGH) == "predicted_7"
+    low = pr.risk_row(T0, dataclasses.replace(r, now=Score(2, {}, False, RiskBand.LOW, ()), drift=4.0))
+    assert pr.cause(low, PolicySettings()) == "drift"
+    assert pr.cause(low, PolicySettings(predicted_medium=0.2)) == "predicted_5"
+    assert pr.cause(low, PolicySettings(drift_medium=0.0)) == "other"
     with pytest.raises(ValueError, match="not recorded"):
         pr.clinical_levels(np.array([row]), PolicySettings(predicted_horizon_min=45.0))
 
@@ -145,3 +156,19 @@ def test_tuning_figures_and_the_choice_rule() -> None:
     assert pt.choose(res, ref, lead_target=-math.inf) is res[1]
     assert pt.choose(res, {"detected": 1}, lead_target=-math.inf) is None
     assert len(list(pt.grid(PolicySettings(), {"persist_ms": [30_000, 60_000], "drift_medium": [3.5, 4, 5]}))) == 6
+
+
+def test_the_tune_policy_command_reads_the_tuning_runs_and_names_the_choice(tmp_path: Path) -> None:
+    truth = [NORMAL] * 60 + [FEVER] * 120 + [NORMAL] * 180
+    rows = _rows(0, 240, RiskBand.LOW) + _rows(240, 5, RiskBand.LOW, drift=4.0) + _rows(245, 115, RiskBand.LOW)
+    runs = tmp_path / "runs.pkl"
+    runs.write_bytes(pickle.dumps(("key", [_patient(truth, rows)], [])))
+    out = tmp_path / "tuning.json"
+    res = CliRunner().invoke(main, ["evaluate", "tune-policy", "--runs", str(runs), "--axis", "drift_medium=3.5,4.5",
+                                    "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "drift_medium=4.5: detected 0/0, median lead None min, false 0.0/patient-day" in res.output
+    assert "chosen: none keeps detection and the lead" in res.output  # no episode: no lead to keep
+    assert len(orjson.loads(out.read_bytes())["variants"]) == 2
+    bad = CliRunner().invoke(main, ["evaluate", "tune-policy", "--runs", str(runs), "--axis", "nonsense=1"])
+    assert bad.exit_code != 0 and "an axis is NAME=V1,V2" in bad.output
