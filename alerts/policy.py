@@ -186,9 +186,9 @@ def clinical_reason(risk: Risk, settings: PolicySettings) -> str:
     parts = [f"NEWS2 {s.total}" + (f" partial, missing {' '.join(p.value for p in s.missing)}" if s.missing else "")]
     h = settings.predicted_horizon_min
     if risk.p(7, h) >= settings.predicted_high and s.total < 7:
-        parts.append(f"P(NEWS2 >= 7 in {h:g} min) {risk.p(7, h):.2f}")
+        parts.append(f"risk score NEWS2 >= 7 in {h:g} min {risk.p(7, h):.2f}")
     elif risk.p(5, h) >= settings.predicted_medium and s.total < 5:
-        parts.append(f"P(NEWS2 >= 5 in {h:g} min) {risk.p(5, h):.2f}")
+        parts.append(f"risk score NEWS2 >= 5 in {h:g} min {risk.p(5, h):.2f}")
     if _drifting(risk, settings) and risk.drift is not None:
         parts.append(f"drift {risk.drift:.1f}")
     if risk.assumed:

@@ -157,8 +157,15 @@ class VitalBrief(BaseModel):
 class PatientSummary(BaseModel):
     patient_id: str
     news2: News2 | None
-    p_news2_5_60min: float | None = Field(description="Probability NEWS2 reaches 5 within 60 min")
-    p_news2_7_60min: float | None = Field(description="Probability NEWS2 reaches 7 within 60 min")
+    p_news2_5_60min: float | None = Field(
+        description="Raw risk score (0-1) that NEWS2 reaches 5 within 60 min: what the alert threshold is set on, NOT "
+                    "a calibrated probability (a raw 0.5 was followed by NEWS2 5 78 % of the time on the simulated "
+                    "cohort); see p_news2_5_60min_calibrated")
+    p_news2_5_60min_calibrated: float | None = Field(
+        None, description="Calibrated probability that NEWS2 reaches 5 within 60 min: the raw score mapped through "
+                          "the policy file's [calibration] (docs/policy.md); null when the policy has none")
+    p_news2_7_60min: float | None = Field(
+        description="Raw risk score (0-1) that NEWS2 reaches 7 within 60 min: NOT a calibrated probability")
     data_quality: float | None = Field(description="Share of valid readings, averaged over the vitals")
     stale: list[str] = Field(description="Vitals with no recent reading")
     unconfirmed: dict[str, int] = Field(

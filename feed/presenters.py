@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 
+from alerts.calibration import Calibration
 from alerts.policy import OpenAlert, PatientAlerts
 from feed import models
 from twin_state.catalogue import BASELINE_MATURE_MIN, CATALOGUE, Metric
@@ -88,8 +89,10 @@ def news2_model(s: Score) -> models.News2:
 
 
 def summary(patient_id: str, twin: Twin | None, profile: Profile | None, alerts: PatientAlerts | None,
-            now_ms: int, settings: RiskSettings | None = None) -> models.PatientSummary:
-    """``settings``: the risk settings of the policy file the workers run (the code defaults if None)."""
+            now_ms: int, settings: RiskSettings | None = None,
+            calibration: Calibration | None = None) -> models.PatientSummary:
+    """``settings``: the risk settings of the policy file the workers run (the code defaults if None);
+    ``calibration``: its ``[calibration]``, which gives ``p_news2_5_60min_calibrated`` (null without one)."""
     settings = settings or RiskSettings()
     opened = list(alerts.open.values()) if alerts else []
     highest = max((a.level for a in opened), default=None)
@@ -115,6 +118,7 @@ def summary(patient_id: str, twin: Twin | None, profile: Profile | None, alerts:
         patient_id=patient_id,
         news2=news2_model(r.now),
         p_news2_5_60min=round(r.p(5, RISK_HORIZON_MIN), 4),
+        p_news2_5_60min_calibrated=_calibrated(calibration, r.p(5, RISK_HORIZON_MIN)),
         p_news2_7_60min=round(r.p(7, RISK_HORIZON_MIN), 4),
         data_quality=round(sum(shares) / len(shares), 4) if shares else None,
         stale=[v.metric.value for v in views if v.stale],
@@ -126,6 +130,12 @@ def summary(patient_id: str, twin: Twin | None, profile: Profile | None, alerts:
     )
 
 
+def _calibrated(calibration: Calibration | None, raw: float) -> float | None:
+    if calibration is None or calibration.threshold != 5 or calibration.horizon_min != RISK_HORIZON_MIN:
+        return None
+    return round(calibration.apply(raw), 4)
+
+
 def by_risk(summaries: list[models.PatientSummary]) -> list[models.PatientSummary]:
     """Highest predicted risk first (P(NEWS2 >= 7), then >= 5, then NEWS2 now); no twin yet goes last."""
     return sorted(summaries, key=lambda s: (
@@ -135,7 +145,8 @@ def by_risk(summaries: list[models.PatientSummary]) -> list[models.PatientSummar
 
 
 def detail(patient_id: str, twin: Twin | None, profile: Profile | None, alerts: PatientAlerts | None,
-           history: Sequence[HistoryPoint], now_ms: int, settings: RiskSettings | None = None) -> models.PatientDetail:
+           history: Sequence[HistoryPoint], now_ms: int, settings: RiskSettings | None = None,
+           calibration: Calibration | None = None) -> models.PatientDetail:
     settings = settings or RiskSettings()
     vitals = []
     scale2 = profile is not None and profile.spo2_scale2
@@ -169,7 +180,7 @@ def detail(patient_id: str, twin: Twin | None, profile: Profile | None, alerts: 
             news2_bands=news2_bands(v.metric, scale2, on_oxygen),
         ))
     return models.PatientDetail(
-        summary=summary(patient_id, twin, profile, alerts, now_ms, settings),
+        summary=summary(patient_id, twin, profile, alerts, now_ms, settings, calibration),
         age_band=profile.age_band if profile else None,
         conditions=sorted(profile.conditions) if profile else [],
         targets={m.value: r for m, r in profile.targets.items()} if profile else {},

@@ -86,7 +86,8 @@ async def get_patient(feed: FeedDep, who: Who, patient_id: PatientId,
     twin, state, points = presenters.this_episode(
         profile, await feed.twins.get(patient_id), alert_codec.unpack(alert_state) if alert_state else None,
         await feed.twins.history(patient_id, history) if history else [])
-    return presenters.detail(patient_id, twin, profile, state, points, int(time.time() * 1000), feed.policy.risk)
+    return presenters.detail(patient_id, twin, profile, state, points, int(time.time() * 1000), feed.policy.risk,
+                              feed.policy.calibration)
 
 @patients_routes.post("/api/patients", response_model=models.Accepted, status_code=202, tags=["enrolment"],
           responses={**WITH_BODY, 409: {"model": models.Error, "description": "Id not available"}})

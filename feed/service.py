@@ -116,7 +116,8 @@ class Feed:
 
     async def summaries(self, team: str, now_ms: int) -> list[models.PatientSummary]:
         profiles, twins, alerts = await self.team_states(team)
-        return presenters.by_risk([presenters.summary(pid, twins.get(pid), p, alerts.get(pid), now_ms, self.policy.risk)
+        return presenters.by_risk([presenters.summary(pid, twins.get(pid), p, alerts.get(pid), now_ms, self.policy.risk,
+                                                       self.policy.calibration)
                               for pid, p in profiles.items()])
 
     async def trends(self, team: str, hours: float, now_ms: int) -> list[models.PatientTrend]:

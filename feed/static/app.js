@@ -223,8 +223,16 @@ function fillTile(li, s) {
     el("p", { class: "tile-foot" },
       el("span", {}, "last reading ", el("span", { class: "ago", "data-ago": s.last_reading_at ?? "", text:
         B.agoPhrase(s.last_reading_at, now) })),
-      el("span", { text: s.p_news2_5_60min === null ? "" : `P(≥5 in 1 h) ${Math.round(s.p_news2_5_60min * 100)}%` })),
+      el("span", { text: riskText(s) })),
   ].filter(Boolean));
+}
+
+// A calibrated probability when the policy has one; otherwise the raw score, which is not a probability.
+function riskText(s) {
+  if (s.p_news2_5_60min_calibrated !== null && s.p_news2_5_60min_calibrated !== undefined) {
+    return `P(≥5 in 1 h) ${Math.round(s.p_news2_5_60min_calibrated * 100)}%`;
+  }
+  return s.p_news2_5_60min === null ? "" : `risk score ≥5 in 1 h ${s.p_news2_5_60min.toFixed(2)}`;
 }
 
 function news2Notes(n) {

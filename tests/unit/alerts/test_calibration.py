@@ -92,3 +92,27 @@ def test_the_shipped_calibrated_policy_is_the_default_plus_its_calibration() -> 
     assert policy_id(calibrated) in (root / "calibrated.toml").read_text()
     c = calibrated.calibration
     assert [c.apply(x) for x in (0.0, 0.7, 1.0)] == sorted(c.apply(x) for x in (0.0, 0.7, 1.0))
+
+
+def test_the_feed_shows_the_calibrated_probability_beside_the_raw_score_only_with_a_calibration() -> None:
+    from feed import presenters
+    from twin_state.catalogue import Metric
+    from twin_state.twin import Position, Reading, new_twin, step
+
+    t0 = 1_763_942_400_000
+    twin = new_twin("p-1")
+    seq = 0
+    for k in range(40):  # a patient heading for NEWS2 5: fast breathing and pulse, climbing
+        for metric, value in ((Metric.HEART_RATE, 100.0 + k), (Metric.RESP_RATE, 19.0 + k / 8),
+                              (Metric.SPO2, 95.0), (Metric.BP_SYSTOLIC, 118.0), (Metric.TEMPERATURE, 37.8)):
+            seq += 1
+            twin, _ = step(twin, Reading("p-1", "dev", metric, value, t0 + k * 60_000, seq, 0.95), Position(0, seq))
+    now = t0 + 40 * 60_000
+    cal = Calibration((0.0, 0.5, 1.0), (0.1, 0.8, 0.9), 5, 60.0, "test")
+    plain = presenters.summary("p-1", twin, None, None, now)
+    shown = presenters.summary("p-1", twin, None, None, now, None, cal)
+    raw = shown.p_news2_5_60min
+    assert raw is not None and raw == plain.p_news2_5_60min and plain.p_news2_5_60min_calibrated is None
+    assert shown.p_news2_5_60min_calibrated == round(cal.apply(raw), 4) != raw
+    other_horizon = Calibration((0.0, 1.0), (0.2, 0.3), 5, 30.0, "test")
+    assert presenters.summary("p-1", twin, None, None, now, None, other_horizon).p_news2_5_60min_calibrated is None
