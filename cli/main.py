@@ -798,7 +798,9 @@ def evaluate_tune_policy(runs_file: Path, config: Path | None, axes: tuple[str, 
 
     def line(r: dict[str, Any]) -> str:
         knobs = " ".join(f"{k}={r['settings'][k]}" for k in grid)
-        return (f"{knobs}: detected {r['detected']}/{r['episodes']}, median lead {r['median_lead_min']} min, "
+        return (f"{knobs}: detected {r['detected']}/{r['episodes']}, median lead {r['median_lead_min']} min "
+                f"(first alert {r['median_alert_after_onset_min']} min after onset, mean "
+                f"{r['mean_alert_after_onset_min']}), "
                 f"false {r['false_per_patient_day']}/patient-day (mandated {r['rcp_mandated_per_patient_day']}, "
                 f"spurious {r['spurious_per_patient_day']})")
 

@@ -155,6 +155,19 @@ def test_tuning_figures_and_the_choice_rule() -> None:
     ref = {"detected": 0}
     assert pt.choose(res, ref, lead_target=-math.inf) is res[1]
     assert pt.choose(res, {"detected": 1}, lead_target=-math.inf) is None
+    # Within the false-alert target the longer lead wins; outside it, the fewer false alerts.
+    a = {"detected": 5, "median_lead_min": 120.0, "false_per_patient_day": 0.19}
+    b = {"detected": 5, "median_lead_min": 200.0, "false_per_patient_day": 0.2}
+    c = {"detected": 5, "median_lead_min": 300.0, "false_per_patient_day": 0.21}
+    d = {"detected": 4, "median_lead_min": 400.0, "false_per_patient_day": 0.0}
+    assert pt.choose([a, b, c, d], {"detected": 5}) is b
+    assert pt.choose([a, c, d], {"detected": 5}, false_target=0.1) is a
+    assert pt.choose([a, b, c], {"detected": 5}, lead_target=250.0) is c
+    early = {**b, "median_alert_after_onset_min": 30.0, "false_per_patient_day": 0.1}
+    late = {**b, "median_alert_after_onset_min": 60.0, "false_per_patient_day": 0.05}
+    assert pt.choose([late, early], {"detected": 5}) is early  # same lead: the earlier alert, not the quieter
+    sooner = {**late, "mean_alert_after_onset_min": 40.0}
+    assert pt.choose([{**late, "mean_alert_after_onset_min": 50.0}, sooner], {"detected": 5}) is sooner
     assert len(list(pt.grid(PolicySettings(), {"persist_ms": [30_000, 60_000], "drift_medium": [3.5, 4, 5]}))) == 6
 
 
@@ -167,7 +180,9 @@ def test_the_tune_policy_command_reads_the_tuning_runs_and_names_the_choice(tmp_
     res = CliRunner().invoke(main, ["evaluate", "tune-policy", "--runs", str(runs), "--axis", "drift_medium=3.5,4.5",
                                     "--out", str(out)])
     assert res.exit_code == 0, res.output
-    assert "drift_medium=4.5: detected 0/0, median lead None min, false 0.0/patient-day" in res.output
+    assert ("drift_medium=4.5: detected 0/0, median lead None min (first alert None min after onset, mean None), "
+            "false 0.0/"
+            in res.output)
     assert "chosen: none keeps detection and the lead" in res.output  # no episode: no lead to keep
     assert len(orjson.loads(out.read_bytes())["variants"]) == 2
     bad = CliRunner().invoke(main, ["evaluate", "tune-policy", "--runs", str(runs), "--axis", "nonsense=1"])
