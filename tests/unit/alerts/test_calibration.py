@@ -116,3 +116,17 @@ def test_the_feed_shows_the_calibrated_probability_beside_the_raw_score_only_wit
     assert shown.p_news2_5_60min_calibrated == round(cal.apply(raw), 4) != raw
     other_horizon = Calibration((0.0, 1.0), (0.2, 0.3), 5, 30.0, "test")
     assert presenters.summary("p-1", twin, None, None, now, None, other_horizon).p_news2_5_60min_calibrated is None
+
+
+def test_the_shipped_tuned_policy_is_calibrated_toml_with_its_two_tuned_keys() -> None:
+    from pathlib import Path
+
+    from alerts.config import load_config
+
+    root = Path(__file__).resolve().parents[3] / "deploy" / "policy"
+    _, tuned = load_config(root / "tuned.toml")
+    _, calibrated = load_config(root / "calibrated.toml")
+    assert tuned.policy.drift_medium == 0.0 and tuned.policy.confirm_medium_ms == 30 * 60_000
+    assert replace(tuned, policy=replace(tuned.policy, drift_medium=3.5, confirm_medium_ms=0)) == calibrated
+    assert tuned.calibration is not None and tuned.calibration.horizon_min == tuned.policy.predicted_horizon_min
+    assert f"Its id: {policy_id(tuned)}" in (root / "tuned.toml").read_text()
