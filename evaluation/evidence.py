@@ -57,7 +57,7 @@ from numpy.typing import NDArray
 
 from alerts.calibration import Calibration
 from alerts.config import CALIBRATION_SECTION, AlertingConfig, calibration_json, policy_id, settings_json
-from alerts.policy import PolicySettings
+from alerts.policy import Level, PolicySettings
 from evaluation.cohort import START_MS, Item, _Collected, _figure, _run, clinical_alert_times
 from evaluation.policy_replay import COLUMNS, cause, replay
 from simulation import phenotypes
@@ -620,10 +620,12 @@ def false_alert_causes(patients: Sequence[PatientData], settings: PolicySettings
     by_cause: dict[str, dict[str, int]] = {}
     by_mimic: dict[str, dict[str, int]] = {}
     true_at_alert: list[int] = []
+    low_or_above = 0
     for i, p in enumerate(patients):
         stop = p.end_ms if p.onset_ms is None else p.onset_ms
         exposure[i] = (stop - p.start_ms) / MS_PER_DAY
         true = news2_arrays(p.truth, p.acvpu)
+        low_or_above += sum(1 for a in replay(p.risks, settings, Level.LOW) if a.at < stop)
         for a in replay(p.risks, settings):
             if a.at >= stop:
                 continue
@@ -657,6 +659,7 @@ def false_alert_causes(patients: Sequence[PatientData], settings: PolicySettings
         "spurious": int(spurious.sum()), "spurious_per_patient_day": spur, "spurious_per_patient_day_95ci": spur_ci,
         "by_cause": dict(sorted(by_cause.items())), "by_mimic": dict(sorted(by_mimic.items())),
         "true_news2_at_alert": {str(k): true_at_alert.count(k) for k in sorted(set(true_at_alert))},
+        "low_or_above_per_patient_day": round(low_or_above / days, 3) if days else None,
     }
 
 
@@ -984,7 +987,9 @@ def write_evidence_report(result: Mapping[str, Any], out_dir: Path | str, comman
                   f"{causes} |")
     fc = result["false_alert_causes_held_out"]
     md += ["", "Held out, by mimic (mandated/spurious): "
-           + ", ".join(f"{k} {v['rcp_mandated']}/{v['spurious']}" for k, v in fc["by_mimic"].items()) + "."]
+           + ", ".join(f"{k} {v['rcp_mandated']}/{v['spurious']}" for k, v in fc["by_mimic"].items()) + ". "
+           f"Clinical alerts raised or escalated at LOW or above (LOW included: single 3, a MEDIUM being "
+           f"confirmed): {_f(fc['low_or_above_per_patient_day'])} per patient-day."]
     g = result["per_group_held_out"]
     md += ["", "## 2. Per phenotype, onset shape and recovery (held-out seeds; lead vs charted NEWS2, 4 h)", "",
            _HEAD.replace("| |", "| group |", 1)]

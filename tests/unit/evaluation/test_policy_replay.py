@@ -137,6 +137,10 @@ def test_false_alerts_split_by_the_true_news2_at_the_alert() -> None:
     assert got["by_mimic"] == {"fever_without_sepsis": {"rcp_mandated": 1, "spurious": 0},
                                "none_active": {"rcp_mandated": 0, "spurious": 1}}
     assert got["false_per_patient_day"] == pytest.approx(2 / 0.25)
+    assert got["low_or_above_per_patient_day"] == pytest.approx(2 / 0.25)
+    # With a confirmation longer than the NEWS2 5 episode, the LOW raise stays and the MEDIUM alert goes.
+    confirmed = ev.false_alert_causes([p], PolicySettings(confirm_medium_ms=40 * 60_000), reps=0)
+    assert (confirmed["rcp_mandated"], confirmed["low_or_above_per_patient_day"]) == (0, pytest.approx(2 / 0.25))
     # Without the drift rule only the mandated one is left; on a deteriorating patient alerts from the onset on
     # are not false.
     assert ev.false_alert_causes([p], PolicySettings(drift_medium=0.0), reps=0)["spurious"] == 0
