@@ -25,6 +25,11 @@ Comparators (all computed from the same readings and truth):
   alerts per patient-day do not exceed twinmon's (the matched false-alert rate): the comparator's best case.
 * **Raw NEWS2** (``evaluation.cohort.RawNews2``): kept as a diagnostic.
 
+False alerts (``false_alert_causes``), beside the headline rate and never instead of it: split by the patient's TRUE
+NEWS2 at the alert (5 or more: "RCP-mandated", a ward charting then would respond too; else "spurious"), by what
+the alert rests on and by the mimic active. Runs kept with ``runs_cache`` hold every evaluation's risk; another
+``[policy]`` is replayed on them (``with_policy``, ``evaluation.policy_replay``) rather than rerun.
+
 Intervals: proportions with the exact (Clopper-Pearson) 95 % interval (26/26 detected is 1.0 with a lower bound
 of 0.868); medians, rates and calibration figures with a 95 % percentile bootstrap over patients
 (``BOOTSTRAP`` resamples, seeded), since readings within a patient are not independent.
