@@ -191,3 +191,24 @@ def test_the_tune_policy_command_reads_the_tuning_runs_and_names_the_choice(tmp_
     assert len(orjson.loads(out.read_bytes())["variants"]) == 2
     bad = CliRunner().invoke(main, ["evaluate", "tune-policy", "--runs", str(runs), "--axis", "nonsense=1"])
     assert bad.exit_code != 0 and "an axis is NAME=V1,V2" in bad.output
+
+
+def test_evidence_with_another_policy_replays_the_kept_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "runs.pkl"
+    first, _ = ev.evaluate_evidence("phenotypes", 4, 3.0, [11], [21], 0.5, reps=100, runs_cache=cache)
+
+    def no_rerun(*_args: object) -> None:
+        raise AssertionError("the kept runs should have been replayed")
+
+    monkeypatch.setattr(ev, "run_cohorts", no_rerun)
+    other = AlertingConfig(policy=OTHER)
+    again, _ = ev.evaluate_evidence("phenotypes", 4, 3.0, [11], [21], 0.5, AlertingConfig(), reps=100,
+                                    runs_cache=cache)
+    tuned, _ = ev.evaluate_evidence("phenotypes", 4, 3.0, [11], [21], 0.5, other, reps=100, runs_cache=cache)
+    assert again["comparators_held_out"] == first["comparators_held_out"]
+    assert tuned["policy_id"] != first["policy_id"]
+    # The risk is the runs', whatever the thresholds: the same calibration (its provenance names the policy).
+    assert {**tuned["calibration"], "fitted_on": ""} == {**first["calibration"], "fitted_on": ""}
+    with pytest.raises(AssertionError, match="replayed"):  # other risk settings: the runs do not fit
+        ev.evaluate_evidence("phenotypes", 4, 3.0, [11], [21], 0.5, dataclasses.replace(other, every_ms=20_000),
+                             reps=100, runs_cache=cache)
