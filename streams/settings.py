@@ -45,6 +45,9 @@ class Settings(BaseSettings):
                                      "consumer waits for room (fast_drain)")
     stream_buffer: int = Field(65536, ge=1, description="Fetched messages a worker buffers per stream before "
                                "the fetcher waits (Faust's stream_buffer_maxsize)")
+    kafka_fetch_max_wait_ms: int = Field(25, ge=1, le=1500, description="Longest the broker holds the worker's "
+                                         "fetch while it has no data for it (Faust's own is 1,500 ms: a pause of "
+                                         "that long whenever the fetch asked only for idle partitions)")
     fast_drain: bool = Field(True, description="Hand fetched messages to the streams without two tasks each "
                              "(streams/fastdrain.py); false = faust-streaming's stock consumer")
     metrics_host: str = Field("127.0.0.1", description="Address the Prometheus endpoint binds")
