@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter as Tally
-from collections.abc import AsyncIterator, Coroutine, Generator
+from collections.abc import AsyncIterator, Coroutine, Generator, Sequence
 from types import CoroutineType
 from typing import Any, cast
 
@@ -85,7 +85,7 @@ class BatchHandOff:
                     track(message)
                 return taken
 
-    def done(self, messages: list[Any]) -> None:
+    def done(self, messages: Sequence[Any]) -> None:
         """Acknowledge ``messages`` (from ``take``): processed, and their results accepted by Redis and Kafka."""
         ack = self.app.consumer.ack
         for message in messages:

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     batch_max: int = Field(2000, ge=1, description="Most events handed to the twin core at once")
     batch_within_ms: int = Field(50, ge=1, description="Longest wait to fill a batch (stock consumer only: with "
                                  "fast_drain each fetch is processed at once)")
+    batch_target_ms: int = Field(25, ge=1, description="About how long one chunk of a batch is processed for before "
+                                 "it is stored and acknowledged and the event loop runs anything else (fast_drain; "
+                                 "streams/chunks.py)")
     batch_queue_fetches: int = Field(4, ge=1, description="Fetches of vitals waiting for the batch loop before the "
                                      "consumer waits for room (fast_drain)")
     stream_buffer: int = Field(65536, ge=1, description="Fetched messages a worker buffers per stream before "
