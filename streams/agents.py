@@ -75,7 +75,9 @@ async def consume_vitals_batches(hand_off: BatchHandOff, processor: BatchProcess
         # Each chunk acknowledged only once Redis and the dead-letter topic have accepted it: Faust's commit timer
         # (and its commit when a rebalance revokes partitions, which waits for every message taken) commits no
         # further than that.
-        await in_chunks(messages, sizer, process, hand_off.done)
+        # Sized by CPU time: time spent waiting for Redis and Kafka does not hold the loop, and counting it (or the
+        # time other programs take the core) cut chunks small enough to cost a fifth of the throughput.
+        await in_chunks(messages, sizer, process, hand_off.done, time.process_time)
 
 
 async def _process_vitals(batch: list[RawMessage], processor: BatchProcessor, outage: RedisOutage, metrics: Metrics,
