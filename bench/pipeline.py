@@ -238,9 +238,10 @@ async def produce(bootstrap: str, topic: str, messages: Sequence[tuple[bytes, by
 # ----------------------------------------------------------------------------------------------- ceiling
 
 
-WORKER_FETCH: dict[str, Any] = {"max_partition_fetch_bytes": 1 * MiB, "fetch_max_wait_ms": 1500, "check_crcs": True}
+WORKER_FETCH: dict[str, Any] = {"max_partition_fetch_bytes": 1 * MiB, "fetch_max_wait_ms": 25, "check_crcs": True}
 """The fetch settings Faust gives the worker's consumer (``faust_app``'s conf: consumer_max_fetch_size,
-broker_check_crcs; no max_poll_records), checked against it by tests/unit/bench."""
+broker_check_crcs, no max_poll_records; and ``TWINMON_KAFKA_FETCH_MAX_WAIT_MS``), checked against it by
+tests/unit/bench."""
 BIG_FETCH: dict[str, Any] = {"max_partition_fetch_bytes": 4 * MiB, "fetch_max_bytes": 64 * MiB}
 
 

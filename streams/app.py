@@ -66,6 +66,7 @@ def faust_app(settings: Settings) -> faust.App:
     return fastdrain.App(
         settings.app_id,
         fast_drain=settings.fast_drain,
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         broker=[f"kafka://{hp.strip()}" for hp in settings.kafka_bootstrap.split(",")],
         store="memory://",
         web_enabled=False,

@@ -41,10 +41,16 @@ class Settings(BaseSettings):
     batch_max: int = Field(2000, ge=1, description="Most events handed to the twin core at once")
     batch_within_ms: int = Field(50, ge=1, description="Longest wait to fill a batch (stock consumer only: with "
                                  "fast_drain each fetch is processed at once)")
+    batch_target_ms: int = Field(25, ge=1, description="About how long one chunk of a batch is processed for before "
+                                 "it is stored and acknowledged and the event loop runs anything else (fast_drain; "
+                                 "streams/chunks.py)")
     batch_queue_fetches: int = Field(4, ge=1, description="Fetches of vitals waiting for the batch loop before the "
                                      "consumer waits for room (fast_drain)")
     stream_buffer: int = Field(65536, ge=1, description="Fetched messages a worker buffers per stream before "
                                "the fetcher waits (Faust's stream_buffer_maxsize)")
+    kafka_fetch_max_wait_ms: int = Field(25, ge=1, le=1500, description="Longest the broker holds the worker's "
+                                         "fetch while it has no data for it (Faust's own is 1,500 ms: a pause of "
+                                         "that long whenever the fetch asked only for idle partitions)")
     fast_drain: bool = Field(True, description="Hand fetched messages to the streams without two tasks each "
                              "(streams/fastdrain.py); false = faust-streaming's stock consumer")
     metrics_host: str = Field("127.0.0.1", description="Address the Prometheus endpoint binds")

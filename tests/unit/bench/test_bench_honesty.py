@@ -18,6 +18,7 @@ def test_the_raw_ceiling_uses_the_fetch_settings_faust_gives_the_worker() -> Non
     conf = faust_app(Settings(kafka_bootstrap="127.0.0.1:9", redis_url="redis://127.0.0.1:9")).conf
     assert WORKER_FETCH["max_partition_fetch_bytes"] == conf.consumer_max_fetch_size == 1 * MiB
     assert WORKER_FETCH["check_crcs"] is conf.broker_check_crcs
+    assert WORKER_FETCH["fetch_max_wait_ms"] == Settings.model_fields["kafka_fetch_max_wait_ms"].default
     assert conf.broker_max_poll_records is None  # consume_rate's default max_records
 
 
