@@ -23,6 +23,7 @@ def pack(state: PatientAlerts) -> bytes:
             [[c.value, int(p.level), p.since] for c, p in state.pending.items()],
             # Optional trailing fields: states written before a field existed simply end earlier.
             state.policy_id,
+            state.exertion_at,
         ],
         use_bin_type=True,
     )
@@ -41,6 +42,7 @@ def unpack(blob: bytes) -> PatientAlerts:
         pending={Condition(p[0]): Pending(Level(p[1]), p[2]) for p in pending},
         evaluated_at=evaluated_at,
         policy_id=trailing[0] if trailing else None,
+        exertion_at=trailing[1] if len(trailing) > 1 else None,
     )
 
 
