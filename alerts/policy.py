@@ -160,6 +160,11 @@ class OpenAlert:
     """Since when the condition has been above the alert's level (pending escalation)."""
     clear_since: int | None = None
     """Since when the condition has been below the alerting level (pending auto-resolution)."""
+    held_level: Level = Level.NONE
+    """The highest level the exertion hold has kept this alert from (NONE: nothing held): it is escalated to it when
+    the hold ends, whatever the condition does meanwhile, as it would have been without the hold."""
+    held_since: int | None = None
+    """When the level the hold keeps back was first reached: the hold's cap counts from here, dips or not."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,13 +338,16 @@ def decide(
                 # Raised at LOW; escalated to MEDIUM once MEDIUM has held confirm_medium_ms since p.since.
                 raised, worse_since = Level.LOW, p.since
             text = (reasons or {}).get(condition)
-            if (condition is Condition.CLINICAL and p.level > Level.LOW
+            held_level, held_since = Level.NONE, None
+            if (condition is Condition.CLINICAL and raised > Level.LOW
                     and _holding(state, exertion, now_ms, p.since, settings)):
-                # Raised at LOW; escalated once the hold ends (recovered, or exertion_hold_max_ms since p.since).
-                raised, worse_since = Level.LOW, p.since
+                # Raised at LOW; escalated to what it kept back once the hold ends (recovered, or
+                # exertion_hold_max_ms since p.since).
+                raised, worse_since, held_level, held_since = Level.LOW, p.since, raised, p.since
                 text = f"{HELD_EXERTION} (at most {settings.exertion_hold_max_ms // 60_000} min)" + (
                     f", {text}" if text else "")
-            alert = OpenAlert(alert_id, condition, raised, now_ms, now_ms, 0, worse_since=worse_since)
+            alert = OpenAlert(alert_id, condition, raised, now_ms, now_ms, 0, worse_since=worse_since,
+                              held_level=held_level, held_since=held_since)
             events.append(_event(alert, pid, Kind.RAISED, raised, now_ms,
                                  text or f"{condition.value} at {raised.name}"))
             opened[condition] = replace(alert, events=1)
@@ -347,6 +355,13 @@ def decide(
 
         # An open alert: clear, worsen, or wait for someone. It keeps its level while the condition eases
         # without clearing: a patient who was at HIGH minutes ago is not reassuring at MEDIUM.
+        if alert.held_level > alert.level and not _holding(
+                state, exertion, now_ms, alert.held_since if alert.held_since is not None else now_ms, settings):
+            # The exertion hold has ended (recovered, or its cap): what it kept back is shown now.
+            alert = replace(alert, level=alert.held_level, escalated_at=now_ms, held_level=Level.NONE,
+                            held_since=None, worse_since=None if level <= alert.held_level else alert.worse_since)
+            events.append(_event(alert, pid, Kind.ESCALATED, alert.level, now_ms, why(condition, "worsened")))
+            alert = replace(alert, events=alert.events + 1)
         if level is Level.NONE:
             since = alert.clear_since if alert.clear_since is not None else now_ms
             if condition in _IMMEDIATE or now_ms - since >= settings.clear_ms:
@@ -358,10 +373,15 @@ def decide(
             since = alert.worse_since if alert.worse_since is not None else now_ms
             alert = replace(alert, clear_since=None, worse_since=since)
             held = now_ms - since
-            if condition in _IMMEDIATE or (
-                    held >= settings.persist_ms and not _confirming(condition, level, held, settings)
-                    and not (condition is Condition.CLINICAL and _holding(state, exertion, now_ms, since, settings))):
-                alert = replace(alert, level=level, escalated_at=now_ms, worse_since=None)
+            due_now = condition in _IMMEDIATE or (held >= settings.persist_ms
+                                                  and not _confirming(condition, level, held, settings))
+            start = alert.held_since if alert.held_since is not None else since
+            if due_now and condition is Condition.CLINICAL and _holding(state, exertion, now_ms, start, settings):
+                # Kept back by the exertion hold: remembered, and shown when the hold ends.
+                alert = replace(alert, held_level=max(alert.held_level, level), held_since=start)
+            elif due_now:
+                alert = replace(alert, level=level, escalated_at=now_ms, worse_since=None,
+                                held_level=Level.NONE, held_since=None)
                 events.append(_event(alert, pid, Kind.ESCALATED, level, now_ms, why(condition, "worsened")))
                 alert = replace(alert, events=alert.events + 1)
         else:

@@ -151,3 +151,22 @@ def test_the_last_exertion_survives_the_stored_state() -> None:
     state, _ = run([(0, Level.NONE, WALKING)])
     assert codec.unpack(codec.pack(state)) == state and state.exertion_at == T0
     assert codec.unpack(codec.pack(PatientAlerts("p-1"))).exertion_at is None
+
+
+def test_what_the_hold_kept_back_is_shown_at_its_end_even_if_the_level_eased_or_dipped() -> None:
+    both = PolicySettings(persist_ms=PERSIST, exertion_hold_max_ms=CAP, exertion_recovery_ms=RECOVERY,
+                          confirm_medium_ms=2 * CAP)
+    # HIGH kept back, then easing to MEDIUM (which alone would wait for its confirmation): HIGH at the cap.
+    steps = [*every_10s(0, 120_000, Level.HIGH, WALKING), *every_10s(120_000, CAP + 10_000, Level.MEDIUM, WALKING)]
+    state, events = run(steps, settings=both)
+    assert seen(events) == [(Kind.RAISED, Level.LOW, PERSIST), (Kind.ESCALATED, Level.HIGH, CAP)]
+    assert state.open[C].held_level is Level.NONE and codec.unpack(codec.pack(state)) == state
+    # A dip below the held level does not restart the cap.
+    steps = [*every_10s(0, 200_000, Level.HIGH, WALKING), (200_000, Level.LOW, WALKING),
+             *every_10s(210_000, CAP + 10_000, Level.HIGH, WALKING)]
+    state, events = run(steps)
+    assert seen(events) == [(Kind.RAISED, Level.LOW, PERSIST), (Kind.ESCALATED, Level.HIGH, CAP)]
+    # Mid-hold, the stored state keeps what is held back.
+    state, _ = run(every_10s(0, 100_000, Level.HIGH, WALKING))
+    assert state.open[C].held_level is Level.HIGH and state.open[C].held_since == T0
+    assert codec.unpack(codec.pack(state)) == state
