@@ -19,10 +19,12 @@ def pack(state: PatientAlerts) -> bytes:
             state.patient_id,
             state.evaluated_at,
             [[c.value, a.alert_id, int(a.level), a.raised_at, a.escalated_at, a.events, a.acknowledged_by,
-              a.acknowledged_at, a.worse_since, a.clear_since] for c, a in state.open.items()],
+              a.acknowledged_at, a.worse_since, a.clear_since, int(a.held_level), a.held_since]
+             for c, a in state.open.items()],
             [[c.value, int(p.level), p.since] for c, p in state.pending.items()],
             # Optional trailing fields: states written before a field existed simply end earlier.
             state.policy_id,
+            state.exertion_at,
         ],
         use_bin_type=True,
     )
@@ -37,10 +39,12 @@ def unpack(blob: bytes) -> PatientAlerts:
     _, pid, evaluated_at, opened, pending, *trailing = data
     return PatientAlerts(
         patient_id=pid,
-        open={Condition(o[0]): OpenAlert(o[1], Condition(o[0]), Level(o[2]), *o[3:]) for o in opened},
+        open={Condition(o[0]): OpenAlert(o[1], Condition(o[0]), Level(o[2]), *o[3:10],
+                                         *([Level(o[10]), *o[11:12]] if len(o) > 10 else [])) for o in opened},
         pending={Condition(p[0]): Pending(Level(p[1]), p[2]) for p in pending},
         evaluated_at=evaluated_at,
         policy_id=trailing[0] if trailing else None,
+        exertion_at=trailing[1] if len(trailing) > 1 else None,
     )
 
 

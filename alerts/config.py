@@ -150,6 +150,11 @@ def _ms_key() -> Key[Any]:
     return Key(lambda v, at, _: _ms(v, at))
 
 
+def _ms_or_zero_key() -> Key[Any]:
+    """Milliseconds, or 0 for "off"."""
+    return Key(lambda v, at, _: 0 if v == 0 and not isinstance(v, bool) else _ms(v, at))
+
+
 def _number_key(lo: float = 0.0, hi: float = math.inf, lo_open: bool = True) -> Key[Any]:
     return Key(lambda v, at, _: _number(v, at, lo, hi, lo_open))
 
@@ -164,9 +169,12 @@ POLICY_KEYS: Mapping[str, Key[PolicySettings]] = {
     "predicted_high": _number_key(0.0, 1.0),
     "predicted_horizon_min": _number_key(),
     "drift_medium": _number_key(lo_open=False),
-    "confirm_medium_ms": Key(lambda v, at, _: 0 if v == 0 and not isinstance(v, bool) else _ms(v, at)),
+    "confirm_medium_ms": _ms_or_zero_key(),
     "unconfirmed_level": Key(lambda v, at, _: _alerting_level(v, at), lambda lv: lv.name.lower()),
     "unconfirmed_min_gap_ms": _ms_key(),
+    "exertion_hold_max_ms": _ms_or_zero_key(),
+    "exertion_activity": _number_key(),
+    "exertion_recovery_ms": _ms_or_zero_key(),
 }
 RISK_KEYS: Mapping[str, Key[RiskSettings]] = {
     "horizons_min": Key(lambda v, at, _: _horizons(v, at), list),

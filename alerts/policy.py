@@ -14,6 +14,13 @@ must be re-measured; technical ``no_data`` and ``signal_quality``):
   before the alert is raised at, or escalated to, MEDIUM; until then it is raised at LOW after ``persist_ms``
   (nothing goes silent, and LOW is what the policy gives a single parameter scoring 3). HIGH is never held back: a
   level that reaches HIGH is raised (at the level that has persisted) or escalated after ``persist_ms`` as always;
+* **exertion hold** (clinical only, ``exertion_hold_max_ms``; 0 = off): NEWS2 is defined at rest. While the
+  patient exerts (``Exertion.active``: the twin's activity level at or above ``exertion_activity`` steps/min, from a
+  fresh reading) and for ``exertion_recovery_ms`` after the last evaluation that saw it, a clinical MEDIUM or HIGH is
+  raised at LOW after ``persist_ms`` (reason "held: exertion ...") and an open alert is not escalated meanwhile;
+  never for longer than ``exertion_hold_max_ms`` from when the level was first reached, after which it is raised
+  or escalated whatever the activity. Never held: SpO2 scoring 3 or consciousness not alert
+  (``Exertion.never_held``), and no other condition;
 * **one open alert per patient and condition** (de-duplication): while it is open, the condition only
   escalates it or clears it;
 * **re-alert on worsening**: an open alert whose condition reaches a higher level is escalated (``worsened``);
@@ -38,7 +45,7 @@ from enum import IntEnum, StrEnum
 from twin_state.catalogue import Metric
 from twin_state.clock import MAX_AHEAD_MS
 from twin_state.errors import TwinmonError
-from twin_state.news2 import RiskBand, assumed_text
+from twin_state.news2 import Param, RiskBand, assumed_text
 from twin_state.risk import Risk, Unconfirmed
 from twin_state.twin import Twin
 
@@ -102,6 +109,25 @@ class PolicySettings:
     """The prompt is for vitals measured this far apart or more (cuffs, spot checks, a sensor back after a gap). A
     wearable reading every few seconds re-measures by itself: its next reading confirms the change (and NEWS2 shows
     it) or refutes it (a motion spike of 180 bpm) before anyone could reach the bed."""
+    exertion_hold_max_ms: int = 0
+    """Longest a clinical MEDIUM or HIGH is shown at LOW because the patient exerts, from when the level was first
+    reached (module docstring); 0 = no exertion hold."""
+    exertion_activity: float = 60.0
+    """Activity level (steps/min, ``twin_state.risk.Risk.activity``) at or above which the patient exerts: between
+    pottering about (~35) and walking (~105)."""
+    exertion_recovery_ms: int = 10 * 60_000
+    """How long after the last evaluation that saw exertion the hold still applies (heart and breathing rate
+    settle over minutes)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Exertion:
+    """What the exertion hold needs to know at one evaluation (``exertion_of``)."""
+
+    active: bool
+    """The patient exerts now: activity at or above ``exertion_activity`` from a fresh reading."""
+    never_held: bool = False
+    """SpO2 scores 3 or consciousness is not alert: no exertion explains it, the alert is never held."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +160,11 @@ class OpenAlert:
     """Since when the condition has been above the alert's level (pending escalation)."""
     clear_since: int | None = None
     """Since when the condition has been below the alerting level (pending auto-resolution)."""
+    held_level: Level = Level.NONE
+    """The highest level the exertion hold has kept this alert from (NONE: nothing held): it is escalated to it when
+    the hold ends, whatever the condition does meanwhile, as it would have been without the hold."""
+    held_since: int | None = None
+    """When the level the hold keeps back was first reached: the hold's cap counts from here, dips or not."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +185,9 @@ class PatientAlerts:
     policy_id: str | None = None
     """Id of the policy file whose thresholds evaluate this patient (``alerts.config.policy_id``); None in
     states written before it was kept."""
+    exertion_at: int | None = None
+    """Event time of the last evaluation that saw exertion (kept only with the exertion hold on): the recovery
+    window runs from here."""
 
 
 def _now_level(band: RiskBand, settings: PolicySettings) -> Level:
@@ -229,6 +263,33 @@ def _confirming(condition: Condition, level: Level, held_ms: int, settings: Poli
             and held_ms < settings.confirm_medium_ms)
 
 
+def never_held(risk: Risk) -> bool:
+    """SpO2 scores 3 (hypoxia) or consciousness is not alert: never explained by exertion."""
+    sub = risk.now.subscores
+    return sub.get(Param.SPO2) == 3 or (sub.get(Param.ACVPU) or 0) > 0
+
+
+def exertion_of(risk: Risk, settings: PolicySettings) -> Exertion:
+    """The exertion hold's inputs from a risk: activity (None when stale) against ``exertion_activity``."""
+    a = risk.activity
+    return Exertion(a is not None and a >= settings.exertion_activity, never_held(risk))
+
+
+def _holding(state: PatientAlerts, exertion: Exertion | None, now_ms: int, since: int,
+             settings: PolicySettings) -> bool:
+    """The exertion hold applies now to a clinical level first reached at ``since``."""
+    if settings.exertion_hold_max_ms <= 0 or exertion is None or exertion.never_held:
+        return False
+    if now_ms - since >= settings.exertion_hold_max_ms:
+        return False
+    return exertion.active or (state.exertion_at is not None
+                               and now_ms - state.exertion_at <= settings.exertion_recovery_ms)
+
+
+HELD_EXERTION = "held: exertion"
+"""Head of the reason of a clinical alert raised at LOW by the exertion hold."""
+
+
 def _id(*parts: object) -> str:
     return hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=12).hexdigest()
 
@@ -241,13 +302,16 @@ def _event(alert: OpenAlert, pid: str, kind: Kind, level: Level, at: int, reason
 
 def decide(
     state: PatientAlerts, levels: Mapping[Condition, Level], now_ms: int, settings: PolicySettings = PolicySettings(),
-    reasons: Mapping[Condition, str] | None = None,
+    reasons: Mapping[Condition, str] | None = None, exertion: Exertion | None = None,
 ) -> tuple[PatientAlerts, list[AlertEvent]]:
     """Advance every condition given in ``levels`` to ``now_ms``. Conditions not given are left as they are.
     ``reasons``: what each condition's level rests on, in words: a raised event's reason is that text (by default
     "<condition> at <LEVEL>"); an escalation's reason is the machine-readable ``worsened`` or ``unacknowledged``
-    followed by ": " and that text (``reason_head`` strips it). Event ids never depend on it."""
+    followed by ": " and that text (``reason_head`` strips it). Event ids never depend on it. ``exertion``: the
+    exertion hold's inputs (``exertion_of``); None = no exertion known (nothing held)."""
     pid = state.patient_id
+    if settings.exertion_hold_max_ms > 0 and exertion is not None and exertion.active:
+        state = replace(state, exertion_at=max(now_ms, state.exertion_at or now_ms))
 
     def why(condition: Condition, reason: str) -> str:
         detail = reasons.get(condition) if reasons else None
@@ -273,14 +337,31 @@ def decide(
             if level is not Level.HIGH and _confirming(condition, p.level, now_ms - p.since, settings):
                 # Raised at LOW; escalated to MEDIUM once MEDIUM has held confirm_medium_ms since p.since.
                 raised, worse_since = Level.LOW, p.since
-            alert = OpenAlert(alert_id, condition, raised, now_ms, now_ms, 0, worse_since=worse_since)
+            text = (reasons or {}).get(condition)
+            held_level, held_since = Level.NONE, None
+            if (condition is Condition.CLINICAL and raised > Level.LOW
+                    and _holding(state, exertion, now_ms, p.since, settings)):
+                # Raised at LOW; escalated to what it kept back once the hold ends (recovered, or
+                # exertion_hold_max_ms since p.since).
+                raised, worse_since, held_level, held_since = Level.LOW, p.since, raised, p.since
+                text = f"{HELD_EXERTION} (at most {settings.exertion_hold_max_ms // 60_000} min)" + (
+                    f", {text}" if text else "")
+            alert = OpenAlert(alert_id, condition, raised, now_ms, now_ms, 0, worse_since=worse_since,
+                              held_level=held_level, held_since=held_since)
             events.append(_event(alert, pid, Kind.RAISED, raised, now_ms,
-                                 (reasons or {}).get(condition) or f"{condition.value} at {raised.name}"))
+                                 text or f"{condition.value} at {raised.name}"))
             opened[condition] = replace(alert, events=1)
             continue
 
         # An open alert: clear, worsen, or wait for someone. It keeps its level while the condition eases
         # without clearing: a patient who was at HIGH minutes ago is not reassuring at MEDIUM.
+        if alert.held_level > alert.level and not _holding(
+                state, exertion, now_ms, alert.held_since if alert.held_since is not None else now_ms, settings):
+            # The exertion hold has ended (recovered, or its cap): what it kept back is shown now.
+            alert = replace(alert, level=alert.held_level, escalated_at=now_ms, held_level=Level.NONE,
+                            held_since=None, worse_since=None if level <= alert.held_level else alert.worse_since)
+            events.append(_event(alert, pid, Kind.ESCALATED, alert.level, now_ms, why(condition, "worsened")))
+            alert = replace(alert, events=alert.events + 1)
         if level is Level.NONE:
             since = alert.clear_since if alert.clear_since is not None else now_ms
             if condition in _IMMEDIATE or now_ms - since >= settings.clear_ms:
@@ -292,9 +373,15 @@ def decide(
             since = alert.worse_since if alert.worse_since is not None else now_ms
             alert = replace(alert, clear_since=None, worse_since=since)
             held = now_ms - since
-            if condition in _IMMEDIATE or (held >= settings.persist_ms
-                                           and not _confirming(condition, level, held, settings)):
-                alert = replace(alert, level=level, escalated_at=now_ms, worse_since=None)
+            due_now = condition in _IMMEDIATE or (held >= settings.persist_ms
+                                                  and not _confirming(condition, level, held, settings))
+            start = alert.held_since if alert.held_since is not None else since
+            if due_now and condition is Condition.CLINICAL and _holding(state, exertion, now_ms, start, settings):
+                # Kept back by the exertion hold: remembered, and shown when the hold ends.
+                alert = replace(alert, held_level=max(alert.held_level, level), held_since=start)
+            elif due_now:
+                alert = replace(alert, level=level, escalated_at=now_ms, worse_since=None,
+                                held_level=Level.NONE, held_since=None)
                 events.append(_event(alert, pid, Kind.ESCALATED, level, now_ms, why(condition, "worsened")))
                 alert = replace(alert, events=alert.events + 1)
         else:
@@ -308,7 +395,8 @@ def decide(
             events.append(_event(alert, pid, Kind.ESCALATED, alert.level, now_ms, why(condition, "unacknowledged")))
             alert = replace(alert, events=alert.events + 1)
         opened[condition] = alert
-    return PatientAlerts(pid, opened, pending, max(state.evaluated_at, now_ms), state.policy_id), events
+    return PatientAlerts(pid, opened, pending, max(state.evaluated_at, now_ms), state.policy_id,
+                         state.exertion_at), events
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,6 +452,7 @@ def repair(state: PatientAlerts, now_ms: int, allowance_ms: int = MAX_AHEAD_MS) 
         {c: fixed(a) for c, a in state.open.items()},
         {c: Pending(p.level, now_ms) if p.since > limit else p for c, p in state.pending.items()},
         0 if state.evaluated_at > limit else state.evaluated_at,
+        exertion_at=back(state.exertion_at),
     )
 
 

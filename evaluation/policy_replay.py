@@ -2,11 +2,13 @@
 
 ``evaluation.cohort.RecordingProcessor`` records, at every evaluation the worker makes, what the clinical level
 depends on (``risk_row``: event time, NEWS2 now and its band, the joint drift, P(NEWS2 >= 5) and P(NEWS2 >= 7)
-at 30 and 60 min). ``clinical_levels`` computes ``alerts.policy.clinical_level`` on those rows for any
-``PolicySettings`` (vectorised; equal to it row by row, tests/unit/evaluation/test_policy_replay.py), and
-``replay`` runs ``alerts.policy.decide`` on them: the clinical condition's alerts are decided by its own level and
-event time only, so for settings that keep the risk and the evaluation cadence (``[risk]``, ``[evaluation]``) the
-replayed alerts are the ones the worker would have raised (the test compares them with a live run).
+at 30 and 60 min, the activity level the exertion hold reads and whether the hold is barred: SpO2 scoring 3 or
+consciousness not alert, ``alerts.policy.exertion_of``). ``clinical_levels`` computes
+``alerts.policy.clinical_level`` on those rows for any ``PolicySettings`` (vectorised; equal to it row by row,
+tests/unit/evaluation/test_policy_replay.py), and ``replay`` runs ``alerts.policy.decide`` on them: the clinical
+condition's alerts are decided by its own level, the exertion inputs and event time only, so for settings that keep
+the risk and the evaluation cadence (``[risk]``, ``[evaluation]``) the replayed alerts are the ones the worker would
+have raised (the test compares them with a live run).
 Pure: no I/O.
 """
 
@@ -19,15 +21,15 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from alerts.policy import Condition, Kind, Level, PatientAlerts, PolicySettings, decide
+from alerts.policy import Condition, Exertion, Kind, Level, PatientAlerts, PolicySettings, decide, never_held
 from twin_state.news2 import RiskBand
 from twin_state.risk import Risk
 
 BANDS = tuple(RiskBand)
 """Band codes of ``risk_row`` (column ``BAND``)."""
 HORIZONS = (30.0, 60.0)
-T, TOTAL, BAND, DRIFT, P5_30, P5_60, P7_30, P7_60 = range(8)
-COLUMNS = 8
+T, TOTAL, BAND, DRIFT, P5_30, P5_60, P7_30, P7_60, ACTIVITY, NEVER_HELD = range(10)
+COLUMNS = 10
 
 
 def risk_row(t: int, r: Risk) -> tuple[float, ...]:
@@ -37,7 +39,14 @@ def risk_row(t: int, r: Risk) -> tuple[float, ...]:
 
     return (float(t), float(r.now.total), float(BANDS.index(r.now.risk)),
             math.nan if r.drift is None else float(r.drift),
-            p(5, 30.0), p(5, 60.0), p(7, 30.0), p(7, 60.0))
+            p(5, 30.0), p(5, 60.0), p(7, 30.0), p(7, 60.0),
+            math.nan if r.activity is None else float(r.activity), 1.0 if never_held(r) else 0.0)
+
+
+def _exertion(row: Sequence[float], settings: PolicySettings) -> Exertion:
+    a = row[ACTIVITY] if len(row) > ACTIVITY else math.nan
+    barred = len(row) > NEVER_HELD and row[NEVER_HELD] > 0
+    return Exertion(not math.isnan(a) and a >= settings.exertion_activity, barred)
 
 
 def _p_column(threshold: int, horizon_min: float) -> int:
@@ -84,11 +93,16 @@ def replay(rows: NDArray[np.float64], settings: PolicySettings, level: Level = L
     current: dict[str, Level] = {}
     out: list[ReplayedAlert] = []
     cond = Condition.CLINICAL
+    hold = settings.exertion_hold_max_ms > 0
+    if hold and rows.shape[1] <= NEVER_HELD:
+        raise ValueError("these runs were recorded without the activity: re-run the cohort for the exertion hold")
     for i in range(len(rows)):
         lv = Level(int(levels[i]))
-        if lv is Level.NONE and cond not in state.open and cond not in state.pending:
-            continue  # nothing open or pending: decide would change nothing of this condition
-        state, events = decide(state, {cond: lv}, int(rows[i, T]), settings)
+        exertion = _exertion(rows[i], settings) if hold else None
+        if (lv is Level.NONE and cond not in state.open and cond not in state.pending
+                and (exertion is None or not exertion.active)):
+            continue  # nothing open or pending, no exertion to remember: decide would change nothing here
+        state, events = decide(state, {cond: lv}, int(rows[i, T]), settings, exertion=exertion)
         for e in events:
             if e.kind is Kind.RESOLVED:
                 current.pop(e.alert_id, None)

@@ -38,6 +38,7 @@ from alerts.policy import (
     clinical_level,
     clinical_reason,
     decide,
+    exertion_of,
     repair,
     resolve,
     technical_levels,
@@ -557,7 +558,7 @@ class BatchProcessor:
         reasons = {Condition.UNCONFIRMED: unconfirmed_reason(r, cfg.policy)}
         if levels[Condition.CLINICAL]:
             reasons[Condition.CLINICAL] = clinical_reason(r, cfg.policy)
-        state, events = decide(self._alerts[pid], levels, t, cfg.policy, reasons)
+        state, events = decide(self._alerts[pid], levels, t, cfg.policy, reasons, exertion_of(r, cfg.policy))
         self._alerts[pid] = state
         result.alert_events.extend(events)
         return alert_codec.pack(state)

@@ -154,6 +154,10 @@ class Risk:
     unconfirmed: Mapping[Param, Unconfirmed] = field(default_factory=dict)
     """Readings the twin refused and no later reading has confirmed or refuted yet, scored on their own as charted:
     what a person must see and re-measure, not part of ``now``."""
+    activity: float | None = None
+    """The activity vital's filtered level (steps/min) at its last accepted reading, while that reading is no older
+    than its ``stale_after_ms``; None when stale or never measured (``activity_now``). NEWS2 does not score it: the
+    alert policy reads it as exertion (``alerts.policy.PolicySettings.exertion_hold_max_ms``)."""
 
     @property
     def assumed(self) -> tuple[Assumed, ...]:
@@ -331,7 +335,21 @@ def risk(twin: Twin, profile: Profile | None, now_ms: int, settings: RiskSetting
         p_reach[(7, horizon)] = 1.0 if current.total >= 7 else min(best7, 1.0)
     zero_bands = {**ZERO_BANDS, Param.SPO2: (88.0, 92.0)} if scale2 and scale2_table is _SPO2_SCALE2_O2 else ZERO_BANDS
     return Risk(current, p_reach, p3, drift_score([(param, slow) for param, _, _, slow, _ in prepared], zero_bands),
-                unconfirmed_scores(twin, profile, now_ms, settings))
+                unconfirmed_scores(twin, profile, now_ms, settings), activity_now(twin, now_ms, settings))
+
+
+def activity_now(twin: Twin, now_ms: int, settings: RiskSettings = RiskSettings()) -> float | None:
+    """The activity vital's filtered level at its last accepted reading (clamped to what is possible), or None when
+    that reading is older than the activity's ``stale_after_ms`` (as ``view.vital_views`` judges staleness) or there
+    is none. Not projected forward: a level-and-trend filter would extrapolate the start of a walk."""
+    v = twin.vitals.get(Metric.ACTIVITY)
+    if v is None:
+        return None
+    limit = settings.stale_after_ms.get(Metric.ACTIVITY, DEFAULT_STALE_AFTER_MS[Metric.ACTIVITY])
+    if max(now_ms - v.updated_at, 0) > limit:
+        return None
+    lo, hi = CATALOGUE[Metric.ACTIVITY].possible
+    return min(max(v.filter.level, lo), hi)
 
 
 def unconfirmed_scores(twin: Twin, profile: Profile | None, now_ms: int,

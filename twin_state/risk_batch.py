@@ -70,6 +70,7 @@ from twin_state.risk import (
     RiskSettings,
     _manual_inputs,
     _personalise,
+    activity_now,
     risk,
     unconfirmed_scores,
 )
@@ -346,7 +347,8 @@ def risk_many(items: Sequence[Item], settings: RiskSettings = _DEFAULT_SETTINGS)
         p_param_3 = {_PARAMS[slots[r]]: p3_rows[r] for r in range(first, last)}
         count = drift_count[i]
         drift = drift_sum[i] / math.sqrt(count) if count >= DRIFT_MIN_VITALS else None
-        out.append(Risk(current, p_reach, p_param_3, drift, unconfirmed_scores(twin, profile, now_ms, settings)))
+        out.append(Risk(current, p_reach, p_param_3, drift, unconfirmed_scores(twin, profile, now_ms, settings),
+                        activity_now(twin, now_ms, settings)))
     return out
 
 

@@ -65,7 +65,8 @@ def test_a_row_records_what_the_level_rests_on() -> None:
                                                          (7, 60.0): 0.4}, {}, None)
     row = pr.risk_row(T0 + 5, r)
     assert row[:3] == (T0 + 5, 5.0, float(pr.BANDS.index(RiskBand.MEDIUM)))
-    assert math.isnan(row[pr.DRIFT]) and row[pr.P5_30:] == (0.1, 0.2, 0.3, 0.4)
+    assert math.isnan(row[pr.DRIFT]) and row[pr.P5_30:pr.ACTIVITY] == (0.1, 0.2, 0.3, 0.4)
+    assert math.isnan(row[pr.ACTIVITY]) and row[pr.NEVER_HELD] == 0.0
     assert pr.cause(row, PolicySettings()) == "news2_5"
     assert pr.cause(row, PolicySettings(), Level.HIGH) == "other"
     assert pr.cause(row, PolicySettings(predicted_high=0.4), Level.HIGH) == "predicted_7"
@@ -91,6 +92,21 @@ def test_replayed_alerts_of_another_policy_equal_a_live_run_of_it() -> None:
     assert [p.alerts for p in ev.with_policy(recorded, AlertingConfig().policy)] == [p.alerts for p in recorded]
     assert [p.alerts for p in ev.with_policy(recorded, OTHER)] == [p.alerts for p in live]
     assert ev.replay_key(AlertingConfig()) == ev.replay_key(other)
+
+
+def test_replayed_alerts_with_the_exertion_hold_equal_a_live_run_of_it() -> None:
+    spec = [ev.Spec("phenotypes", 6, 4.0, 21, 0.5)]
+    recorded = ev.run_cohorts(spec, AlertingConfig())
+    hold = dataclasses.replace(AlertingConfig().policy, exertion_hold_max_ms=15 * 60_000, exertion_activity=30.0)
+    live = ev.run_cohorts(spec, AlertingConfig(policy=hold))
+    walked = [p for p in recorded if np.nanmax(p.risks[:, pr.ACTIVITY], initial=0.0) >= 30.0]
+    assert walked and all(p.risks.shape[1] == pr.COLUMNS for p in recorded)
+    # The hold changes some alerts (held at LOW, so later at MEDIUM+), and the replay gives those of the live run.
+    assert [p.alerts for p in live] != [p.alerts for p in recorded]
+    assert [p.alerts for p in ev.with_policy(recorded, hold)] == [p.alerts for p in live]
+    old = [dataclasses.replace(p, risks=p.risks[:, :pr.ACTIVITY]) for p in recorded]
+    with pytest.raises(ValueError, match="without the activity"):
+        ev.with_policy(old, hold)
 
 
 def test_the_cache_key_keeps_what_changes_the_runs() -> None:
