@@ -231,7 +231,6 @@ def new_deployment(bootstrap: str, redis_url: str, tmp_path: Path) -> Deployment
     return dep
 
 
-
 SPREAD = frozenset({"tests/e2e/test_faults.py", "tests/e2e/test_alerts.py", "tests/e2e/test_pipeline.py"})
 """Modules whose tests have only function-scoped fixtures of their own and take minutes each: under pytest-xdist
 each of their tests is scheduled alone. Every other module's tests run together on one worker process (as
