@@ -39,11 +39,13 @@ node_modules/.installed: package.json package-lock.json
 test-js:
 	node --test tests/js/
 
-## The whole test suite, unit and integration, against real Kafka and Redis that it starts itself.
+## The whole test suite, unit and integration, against real Kafka and Redis that it starts itself. PYTEST_WORKERS
+## processes (pytest-xdist) share one broker and one Redis (tests/conftest.py); PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 3
 test: venv node_modules/.installed test-js
 	bash deploy/local/kafka.sh fetch
 	bash deploy/local/chromium.sh
-	$(BIN)/pytest tests
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --durations=15 tests
 
 ## Fault tests, long variants: more load, ten SIGKILLs, three Redis and two Kafka restarts (figures printed).
 chaos: venv

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -44,17 +47,54 @@ def _stop(script: str, state: Path) -> None:
     subprocess.run(["bash", str(LOCAL / script), "stop", str(state)], check=False, capture_output=True, timeout=120)
 
 
+SHARED = "twinmon_shared_services"
+"""Under pytest-xdist (``make test`` runs ``-n``), the key of ``workerinput`` naming the directory of the one broker
+and Redis that every worker process shares; the controller process stops them when the run ends."""
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """(pytest-xdist, in the controller) every worker gets the same services directory."""
+    config = node.config
+    if not hasattr(config, "_twinmon_shared"):
+        config._twinmon_shared = Path(tempfile.mkdtemp(prefix="twinmon-services-"))
+    node.workerinput[SHARED] = str(config._twinmon_shared)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shared: Path | None = getattr(config, "_twinmon_shared", None)
+    if shared is not None:
+        _stop("kafka.sh", shared / "kafka")
+        _stop("redis.sh", shared / "redis")
+        shutil.rmtree(shared, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
-    kafka_state = tmp_path_factory.mktemp("kafka")
-    redis_state = tmp_path_factory.mktemp("redis")
-    try:
+def services(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    """One Kafka broker and one Redis for the session; every test isolates itself on them (``new_deployment``: own
+    topics, consumer group and key prefix). Under pytest-xdist the worker processes share one broker and one Redis:
+    the first to need them starts them (``kafka.sh start`` on a running state dir only prints its address), and the
+    controller stops them at the end, after every worker is done."""
+    shared = getattr(request.config, "workerinput", {}).get(SHARED)
+    if shared is None:
+        kafka_state = tmp_path_factory.mktemp("kafka")
+        redis_state = tmp_path_factory.mktemp("redis")
+        try:
+            bootstrap = _start("kafka.sh", kafka_state)
+            redis_url = _start("redis.sh", redis_state)
+            yield Services(bootstrap, redis_url, kafka_state, redis_state)
+        finally:
+            _stop("kafka.sh", kafka_state)
+            _stop("redis.sh", redis_state)
+        return
+    kafka_state, redis_state = Path(shared) / "kafka", Path(shared) / "redis"
+    with (Path(shared) / "start.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one worker starts them; the others wait, then find them running
+        kafka_state.mkdir(exist_ok=True)
+        redis_state.mkdir(exist_ok=True)
         bootstrap = _start("kafka.sh", kafka_state)
         redis_url = _start("redis.sh", redis_state)
-        yield Services(bootstrap, redis_url, kafka_state, redis_state)
-    finally:
-        _stop("kafka.sh", kafka_state)
-        _stop("redis.sh", redis_state)
+    yield Services(bootstrap, redis_url, kafka_state, redis_state)
 
 
 def free_port() -> int:
@@ -189,3 +229,25 @@ def new_deployment(bootstrap: str, redis_url: str, tmp_path: Path) -> Deployment
     dep = Deployment(env, tmp_path)
     dep.run("topics", "create")
     return dep
+
+
+SPREAD = frozenset({"tests/e2e/test_faults.py", "tests/e2e/test_alerts.py", "tests/e2e/test_pipeline.py"})
+"""Modules whose tests have only function-scoped fixtures of their own and take minutes each: under pytest-xdist
+each of their tests is scheduled alone. Every other module's tests run together on one worker process (as
+``--dist loadfile``), so a module-scoped fixture (a secure broker, Prometheus, a registry) is set up once."""
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    # (Not --dist loadgroup with xdist_group marks: pytest-xdist 3.8 tags a test's node id by assigning
+    # item._nodeid, which pytest 9 no longer reads, so the groups never reach the scheduler.)
+    if config.getvalue("dist") != "load":  # an explicit --dist other than the default is obeyed
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModule(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return nodeid if module in SPREAD else module
+
+    return ByModule(config, log)

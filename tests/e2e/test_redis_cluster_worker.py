@@ -8,6 +8,7 @@ refuses any script call or multi-key command whose keys span slots, as a big clu
 
 from __future__ import annotations
 
+import asyncio
 import time
 import urllib.request
 from collections.abc import Callable
@@ -15,12 +16,15 @@ from pathlib import Path
 
 import orjson
 import pytest
+from redis.asyncio import RedisCluster
 
 from simulation.simulator import simulate
 from streams.schema import encode
 from tests.conftest import Services, new_deployment
 from tests.e2e.test_alerts import offline_event_ids
 from tests.support.helpers import consume_all, load_twins, produce, replay_twins, twin_differences
+from twin_state.profile import Profile
+from twin_state.redis_store import RedisProfileStore
 
 pytestmark = pytest.mark.integration
 
@@ -34,6 +38,17 @@ def cohort() -> list[tuple[bytes, bytes]]:
     start = int(time.time() * 1000) - HOURS * 3_600_000
     readings = simulate(8, HOURS * 3600.0, rate=0.1, seed=31, start_ms=start, deteriorating_share=0.5)
     return [(r.patient_id.encode(), encode(r)) for _, r in readings]
+
+
+def stored_profiles(cluster_url: str, prefix: str, patient_ids: list[str]) -> dict[str, Profile]:
+    async def go() -> dict[str, Profile]:
+        client = RedisCluster.from_url(cluster_url)
+        try:
+            return await RedisProfileStore(client, prefix).get_many(patient_ids)  # type: ignore[arg-type]
+        finally:
+            await client.aclose()
+
+    return asyncio.run(go())
 
 
 def eventually(what: str, check: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -50,12 +65,17 @@ def test_worker_cli_and_feed_on_a_redis_cluster(services: Services, cluster_url:
     messages = cohort()
     for pid in ENROLLED:  # profiles on the patients' slots, the team's set on another
         deployment.run("enrol", pid, "--team", TEAM)
-    produce(services.bootstrap, deployment.topic_vitals, messages)
     expected_events = offline_event_ids(messages)
     assert expected_events, "the cohort should raise alerts"
 
     worker = deployment.start_worker()
     try:
+        # The enrolments and the vitals are separate topics the worker reads concurrently: the vitals are produced
+        # once the profiles are stored, so every alert event of an enrolled patient is one with its team (with the
+        # vitals already waiting, an early event could carry no team, as seen on a loaded machine).
+        eventually("the enrolled profiles stored on the cluster",
+                   lambda: set(stored_profiles(cluster_url, prefix, ENROLLED)) == set(ENROLLED), timeout=90)
+        produce(services.bootstrap, deployment.topic_vitals, messages)
         worker.wait_for("twinmon_events_consumed_total", len(messages), timeout=180)
         expected = replay_twins([v for _, v in messages], int(time.time() * 1000))
         assert len(expected) == 8
