@@ -19,7 +19,8 @@ must be re-measured; technical ``no_data`` and ``signal_quality``):
   fresh reading) and for ``exertion_recovery_ms`` after the last evaluation that saw it, a clinical MEDIUM or HIGH is
   raised at LOW after ``persist_ms`` (reason "held: exertion ...") and an open alert is not escalated meanwhile;
   never for longer than ``exertion_hold_max_ms`` from when the level was first reached, after which it is raised
-  or escalated whatever the activity. Never held: SpO2 scoring 3 or consciousness not alert
+  or escalated whatever the activity. The escalation at the end of a hold says so, not ``worsened`` (reason
+  "exertion hold ended (cap reached)" or "(rest)", ``hold_end``). Never held: SpO2 scoring 3 or consciousness not alert
   (``Exertion.never_held``), and no other condition;
 * **one open alert per patient and condition** (de-duplication): while it is open, the condition only
   escalates it or clears it;
@@ -288,6 +289,24 @@ def _holding(state: PatientAlerts, exertion: Exertion | None, now_ms: int, since
 
 HELD_EXERTION = "held: exertion"
 """Head of the reason of a clinical alert raised at LOW by the exertion hold."""
+HOLD_ENDED = "exertion hold ended"
+"""Head of the reason of the escalation, at the end of an exertion hold, to the level it kept back (``hold_end``):
+not a worsening, and not ``worsened``."""
+
+
+def hold_end(exertion: Exertion | None, now_ms: int, since: int, settings: PolicySettings) -> str:
+    """Why the exertion hold of a level first reached at ``since`` no longer applies, as an escalation's
+    machine-readable head: "exertion hold ended (cap reached)", "(rest)" (the recovery window is over), "(SpO2 3 or
+    not alert)" (never held) or "(off)" (no hold, or no exertion known)."""
+    if exertion is not None and exertion.never_held:
+        why = "SpO2 3 or not alert"
+    elif settings.exertion_hold_max_ms <= 0 or exertion is None:
+        why = "off"
+    elif now_ms - since >= settings.exertion_hold_max_ms:
+        why = "cap reached"
+    else:
+        why = "rest"
+    return f"{HOLD_ENDED} ({why})"
 
 
 def _id(*parts: object) -> str:
@@ -306,9 +325,10 @@ def decide(
 ) -> tuple[PatientAlerts, list[AlertEvent]]:
     """Advance every condition given in ``levels`` to ``now_ms``. Conditions not given are left as they are.
     ``reasons``: what each condition's level rests on, in words: a raised event's reason is that text (by default
-    "<condition> at <LEVEL>"); an escalation's reason is the machine-readable ``worsened`` or ``unacknowledged``
-    followed by ": " and that text (``reason_head`` strips it). Event ids never depend on it. ``exertion``: the
-    exertion hold's inputs (``exertion_of``); None = no exertion known (nothing held)."""
+    "<condition> at <LEVEL>"); an escalation's reason is the machine-readable ``worsened``, ``unacknowledged`` or,
+    at the end of an exertion hold, ``hold_end``'s "exertion hold ended (...)", followed by ": " and that text
+    (``reason_head`` strips it). Event ids never depend on it. ``exertion``: the exertion hold's inputs
+    (``exertion_of``); None = no exertion known (nothing held)."""
     pid = state.patient_id
     if settings.exertion_hold_max_ms > 0 and exertion is not None and exertion.active:
         state = replace(state, exertion_at=max(now_ms, state.exertion_at or now_ms))
@@ -355,12 +375,13 @@ def decide(
 
         # An open alert: clear, worsen, or wait for someone. It keeps its level while the condition eases
         # without clearing: a patient who was at HIGH minutes ago is not reassuring at MEDIUM.
-        if alert.held_level > alert.level and not _holding(
-                state, exertion, now_ms, alert.held_since if alert.held_since is not None else now_ms, settings):
+        hold_from = alert.held_since if alert.held_since is not None else now_ms
+        if alert.held_level > alert.level and not _holding(state, exertion, now_ms, hold_from, settings):
             # The exertion hold has ended (recovered, or its cap): what it kept back is shown now.
             alert = replace(alert, level=alert.held_level, escalated_at=now_ms, held_level=Level.NONE,
                             held_since=None, worse_since=None if level <= alert.held_level else alert.worse_since)
-            events.append(_event(alert, pid, Kind.ESCALATED, alert.level, now_ms, why(condition, "worsened")))
+            events.append(_event(alert, pid, Kind.ESCALATED, alert.level, now_ms,
+                                 why(condition, hold_end(exertion, now_ms, hold_from, settings))))
             alert = replace(alert, events=alert.events + 1)
         if level is Level.NONE:
             since = alert.clear_since if alert.clear_since is not None else now_ms

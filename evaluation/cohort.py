@@ -85,7 +85,7 @@ from alerts.config import AlertingConfig, policy_id, settings_json
 from alerts.config import ConfigError as ConfigError  # re-exported: the loader's home is alerts.config
 from alerts.config import load_config as load_config
 from alerts.config import parse_config as parse_config
-from alerts.policy import AlertEvent, Condition, Kind, Level, reason_head
+from alerts.policy import HOLD_ENDED, AlertEvent, Condition, Kind, Level, reason_head
 from evaluation import require_charts
 from evaluation.policy_replay import risk_row
 from simulation.replay import recording_clock
@@ -646,8 +646,10 @@ def _ramp_summary(ramps_s: Sequence[float]) -> list[float] | None:
 
 
 def _is_new(e: AlertEvent) -> bool:
-    """A notification of something new or worse: raised, or escalated for worsening."""
-    return e.kind is Kind.RAISED or (e.kind is Kind.ESCALATED and reason_head(e.reason) == WORSENED)
+    """A notification of something new or worse: raised, or escalated for worsening or at the end of an exertion
+    hold (to the higher level it kept back)."""
+    head = reason_head(e.reason)
+    return e.kind is Kind.RAISED or (e.kind is Kind.ESCALATED and (head == WORSENED or head.startswith(HOLD_ENDED)))
 
 
 def _event_kinds(events: Iterable[AlertEvent]) -> Counter[str]:

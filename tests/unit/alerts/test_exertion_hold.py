@@ -7,6 +7,7 @@ from __future__ import annotations
 from alerts import codec
 from alerts.policy import (
     HELD_EXERTION,
+    HOLD_ENDED,
     Condition,
     Exertion,
     Kind,
@@ -16,6 +17,7 @@ from alerts.policy import (
     decide,
     exertion_of,
     never_held,
+    reason_head,
 )
 from twin_state.catalogue import Metric
 from twin_state.news2 import Param, RiskBand, Score
@@ -106,6 +108,7 @@ def test_held_at_low_after_persistence_and_raised_at_the_cap_whatever_the_activi
     assert events == []
     _, events = run([(CAP, Level.MEDIUM, WALKING)], state)
     assert seen(events) == [(Kind.ESCALATED, Level.MEDIUM, CAP)]
+    assert events[0].reason == "exertion hold ended (cap reached): NEWS2 6"
 
 
 def test_the_hold_lasts_the_recovery_window_after_exertion_ends() -> None:
@@ -116,6 +119,7 @@ def test_the_hold_lasts_the_recovery_window_after_exertion_ends() -> None:
     assert seen(events) == [(Kind.RAISED, Level.LOW, PERSIST)] and state.exertion_at == T0 + stop
     _, events = run([(stop + RECOVERY + 1, Level.MEDIUM, RESTING)], state)
     assert seen(events) == [(Kind.ESCALATED, Level.MEDIUM, stop + RECOVERY + 1)]
+    assert events[0].reason == "exertion hold ended (rest): NEWS2 6"
 
 
 def test_exertion_just_before_the_level_holds_it_and_after_the_recovery_window_does_not() -> None:
@@ -170,3 +174,26 @@ def test_what_the_hold_kept_back_is_shown_at_its_end_even_if_the_level_eased_or_
     state, _ = run(every_10s(0, 100_000, Level.HIGH, WALKING))
     assert state.open[C].held_level is Level.HIGH and state.open[C].held_since == T0
     assert codec.unpack(codec.pack(state)) == state
+
+
+def test_the_end_of_a_hold_says_why_and_a_real_worsening_still_says_worsened() -> None:
+    # Held MEDIUM, shown once the recovery window is over: the end of the hold, not a worsening.
+    steps = [*every_10s(0, 60_000, Level.MEDIUM, WALKING), *every_10s(60_000, 50_000 + RECOVERY, Level.MEDIUM, RESTING),
+             (50_000 + RECOVERY + 1, Level.MEDIUM, RESTING)]
+    state, events = run(steps)
+    assert seen(events) == [(Kind.RAISED, Level.LOW, PERSIST), (Kind.ESCALATED, Level.MEDIUM, 50_000 + RECOVERY + 1)]
+    assert reason_head(events[1].reason) == f"{HOLD_ENDED} (rest)"
+    # At rest, it then reaches HIGH: a real worsening, escalated after persistence as "worsened".
+    start = 50_000 + RECOVERY + 10_000
+    _, events = run([(start, Level.HIGH, RESTING), (start + PERSIST, Level.HIGH, RESTING)], state)
+    assert seen(events) == [(Kind.ESCALATED, Level.HIGH, start + PERSIST)]
+    assert events[0].reason == "worsened: NEWS2 6"
+    # Without any hold, an open MEDIUM reaching HIGH says "worsened" too.
+    _, events = run([(0, Level.MEDIUM, RESTING), (PERSIST, Level.MEDIUM, RESTING), (60_000, Level.HIGH, RESTING),
+                     (60_000 + PERSIST, Level.HIGH, RESTING)])
+    assert [e.reason for e in events] == ["NEWS2 6", "worsened: NEWS2 6"]
+    # Hypoxia during a hold ends it at once, and says so.
+    _, events = run([(0, Level.MEDIUM, WALKING), (PERSIST, Level.MEDIUM, WALKING), (60_000, Level.MEDIUM, HYPOXIC)])
+    assert seen(events) == [(Kind.RAISED, Level.LOW, PERSIST), (Kind.ESCALATED, Level.MEDIUM, 60_000)]
+    assert events[1].reason == "exertion hold ended (SpO2 3 or not alert): NEWS2 6"
+

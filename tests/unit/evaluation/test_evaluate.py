@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from alerts.policy import AlertEvent, Condition, Kind, Level
 from cli.main import main
+from evaluation import cohort
 from evaluation.cohort import (
     START_MS,
     ConfigError,
@@ -62,6 +63,13 @@ def test_clinical_alerts_are_raised_at_medium_or_worsened_to_a_higher_level() ->
     ]
     assert clinical_alert_times(events) == [T0 + 70 * MIN, T0 + 90 * MIN, T0 + 300 * MIN]
     assert clinical_alert_times(events, Level.LOW) == [T0, T0 + 70 * MIN, T0 + 90 * MIN, T0 + 300 * MIN]
+
+
+def test_an_escalation_at_the_end_of_an_exertion_hold_is_new_like_a_worsening() -> None:
+    assert cohort._is_new(ev(Kind.ESCALATED, Level.HIGH, 10, reason="exertion hold ended (cap reached): NEWS2 7"))
+    assert cohort._is_new(ev(Kind.ESCALATED, Level.MEDIUM, 10, reason="exertion hold ended (rest)"))
+    assert cohort._is_new(ev(Kind.ESCALATED, Level.HIGH, 10, reason="worsened: NEWS2 7"))
+    assert not cohort._is_new(ev(Kind.ESCALATED, Level.HIGH, 10, reason="unacknowledged: NEWS2 7"))
 
 
 # --- episodes, lead times, false alerts ---------------------------------------------------------------------------
